@@ -1,0 +1,91 @@
+"""NumPy backend: the reference implementation, written like the notebook.
+
+Forward pass, hand-written backward pass (the chain rule, layer by layer),
+in-place SGD, and the training loop. Parameters are a list of (W, b) with W of
+shape (out, in); a layer computes ``x @ W.T + b``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .numpy_activations import ACTIVATIONS
+
+
+def forward(spec, params, x):
+    """Run the network on x (batch, sizes[0]).
+
+    Returns the output (batch, sizes[-1]) and, per layer, the cache
+    (layer input (batch, in), pre-activation z (batch, out)) that backward needs.
+    """
+    activations = spec.hidden_activations
+    cache = []
+    h = x
+    for layer, (w, b) in enumerate(params):
+        z = h @ w.T + b                                    # (batch, out)
+        cache.append((h, z))
+        if layer < len(activations):
+            f, _ = ACTIVATIONS[activations[layer]]
+            h = f(z)                                       # (batch, out)
+        else:
+            h = z
+    return h, cache
+
+
+def mse_loss(p, y):
+    """mean((p - y)^2) over all elements of p, y (batch, out)."""
+    return ((p - y) ** 2).mean()
+
+
+def mse_gradient(p, y):
+    """dL/dp = 2 (p - y) / p.size, (batch, out)."""
+    return 2 * (p - y) / p.size
+
+
+def backward(spec, params, cache, d_out):
+    """Gradients [(dW (out, in), db (out,)), ...] from dL/d(output) (batch, sizes[-1])."""
+    activations = spec.hidden_activations
+    grads = [None] * len(params)
+    d = d_out                                              # dL/dz of the last layer
+    for layer in reversed(range(len(params))):
+        h, z = cache[layer]
+        if layer < len(activations):
+            _, df = ACTIVATIONS[activations[layer]]
+            d = d * df(z)                                  # dL/dz, (batch, out)
+        grads[layer] = (d.T @ h, d.sum(axis=0))            # (out, in), (out,)
+        if layer > 0:
+            w, _ = params[layer]
+            d = d @ w                                      # dL/dh, (batch, in)
+    return grads
+
+
+def loss_and_gradients(spec, params, x, y):
+    """The minibatch loss and its gradient with respect to every parameter."""
+    p, cache = forward(spec, params, x)
+    return mse_loss(p, y), backward(spec, params, cache, mse_gradient(p, y))
+
+
+def sgd_update(params, grads, lr):
+    """p <- p - lr * g, in place."""
+    for (w, b), (dw, db) in zip(params, grads):
+        w -= lr * dw
+        b -= lr * db
+
+
+def train(spec, params, x, y, plan):
+    """Train ``params`` (updated in place) over the batches of ``plan``.
+
+    Returns the parameters and every step's minibatch loss (computed before
+    that step's update), (epochs * steps_per_epoch,).
+    """
+    losses = []
+    for epoch in range(plan.epochs):
+        for rows in plan.batches(epoch):
+            loss, grads = loss_and_gradients(spec, params, x[rows], y[rows])
+            sgd_update(params, grads, spec.optimizer.lr)
+            losses.append(loss)
+    return params, np.array(losses, dtype=spec.dtype)
+
+
+def predict(spec, params, x):
+    """The network's output for x (batch, sizes[0]) -> (batch, sizes[-1])."""
+    return forward(spec, params, x)[0]

@@ -1,0 +1,61 @@
+"""Initial parameters, drawn once in NumPy so that every backend starts equal.
+
+One ``np.random.RandomState(spec.seed)`` serves the whole network, layer by
+layer from the first. W has shape (out, in); every bias starts at zero.
+
+- ``uniform_fan_in``: W = rand(out, in) / in, i.e. U[0, 1/in). For the notebook
+  this is ``rand(4, 2) / 2`` then ``rand(1, 4) / 4``.
+- ``zeros``: W = 0 (draws nothing).
+- ``xavier_uniform``: W = (2 rand(out, in) - 1) * a, a = sqrt(6 / (in + out)),
+  i.e. U[-a, a) (Glorot & Bengio).
+- ``he_normal``: W = randn(out, in) * sqrt(2 / in), i.e. N(0, 2/in) (He et al.).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .spec import NetworkSpec
+from .validation import check_float_array, check_shape, fail
+
+Params = list[tuple[np.ndarray, np.ndarray]]
+
+
+def _draw(rule: str, rng: np.random.RandomState, n_out: int, n_in: int) -> np.ndarray:
+    if rule == "uniform_fan_in":
+        return rng.rand(n_out, n_in) / n_in
+    if rule == "zeros":
+        return np.zeros((n_out, n_in))
+    if rule == "xavier_uniform":
+        return (2.0 * rng.rand(n_out, n_in) - 1.0) * np.sqrt(6.0 / (n_in + n_out))
+    if rule == "he_normal":
+        return rng.randn(n_out, n_in) * np.sqrt(2.0 / n_in)
+    raise AssertionError(f"unhandled init rule {rule!r}")  # NetworkSpec validates the name
+
+
+def init_params(spec: NetworkSpec) -> Params:
+    """[(W (out, in), b (out,)), ...] for every layer, in ``spec.dtype``."""
+    rng = np.random.RandomState(spec.seed)
+    params = []
+    for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:]):
+        w = _draw(spec.init, rng, n_out, n_in).astype(spec.dtype)  # (out, in)
+        b = np.zeros(n_out, dtype=spec.dtype)                        # (out,)
+        params.append((w, b))
+    return params
+
+
+def check_params(spec: NetworkSpec, params) -> Params:
+    """Check that ``params`` has the layers, shapes and dtype ``spec`` asks for."""
+    shapes = spec.param_shapes
+    if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
+        fail("params", params, f"a list of {len(shapes)} (W, b) pairs", TypeError)
+    for layer, (pair, (w_shape, b_shape)) in enumerate(zip(params, shapes)):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            fail(f"params[{layer}]", pair, "a (W, b) pair", TypeError)
+        for name, array, shape in (("W", pair[0], w_shape), ("b", pair[1], b_shape)):
+            label = f"params[{layer}].{name}"
+            check_float_array(label, array, len(shape))
+            check_shape(label, array, shape)
+            if array.dtype.name != spec.dtype:
+                fail(f"{label}.dtype", array.dtype.name, f"the spec's dtype {spec.dtype}",
+                     TypeError)
+    return [(np.asarray(w), np.asarray(b)) for w, b in params]

@@ -1,0 +1,93 @@
+"""Input validation: the one place where user input is checked.
+
+Every public entry point calls these before doing any work. Each failure is a
+``ValueError`` or ``TypeError`` whose message names the argument, the value
+it got and what is allowed.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable
+
+import numpy as np
+
+FLOAT_DTYPES = ("float64", "float32")
+
+
+def fail(name: str, value: Any, allowed: str, error: type = ValueError) -> None:
+    """Raise ``error`` with the project's one message format."""
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    raise error(f"{name}={shown} is not allowed: expected {allowed}")
+
+
+def check_int(name: str, value: Any, minimum: int | None = None) -> int:
+    """A true integer (not bool, not float) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        fail(name, value, "an integer", TypeError)
+    if minimum is not None and value < minimum:
+        fail(name, value, f"an integer >= {minimum}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, *, low: float | None = None,
+                low_open: bool = False, high: float | None = None,
+                high_open: bool = False) -> float:
+    """A finite real number (int or float, not bool) inside the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        fail(name, value, "a real number", TypeError)
+    value = float(value)
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high:g}")
+    allowed = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
+    if not math.isfinite(value):
+        fail(name, value, allowed)
+    if low is not None and (value < low or (low_open and value == low)):
+        fail(name, value, allowed)
+    if high is not None and (value > high or (high_open and value == high)):
+        fail(name, value, allowed)
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        fail(name, value, "True or False", TypeError)
+    return bool(value)
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
+    choices = tuple(choices)
+    if not isinstance(value, str):
+        fail(name, value, f"one of {', '.join(map(repr, choices))}", TypeError)
+    if value not in choices:
+        fail(name, value, f"one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def check_float_array(name: str, value: Any, ndim: int) -> np.ndarray:
+    """A finite float32/float64 NumPy array with exactly ``ndim`` dimensions.
+
+    Integer, bool, object and complex arrays are rejected rather than cast.
+    """
+    if not isinstance(value, np.ndarray):
+        fail(name, value, f"a NumPy array of float32 or float64 with {ndim} dimensions",
+             TypeError)
+    if value.dtype.name not in FLOAT_DTYPES:
+        fail(f"{name}.dtype", value.dtype.name, "float32 or float64 (convert explicitly)",
+             TypeError)
+    if value.ndim != ndim:
+        fail(f"{name}.shape", value.shape, f"{ndim} dimensions")
+    if not np.all(np.isfinite(value)):
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
+        fail(f"{name}[{', '.join(map(str, bad))}]", value[bad].item(), "finite values")
+    return value
+
+
+def check_shape(name: str, value: np.ndarray, expected: tuple) -> None:
+    if value.shape != tuple(expected):
+        fail(f"{name}.shape", value.shape, f"shape {tuple(expected)}")
