@@ -23,10 +23,15 @@ from nnparity.shared.init import Params, check_params, init_params
 from nnparity.shared.spec import NetworkSpec
 from nnparity.shared.validation import check_float_array, check_shape, fail
 
-__all__ = ["train", "predict", "available_backends", "TrainResult", "BACKENDS"]
+__all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "available_backends", "predict",
+           "train"]
 
 #: backend name -> (top-level module it needs, pip extra that installs it)
 BACKENDS = {"numpy": ("numpy", None), "torch": ("torch", "torch"), "jax": ("jax", "jax")}
+
+
+class MissingFrameworkError(ImportError):
+    """A backend's framework is not installed; the message names the extra."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ def get_backend(name: str) -> ModuleType:
         fail("backend", name, f"one of {', '.join(map(repr, BACKENDS))}")
     framework, extra = BACKENDS[name]
     if importlib.util.find_spec(framework) is None:
-        raise ImportError(f"backend {name!r} needs {framework}, which is not installed: "
+        raise MissingFrameworkError(f"backend {name!r} needs {framework}, which is not installed: "
                           f"pip install 'nnparity[{extra}]'")
     return importlib.import_module(f"nnparity.backends.{name}")
 

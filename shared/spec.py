@@ -142,7 +142,7 @@ class NetworkSpec:
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"spec JSON is not valid JSON: {exc}") from None
+            fail("spec JSON", text, f"valid JSON ({exc})")
         return cls.from_dict(d)
 
 

@@ -15,8 +15,18 @@ import numpy as np
 FLOAT_DTYPES = ("float64", "float32")
 
 
+class InputValueError(ValueError):
+    """An input has the right type but a value that is not allowed."""
+
+
+class InputTypeError(TypeError):
+    """An input has a type that is not allowed."""
+
+
 def fail(name: str, value: Any, allowed: str, error: type = ValueError) -> None:
-    """Raise ``error`` with the project's one message format."""
+    """Raise ``InputValueError`` (or ``InputTypeError`` when ``error`` is TypeError),
+    naming the argument, the value and what is allowed."""
+    error = InputTypeError if error is TypeError else InputValueError
     shown = repr(value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
@@ -38,19 +48,17 @@ def check_float(name: str, value: Any, *, low: float | None = None,
     """A finite real number (int or float, not bool) inside the given bounds."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         fail(name, value, "a real number", TypeError)
-    value = float(value)
+    given, value = value, float(value)
     bounds = []
     if low is not None:
         bounds.append(f"{'>' if low_open else '>='} {low:g}")
     if high is not None:
         bounds.append(f"{'<' if high_open else '<='} {high:g}")
     allowed = "a finite number" + (" " + " and ".join(bounds) if bounds else "")
-    if not math.isfinite(value):
-        fail(name, value, allowed)
-    if low is not None and (value < low or (low_open and value == low)):
-        fail(name, value, allowed)
-    if high is not None and (value > high or (high_open and value == high)):
-        fail(name, value, allowed)
+    if (not math.isfinite(value)
+            or (low is not None and (value < low or (low_open and value == low)))
+            or (high is not None and (value > high or (high_open and value == high)))):
+        fail(name, given, allowed)
     return value
 
 

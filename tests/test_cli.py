@@ -1,0 +1,93 @@
+"""The command line: output, exit codes, one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nnparity.shared import NetworkSpec, notebook_spec
+from nnparity.shared.cli import main
+
+
+def run_cli(*args, stdin=None):
+    """Run the real console entry point in a subprocess: (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", *args], input=stdin,
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_train_prints_the_notebook_results(capsys):
+    assert main(["train"]) == 0
+    out = capsys.readouterr().out
+    assert "hidden weight: [[ 1.77287337 -0.19123894]" in out
+    assert "output bias: [0.03423008]" in out
+    assert "predictions: [[165.324277]]" in out
+    assert "error: 0.10515557100" in out
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["train", "--bogus"], id="unknown-flag"),
+    pytest.param(["train", "--backend", "tensorflow"], id="unknown-backend"),
+    pytest.param(["compare", "--backends"], id="flag-missing-value"),
+    pytest.param([], id="no-command"),
+    pytest.param(["train", "--spec", "/nonexistent/spec.json"], id="missing-spec-file"),
+])
+def test_bad_flags_give_one_line_and_exit_2(argv):
+    code, out, err = run_cli(*argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("nnparity: error: "), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("spec_text, named", [
+    pytest.param('{"sizes": [2, 0, 1]}', "sizes[1]=0", id="zero-width"),
+    pytest.param('{"sizes": [2, 4, 1], "optimizer": {"name": "sgd", "lr": -1}}', "SGD.lr=-1",
+                 id="negative-lr"),
+    pytest.param('{"sizes": [3, 4, 1]}', "x_train.shape", id="width-does-not-fit-data"),
+    pytest.param('{"sizes": [2, 4, 1], "colour": "red"}', "colour", id="unknown-key"),
+    pytest.param('{"sizes": [2, 4, 1]', "valid JSON", id="broken-json"),
+])
+def test_bad_spec_from_stdin_gives_one_line_and_exit_2(spec_text, named):
+    code, out, err = run_cli("train", "--spec", "-", stdin=spec_text)
+    assert code == 2
+    assert err.count("\n") == 1 and named in err, err
+
+
+def test_compare_reads_a_spec_file_and_passes(tmp_path, capsys):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(notebook_spec().replace(epochs=50).to_dict()))
+    assert main(["compare", "--backends", "numpy", "torch", "jax", "--spec", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: PARITY OK" in out
+    assert out.count(" yes") == 12 and " NO" not in out
+
+
+def test_compare_exits_1_when_parity_fails(monkeypatch, capsys):
+    import nnparity.backends.torch as torch_backend
+    real_train = torch_backend.train
+
+    def perturbed(spec, params, x, y, plan):
+        params, losses = real_train(spec, params, x, y, plan)
+        params[0][0][0, 0] += 1e-6
+        return params, losses
+
+    monkeypatch.setattr(torch_backend, "train", perturbed)
+    assert main(["compare", "--backends", "numpy", "torch"]) == 1
+    assert "PARITY FAILED: torch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "--spec" in capsys.readouterr().out
+
+
+def test_spec_json_round_trips_through_the_cli(tmp_path, capsys):
+    spec = NetworkSpec(sizes=(2, 3, 3, 1), activation=("relu", "identity"), batch_size=3,
+                       epochs=5, shuffle=True, optimizer=notebook_spec().optimizer)
+    path = tmp_path / "s.json"
+    path.write_text(spec.to_json())
+    assert main(["train", "--spec", str(path)]) == 0
+    assert "hidden1 weight" in capsys.readouterr().out
