@@ -5,6 +5,7 @@ with the same signatures:
 
 - ``train(spec, params, x, y, plan) -> (params, losses)``
 - ``predict(spec, params, x) -> output``
+- ``activation_with_grad(activation, x) -> (f(x), f'(x))``
 
 NumPy arrays go in and come out. Inputs are validated here, once, before a
 backend sees them; a framework is imported only when its backend is first used.
@@ -18,20 +19,17 @@ from types import ModuleType
 
 import numpy as np
 
+from nnparity.shared.activations import resolve
 from nnparity.shared.data import Dataset, batch_plan, check_fits
 from nnparity.shared.init import Params, check_params, init_params
 from nnparity.shared.spec import NetworkSpec
-from nnparity.shared.validation import check_float_array, check_shape, fail
+from nnparity.shared.validation import MissingFrameworkError, check_float_array, check_shape, fail
 
-__all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "available_backends", "predict",
-           "train"]
+__all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "activation_with_grad",
+           "available_backends", "predict", "train"]
 
 #: backend name -> (top-level module it needs, pip extra that installs it)
 BACKENDS = {"numpy": ("numpy", None), "torch": ("torch", "torch"), "jax": ("jax", "jax")}
-
-
-class MissingFrameworkError(ImportError):
-    """A backend's framework is not installed; the message names the extra."""
 
 
 @dataclass(frozen=True)
@@ -93,3 +91,16 @@ def predict(spec: NetworkSpec, params, x: np.ndarray, backend: str = "numpy") ->
     check_shape("x", x, (x.shape[0], spec.sizes[0]))
     module = get_backend(backend)
     return module.predict(spec, params, x.astype(spec.dtype))
+
+
+def activation_with_grad(name: str, x: np.ndarray, backend: str = "numpy",
+                         **params: float) -> tuple[np.ndarray, np.ndarray]:
+    """(f(x), f'(x)) of activation ``name`` elementwise on a float32/float64 array x.
+
+    NumPy uses its hand-written derivative; torch and JAX use autograd. Both
+    results have x's shape and dtype. ``params`` are the activation's parameters
+    (e.g. ``negative_slope=0.1``); unset ones keep their defaults.
+    """
+    activation = resolve(name, params)
+    check_float_array("x", x, None)
+    return get_backend(backend).activation_with_grad(activation, x)

@@ -23,7 +23,7 @@ def forward(activations, params, x):
     for layer, (w, b) in enumerate(params):
         h = h @ w.T + b                                    # (batch, out)
         if layer < len(activations):
-            h = ACTIVATIONS[activations[layer]](h)
+            h = ACTIVATIONS[activations[layer].name](h, **activations[layer].kwargs)
     return h
 
 
@@ -60,14 +60,14 @@ def _train(params, x, y, full, tail, lr, activations):
     return params, losses.reshape(-1)
 
 
-def _scope(spec):
+def _scope(dtype):
     """float64 needs x64 switched on; scope it to this call only."""
-    return jax.enable_x64(spec.dtype == "float64")
+    return jax.enable_x64(np.dtype(dtype) == np.float64)
 
 
 def train(spec, params, x, y, plan):
     """Train from NumPy ``params`` over ``plan``; returns (NumPy params, losses)."""
-    with _scope(spec):
+    with _scope(spec.dtype):
         lr = np.asarray(spec.optimizer.lr, dtype=spec.dtype)
         params, losses = _train(params, x, y, plan.full, plan.tail, lr,
                                 activations=spec.hidden_activations)
@@ -75,5 +75,14 @@ def train(spec, params, x, y, plan):
 
 
 def predict(spec, params, x):
-    with _scope(spec):
+    with _scope(spec.dtype):
         return np.array(jax.jit(forward, static_argnums=0)(spec.hidden_activations, params, x))
+
+
+def activation_with_grad(activation, x):
+    """(f(x), f'(x)) elementwise, f' from the vector-Jacobian product with ones."""
+    f = functools.partial(ACTIVATIONS[activation.name], **activation.kwargs)
+    with _scope(x.dtype):
+        y, vjp = jax.vjp(f, jnp.asarray(x))
+        (grad,) = vjp(jnp.ones_like(y))
+        return np.array(y), np.array(grad)

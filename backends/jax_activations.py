@@ -1,22 +1,90 @@
 """Activations in JAX, following ``nnparity.shared.activations``.
 
-Derivatives come from ``jax.grad``, so each function here must have the
-breakpoint derivative that the shared table specifies.
+Derivatives come from ``jax.grad``, so each function must have the breakpoint
+derivative the shared table specifies. A ``jax.nn`` built-in is used only where
+it matches; the others are written with ``jnp.where``, whose gradient at a tie
+follows the selected branch (``jnp.maximum``/``jnp.clip`` split it 0.5/0.5):
+
+- leaky_relu: ``jax.nn.leaky_relu``'s gradient at 0 is 1, not negative_slope.
+- relu6, hardtanh, hardsigmoid, hardswish: ``jax.nn`` gives 0.5 or 1 at the
+  breakpoints where torch gives 0.
+- gelu: ``jax.nn.gelu`` defaults to the tanh approximation; written here with erfc,
+  as in the other backends.
+- gelu_tanh: ``jax.nn.gelu(approximate=True)`` has a NaN gradient at |x| ~ 1e300.
+- celu: ``jax.nn.celu`` uses jnp.maximum/minimum; written with where, whose
+  discarded branch is clamped so it cannot overflow (celu'(0) = 1).
 """
 from __future__ import annotations
 
+import math
+
+import jax
 import jax.numpy as jnp
+import jax.scipy.special
+
+from nnparity.shared.activations import GELU_TANH_C, GELU_TANH_K
 
 
 def identity(x):
     return x
 
 
-def relu(x):
-    return jnp.where(x > 0, x, 0.0)   # grad 0 at 0; jnp.maximum(0, x) would give 0.5
+def leaky_relu(x, negative_slope):
+    return jnp.where(x > 0, x, negative_slope * x)
 
 
+def celu(x, alpha):
+    negative = jnp.where(x > 0, 0.0, x)     # where, not minimum: its gradient at 0 is 1, not 0.5
+    return jnp.where(x > 0, x, alpha * jnp.expm1(negative / alpha))
+
+
+def gelu(x):
+    return x * (0.5 * jax.scipy.special.erfc(-x / math.sqrt(2)))
+
+
+def gelu_tanh(x):
+    xc = jnp.clip(x, -20, 20)           # tanh is already +-1 there; x^3 cannot overflow
+    return 0.5 * x * (1 + jnp.tanh(GELU_TANH_C * (xc + GELU_TANH_K * xc ** 3)))
+
+
+def relu6(x):
+    return jnp.where(x <= 0, 0.0, jnp.where(x >= 6, 6.0, x))
+
+
+def hardtanh(x):
+    return jnp.where(x <= -1, -1.0, jnp.where(x >= 1, 1.0, x))
+
+
+def hardsigmoid(x):
+    return jnp.where(x <= -3, 0.0, jnp.where(x >= 3, 1.0, x / 6 + 0.5))
+
+
+def hardswish(x):
+    return x * hardsigmoid(x)           # f'(-3) = 0 + (-3)*0, f'(3) = 1 + 3*0
+
+
+def mish(x):
+    return x * jnp.tanh(jax.nn.softplus(x))
+
+
+#: name -> f(x, **params); jax.grad gives f'
 ACTIVATIONS = {
     "identity": identity,
-    "relu": relu,
+    "relu": jax.nn.relu,                 # relu'(0) = 0; jnp.maximum(0, x) would give 0.5
+    "leaky_relu": leaky_relu,
+    "elu": jax.nn.elu,                   # where(x > 0, x, alpha*expm1(where(x > 0, 0, x)))
+    "selu": jax.nn.selu,                 # torch's constants
+    "celu": celu,
+    "gelu": gelu,
+    "gelu_tanh": gelu_tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "softplus": jax.nn.softplus,         # logaddexp(x, 0): no threshold
+    "silu": jax.nn.silu,
+    "mish": mish,
+    "softsign": jax.nn.soft_sign,
+    "relu6": relu6,
+    "hardtanh": hardtanh,
+    "hardsigmoid": hardsigmoid,
+    "hardswish": hardswish,
 }

@@ -24,8 +24,8 @@ def forward(spec, params, x):
         z = h @ w.T + b                                    # (batch, out)
         cache.append((h, z))
         if layer < len(activations):
-            f, _ = ACTIVATIONS[activations[layer]]
-            h = f(z)                                       # (batch, out)
+            f, _ = ACTIVATIONS[activations[layer].name]
+            h = f(z, **activations[layer].kwargs)          # (batch, out)
         else:
             h = z
     return h, cache
@@ -49,8 +49,8 @@ def backward(spec, params, cache, d_out):
     for layer in reversed(range(len(params))):
         h, z = cache[layer]
         if layer < len(activations):
-            _, df = ACTIVATIONS[activations[layer]]
-            d = d * df(z)                                  # dL/dz, (batch, out)
+            _, df = ACTIVATIONS[activations[layer].name]
+            d = d * df(z, **activations[layer].kwargs)     # dL/dz, (batch, out)
         grads[layer] = (d.T @ h, d.sum(axis=0))            # (out, in), (out,)
         if layer > 0:
             w, _ = params[layer]
@@ -89,3 +89,9 @@ def train(spec, params, x, y, plan):
 def predict(spec, params, x):
     """The network's output for x (batch, sizes[0]) -> (batch, sizes[-1])."""
     return forward(spec, params, x)[0]
+
+
+def activation_with_grad(activation, x):
+    """(f(x), f'(x)) elementwise, f' from the hand-written derivative."""
+    f, df = ACTIVATIONS[activation.name]
+    return f(x, **activation.kwargs), df(x, **activation.kwargs)

@@ -29,7 +29,7 @@ def forward(spec, params, x):
     for layer, (w, b) in enumerate(params):
         h = h @ w.T + b                                    # (batch, out)
         if layer < len(activations):
-            h = ACTIVATIONS[activations[layer]](h)
+            h = ACTIVATIONS[activations[layer].name](h, **activations[layer].kwargs)
     return h
 
 
@@ -66,3 +66,11 @@ def predict(spec, params, x):
     with torch.no_grad():
         params = [(torch.from_numpy(w), torch.from_numpy(b)) for w, b in params]
         return forward(spec, params, torch.from_numpy(x)).numpy()
+
+
+def activation_with_grad(activation, x):
+    """(f(x), f'(x)) elementwise, f' from autograd (backward of the sum)."""
+    x = torch.tensor(x, requires_grad=True)
+    y = ACTIVATIONS[activation.name](x, **activation.kwargs)
+    y.sum().backward()
+    return y.detach().numpy(), x.grad.numpy()

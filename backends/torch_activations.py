@@ -1,18 +1,72 @@
 """Activations in PyTorch, following ``nnparity.shared.activations``.
 
-Derivatives come from autograd, so each function here must have the
-breakpoint derivative that the shared table specifies.
+Derivatives come from autograd, so each function must have the breakpoint
+derivative the shared table specifies. A ``torch.nn.functional`` built-in is
+used only where it matches the definition, the breakpoint convention and the
+float64 precision; the others are written out:
+
+- softplus: ``F.softplus`` is exactly linear above threshold=20; ``logaddexp(x, 0)``
+  has no threshold and a gradient that stays finite.
+- gelu_tanh: ``F.gelu(approximate="tanh")`` has a NaN gradient at |x| ~ 1e300 (x^3
+  overflows); the input to tanh is clamped at +-20, where tanh is already +-1.
+- hardsigmoid: ``F.hardsigmoid``'s float64 backward uses the float32 value of 1/6.
+- gelu, hardswish: ``F.gelu`` and ``F.hardswish`` overflow to inf for float32 inputs
+  near 3e38 (they form x*(x+3) or 2x); here the bounded factor is formed first.
+  gelu uses erfc, which keeps its relative accuracy in the negative tail.
 """
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
+
+from nnparity.shared.activations import GELU_TANH_C, GELU_TANH_K
 
 
 def identity(x):
     return x
 
 
+def softplus(x):
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
+def gelu_tanh(x):
+    xc = x.clamp(-20, 20)
+    return 0.5 * x * (1 + torch.tanh(GELU_TANH_C * (xc + GELU_TANH_K * xc ** 3)))
+
+
+def gelu(x):
+    return x * (0.5 * torch.special.erfc(-x / math.sqrt(2)))
+
+
+def hardsigmoid(x):
+    return torch.where(x <= -3, 0.0, torch.where(x >= 3, 1.0, x / 6 + 0.5))
+
+
+def hardswish(x):
+    return x * hardsigmoid(x)           # f'(-3) = 0 + (-3)*0, f'(3) = 1 + 3*0
+
+
+#: name -> f(x, **params); autograd gives f'
 ACTIVATIONS = {
     "identity": identity,
-    "relu": torch.relu,   # autograd gives relu'(0) = 0; torch.maximum would give 0.5
+    "relu": torch.relu,                       # relu'(0) = 0; torch.maximum would give 0.5
+    "leaky_relu": F.leaky_relu,               # f'(0) = negative_slope
+    "elu": F.elu,                             # f'(0) = alpha
+    "selu": F.selu,                           # torch's constants are the definition's
+    "celu": F.celu,
+    "gelu": gelu,
+    "gelu_tanh": gelu_tanh,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "softplus": softplus,
+    "silu": F.silu,
+    "mish": F.mish,
+    "softsign": F.softsign,
+    "relu6": F.relu6,                         # f'(0) = f'(6) = 0
+    "hardtanh": F.hardtanh,                   # f'(-1) = f'(1) = 0
+    "hardsigmoid": hardsigmoid,
+    "hardswish": hardswish,
 }

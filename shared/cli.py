@@ -13,7 +13,7 @@ import numpy as np
 
 from .data import notebook_data
 from .spec import NetworkSpec, notebook_spec
-from .validation import InputTypeError, InputValueError
+from .validation import InputTypeError, InputValueError, MissingFrameworkError
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
 
@@ -70,6 +70,19 @@ def cmd_compare(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_activations(args) -> int:
+    from nnparity.backends import get_backend
+
+    from .plots import import_pyplot, plot_activations
+
+    import_pyplot()                                  # missing extra: fail before any work
+    for backend in args.backends:
+        get_backend(backend)
+    plot_activations(args.plot, args.backends)
+    print(f"wrote {args.plot}")
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="nnparity",
                     description="One network, three backends (NumPy, PyTorch, JAX), "
@@ -92,12 +105,17 @@ def build_parser() -> Parser:
     compare.add_argument("--spec", metavar="FILE.json",
                          help="network spec as JSON ('-' reads stdin); default: the notebook's")
     compare.set_defaults(run=cmd_compare)
+
+    activations = commands.add_parser("activations", help="plot every activation and its "
+                                                          "derivative as each backend computes it")
+    activations.add_argument("--plot", metavar="FILE.png", required=True)
+    activations.add_argument("--backends", nargs="+", choices=BACKEND_NAMES,
+                             default=list(BACKEND_NAMES), metavar="B")
+    activations.set_defaults(run=cmd_activations)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from nnparity.backends import MissingFrameworkError
-
     np.set_printoptions()  # print arrays the way the notebook did
     try:
         args = build_parser().parse_args(argv)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, Activation, check_activation_params, resolve
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS, SGD, Optimizer, optimizer_from_dict
 from .validation import FLOAT_DTYPES, check_bool, check_choice, check_int, fail
@@ -24,7 +24,11 @@ class NetworkSpec:
     Fields (defaults are the notebook's values):
         sizes: layer widths, input first; at least 2 entries, each >= 1.
         activation: one name for every hidden layer, or a tuple with one name
-            per hidden layer (``len(sizes) - 2`` of them).
+            per hidden layer (``len(sizes) - 2`` of them); see
+            ``nnparity.shared.activations``.
+        activation_params: parameters of parametric activations by activation
+            name, e.g. ``{"leaky_relu": {"negative_slope": 0.1}}``; unset ones
+            keep their defaults. Only activations the spec uses may appear.
         init: parameter initialisation rule, see ``nnparity.shared.init``.
         loss: training loss, see ``nnparity.shared.losses``.
         optimizer: an optimizer dataclass such as ``SGD(lr=1e-5)``.
@@ -37,6 +41,7 @@ class NetworkSpec:
 
     sizes: tuple[int, ...]
     activation: str | tuple[str, ...] = "relu"
+    activation_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     init: str = "uniform_fan_in"
     loss: str = "mse"
     optimizer: Optimizer = SGD(lr=1e-5)
@@ -69,26 +74,43 @@ class NetworkSpec:
             fail("activation", activation, "an activation name or a tuple of names", TypeError)
         object.__setattr__(self, "activation", activation)
 
+        if not isinstance(self.activation_params, Mapping):
+            fail("activation_params", self.activation_params,
+                 "a mapping {activation name: {parameter: value}}", TypeError)
+        used = set(activation if isinstance(activation, tuple) else [activation] * n_hidden)
+        checked = {}
+        for name, params in self.activation_params.items():
+            if name not in used:
+                fail("activation_params", name,
+                     f"names of activations this spec uses: {sorted(used) or 'none'}")
+            checked[name] = check_activation_params(name, params,
+                                                    f"activation_params[{name!r}]")
+        object.__setattr__(self, "activation_params", checked)
+
         check_choice("init", self.init, INITS)
         check_choice("loss", self.loss, LOSSES)
         if not isinstance(self.optimizer, tuple(OPTIMIZERS.values())):
             fail("optimizer", self.optimizer,
                  f"an optimizer object ({', '.join(c.__name__ for c in OPTIMIZERS.values())})",
                  TypeError)
-        check_int("batch_size", self.batch_size, 1)
-        check_int("epochs", self.epochs, 0)
-        check_int("seed", self.seed, 0)
+        object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, 1))
+        object.__setattr__(self, "epochs", check_int("epochs", self.epochs, 0))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
         if self.seed >= 2**32:
             fail("seed", self.seed, "an integer in [0, 2**32)")
         check_choice("dtype", self.dtype, FLOAT_DTYPES)
-        check_bool("shuffle", self.shuffle)
+        object.__setattr__(self, "shuffle", check_bool("shuffle", self.shuffle))
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
 
     @property
-    def hidden_activations(self) -> tuple[str, ...]:
-        """The activation name of each hidden layer, ``len(sizes) - 2`` of them."""
-        if isinstance(self.activation, str):
-            return (self.activation,) * (len(self.sizes) - 2)
-        return self.activation
+    def hidden_activations(self) -> tuple[Activation, ...]:
+        """Each hidden layer's activation with its parameters, ``len(sizes) - 2`` of them."""
+        names = self.activation
+        if isinstance(names, str):
+            names = (names,) * (len(self.sizes) - 2)
+        return tuple(resolve(name, self.activation_params.get(name)) for name in names)
 
     @property
     def param_shapes(self) -> list[tuple[tuple[int, int], tuple[int]]]:
@@ -110,6 +132,7 @@ class NetworkSpec:
         d["sizes"] = list(self.sizes)
         if not isinstance(self.activation, str):
             d["activation"] = list(self.activation)
+        d["activation_params"] = {k: dict(v) for k, v in self.activation_params.items()}
         d["optimizer"] = self.optimizer.to_dict()
         return d
 

@@ -23,6 +23,10 @@ class InputTypeError(TypeError):
     """An input has a type that is not allowed."""
 
 
+class MissingFrameworkError(ImportError):
+    """An optional dependency is not installed; the message names the extra."""
+
+
 def fail(name: str, value: Any, allowed: str, error: type = ValueError) -> None:
     """Raise ``InputValueError`` (or ``InputTypeError`` when ``error`` is TypeError),
     naming the argument, the value and what is allowed."""
@@ -77,18 +81,17 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
-def check_float_array(name: str, value: Any, ndim: int) -> np.ndarray:
-    """A finite float32/float64 NumPy array with exactly ``ndim`` dimensions.
+def check_float_array(name: str, value: Any, ndim: int | None) -> np.ndarray:
+    """A finite float32/float64 NumPy array with exactly ``ndim`` dimensions (any if None).
 
     Integer, bool, object and complex arrays are rejected rather than cast.
     """
     if not isinstance(value, np.ndarray):
-        fail(name, value, f"a NumPy array of float32 or float64 with {ndim} dimensions",
-             TypeError)
+        fail(name, value, "a NumPy array of float32 or float64", TypeError)
     if value.dtype.name not in FLOAT_DTYPES:
         fail(f"{name}.dtype", value.dtype.name, "float32 or float64 (convert explicitly)",
              TypeError)
-    if value.ndim != ndim:
+    if ndim is not None and value.ndim != ndim:
         fail(f"{name}.shape", value.shape, f"{ndim} dimensions")
     if not np.all(np.isfinite(value)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])

@@ -1,0 +1,362 @@
+"""Parity: torch and jax match numpy under the float64 tolerance policy.
+
+Every case runs ``compare(spec, data, backends=("numpy", backend))``, asserts
+on each quantity of the report, and checks the same numbers again
+independently with ``np.testing.assert_allclose`` under ``POLICY["float64"]``.
+Negative controls show that the harness fails on a perturbed result, on a NaN,
+and on a ReLU with derivative 0.5 at 0 (only the kink case can catch that).
+"""
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+
+from nnparity.backends import train
+from nnparity.shared import (POLICY, SGD, Dataset, NetworkSpec, compare, init_params,
+                             notebook_data, notebook_spec)
+from conftest import require
+
+TOL = POLICY["float64"]
+BACKENDS = [pytest.param("torch", id="torch"), pytest.param("jax", id="jax")]
+
+
+def synthetic(n_train, n_in, n_out, seed, n_test=3):
+    """A small float64 regression set drawn from RandomState(seed)."""
+    rs = np.random.RandomState(seed)
+    x = rs.randn(n_train + n_test, n_in)
+    y = np.tanh(x @ rs.randn(n_in, n_out)) + 0.1 * rs.randn(n_train + n_test, n_out)
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def kink_data(all_rows_zero=False):
+    """The first batch (rows 0, 1) is all-zero inputs; targets are far from 0.
+
+    With uniform_fan_in the biases start at 0, so at step 0 every hidden
+    pre-activation of those rows is exactly 0 while dL/dh = dL/dp @ W1 != 0.
+    """
+    rs = np.random.RandomState(11)
+    x = np.abs(rs.randn(6, 3)) + 0.5
+    x[:2] = 0.0
+    if all_rows_zero:
+        x[:] = 0.0
+    y = 1.0 + rs.rand(6, 1)
+    return Dataset(x, y, np.vstack([np.zeros((1, 3)), x[2:4]]), np.ones((3, 1)))
+
+
+KINK_SPEC = NetworkSpec(sizes=(3, 4, 1), optimizer=SGD(lr=0.01), batch_size=2, epochs=5)
+
+CASES = {
+    "notebook": (notebook_spec(), notebook_data()),
+    "deep-3-hidden": (NetworkSpec(sizes=(3, 6, 5, 4, 1), init="he_normal",
+                                  optimizer=SGD(lr=0.02), batch_size=4, epochs=25, seed=1),
+                      synthetic(8, 3, 1, seed=1)),
+    "multi-output": (NetworkSpec(sizes=(3, 5, 3), init="xavier_uniform", optimizer=SGD(lr=0.05),
+                                 batch_size=2, epochs=20, seed=2),
+                     synthetic(6, 3, 3, seed=2)),
+    "partial-last-batch": (NetworkSpec(sizes=(2, 5, 1), init="xavier_uniform",
+                                       optimizer=SGD(lr=0.05), batch_size=3, epochs=20, seed=3),
+                           synthetic(7, 2, 1, seed=3)),
+    "shuffle": (NetworkSpec(sizes=(2, 5, 1), init="xavier_uniform", optimizer=SGD(lr=0.05),
+                            batch_size=3, epochs=20, seed=4, shuffle=True),
+                synthetic(8, 2, 1, seed=4)),
+    "batch-larger-than-rows": (NetworkSpec(sizes=(2, 5, 1), init="he_normal",
+                                           optimizer=SGD(lr=0.05), batch_size=16, epochs=20,
+                                           seed=5),
+                               synthetic(5, 2, 1, seed=5)),
+    "epochs-0": (NetworkSpec(sizes=(2, 5, 1), init="he_normal", epochs=0, seed=6),
+                 synthetic(5, 2, 1, seed=6)),
+    "relu-kink": (KINK_SPEC, kink_data()),
+    "relu-kink-all-rows-zero": (KINK_SPEC, kink_data(all_rows_zero=True)),
+}
+SPECS = [pytest.param(name, id=name) for name in CASES]
+
+
+def assert_parity(report, backend):
+    """Every quantity within the policy, per the report and per an independent check."""
+    assert report.tolerance == TOL
+    (parity,) = report.parity
+    assert parity.backend == backend
+    spec = report.spec
+    expected_names = {f"{k}{i}" for i in range(len(spec.sizes) - 1) for k in "Wb"}
+    assert set(parity.differences) == expected_names | {"predictions", "losses"}
+    bad = {name: d for name, d in parity.differences.items() if not d.ok}
+    assert not bad, f"{backend} differs from numpy:\n{report}"
+    for name, d in parity.differences.items():
+        assert math.isfinite(d.max_abs) and math.isfinite(d.max_rel), name
+    assert report.ok
+
+    ref, other = report.results["numpy"], report.results[backend]
+    assert other.backend == backend and other.spec == spec
+    for (w, b), (w_ref, b_ref) in zip(other.params, ref.params):
+        for a, e in ((w, w_ref), (b, b_ref)):
+            assert a.dtype == np.float64 and a.shape == e.shape
+            np.testing.assert_allclose(a, e, rtol=TOL.rtol, atol=TOL.atol)
+    assert other.losses.dtype == np.float64 and other.losses.shape == ref.losses.shape
+    np.testing.assert_allclose(other.losses, ref.losses, rtol=TOL.rtol, atol=TOL.atol)
+    np.testing.assert_allclose(report.predictions[backend], report.predictions["numpy"],
+                               rtol=TOL.rtol, atol=TOL.atol)
+
+
+@pytest.mark.parametrize("case", SPECS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parity(backend, case):
+    require(backend)
+    spec, data = CASES[case]
+    if case.startswith("relu-kink"):
+        assert_hits_kink(spec, data)
+    report = compare(spec, data, backends=("numpy", backend))
+    assert_parity(report, backend)
+
+    ref = report.results["numpy"]
+    n_rows = data.x_train.shape[0]
+    steps = spec.epochs * -(-n_rows // spec.batch_size)
+    assert ref.losses.shape == (steps,)
+    assert np.all(np.isfinite(ref.losses))
+    init = init_params(spec)
+    changed = any(not np.array_equal(a, a0) for pair, pair0 in zip(ref.params, init)
+                  for a, a0 in zip(pair, pair0))
+    assert changed == (spec.epochs > 0), "the case must actually train (or not, for epochs=0)"
+
+
+@pytest.mark.parametrize("backend", [pytest.param("numpy", id="numpy")] + BACKENDS)
+def test_epochs_0_returns_init_params_exactly(backend):
+    require(backend)
+    spec, data = CASES["epochs-0"]
+    result = train(spec, data, backend=backend)
+    assert result.losses.shape == (0,)
+    for (w, b), (w0, b0) in zip(result.params, init_params(spec)):
+        assert w.dtype == w0.dtype and b.dtype == b0.dtype
+        np.testing.assert_array_equal(w, w0)
+        np.testing.assert_array_equal(b, b0)
+
+
+# ---------------------------------------------------------------- the ReLU kink
+
+def assert_hits_kink(spec, data):
+    """At step 0 the first batch's hidden pre-activations are exactly 0 and dL/dh is not."""
+    (w0, b0), (w1, b1) = init_params(spec)
+    assert not b0.any() and not b1.any()
+    x, y = data.x_train[:spec.batch_size], data.y_train[:spec.batch_size]   # step 0's batch
+    z = x @ w0.T + b0                                        # (batch, hidden)
+    assert np.all(z == 0.0)
+    p = np.where(z > 0, z, 0.0) @ w1.T + b1                  # (batch, 1)
+    upstream = (2 * (p - y) / p.size) @ w1                   # dL/dh, (batch, hidden)
+    assert np.all(upstream != 0.0)
+
+
+@pytest.mark.parametrize("case", ["relu-kink", "relu-kink-all-rows-zero"])
+def test_kink_cases_hit_the_kink(case):
+    spec, data = CASES[case]
+    assert spec.batch_size == 2 and not spec.shuffle
+    assert_hits_kink(spec, data)
+    if case == "relu-kink":
+        assert np.all(data.x_train[2:] != 0.0)               # the other rows train normally
+
+
+def test_negative_control_kink_check_can_fail():
+    """With a non-zero first row the pre-activations are not all 0."""
+    spec, data = CASES["relu-kink"]
+    x = data.x_train.copy()
+    x[0] = 1.0
+    with pytest.raises(AssertionError):
+        assert_hits_kink(spec, Dataset(x, data.y_train, data.x_test, data.y_test))
+
+
+@pytest.mark.parametrize("backend", [pytest.param("numpy", id="numpy")] + BACKENDS)
+def test_kink_all_zero_rows_keep_hidden_layer_exactly(backend):
+    """relu'(0) = 0: with only zero rows, the hidden layer never moves, in any backend."""
+    require(backend)
+    spec, data = CASES["relu-kink-all-rows-zero"]
+    result = train(spec, data, backend=backend)
+    (w0, b0), _ = init_params(spec)
+    np.testing.assert_array_equal(result.params[0][0], w0)
+    np.testing.assert_array_equal(result.params[0][1], b0)
+    assert result.params[1][1].any()                         # the output bias did learn
+
+
+def half_gradient_relu(backend):
+    """ReLU through maximum: the same values, but derivative 0.5 at exactly 0."""
+    if backend == "torch":
+        import torch
+        return lambda x: torch.maximum(x, torch.zeros_like(x))
+    import jax.numpy as jnp
+    return lambda x: jnp.maximum(x, 0.0)
+
+
+def clear_jax_caches():
+    import jax
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("case, expect_ok", [
+    pytest.param("relu-kink", False, id="kink-catches-it"),
+    pytest.param("relu-kink-all-rows-zero", False, id="all-zero-kink-catches-it"),
+    pytest.param("notebook", True, id="notebook-misses-it"),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_control_maximum_relu(monkeypatch, backend, case, expect_ok):
+    """A ReLU with derivative 0.5 at 0 fails the kink cases (and only those)."""
+    require(backend)
+    activations = importlib.import_module(f"nnparity.backends.{backend}_activations")
+    importlib.import_module(f"nnparity.backends.{backend}")
+    spec, data = CASES[case]
+    if backend == "jax":
+        clear_jax_caches()                                   # the activation name is a static jit arg
+    try:
+        with monkeypatch.context() as m:
+            m.setitem(activations.ACTIVATIONS, "relu", half_gradient_relu(backend))
+            report = compare(spec, data, backends=("numpy", backend))
+    finally:
+        if backend == "jax":
+            clear_jax_caches()
+    assert report.ok is expect_ok, str(report)
+    if not expect_ok:
+        (parity,) = report.parity
+        assert not parity.differences["b0"].ok               # the hidden bias sees the 0.5
+        assert "PARITY FAILED" in str(report)
+    # restored: the real ReLU passes again
+    assert compare(spec, data, backends=("numpy", backend)).ok
+
+
+# ---------------------------------------------------------------- perturbed results
+
+def patch_train(monkeypatch, backend, change):
+    """Make backend ``backend`` return ``change(params, losses)`` of its real result."""
+    module = importlib.import_module(f"nnparity.backends.{backend}")
+    real_train = module.train
+
+    def perturbed(*args, **kwargs):
+        params, losses = real_train(*args, **kwargs)
+        params = [(np.array(w), np.array(b)) for w, b in params]
+        losses = np.array(losses)
+        change(params, losses)
+        return params, losses
+
+    monkeypatch.setattr(module, "train", perturbed)
+
+
+def bound(value):
+    """The policy's allowed |a - e| at expected value ``value``."""
+    return TOL.atol + TOL.rtol * abs(value)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_control_perturbed_weight_fails(monkeypatch, backend):
+    require(backend)
+    patch_train(monkeypatch, backend, lambda params, losses: params[0][0].__setitem__(
+        (0, 0), params[0][0][0, 0] + 1e-9))
+    report = compare(notebook_spec(), notebook_data(), backends=("numpy", backend))
+    assert not report.ok
+    (parity,) = report.parity
+    d = parity.differences
+    assert not d["W0"].ok
+    assert d["W0"].max_abs == pytest.approx(1e-9, rel=1e-4)
+    assert d["b0"].ok and d["W1"].ok and d["b1"].ok and d["losses"].ok
+    assert "NO" in str(report) and f"PARITY FAILED: {backend}" in str(report)
+
+
+@pytest.mark.parametrize("factor, expect_ok", [
+    pytest.param(0.5, True, id="half-the-bound-passes"),
+    pytest.param(2.0, False, id="twice-the-bound-fails"),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_perturbation_relative_to_policy(monkeypatch, backend, factor, expect_ok):
+    """The harness's verdict flips at the policy's bound, not at exact equality."""
+    require(backend)
+    w00 = train(notebook_spec(), notebook_data()).params[0][0][0, 0]
+    delta = factor * bound(w00)
+    patch_train(monkeypatch, backend, lambda params, losses: params[0][0].__setitem__(
+        (0, 0), params[0][0][0, 0] + delta))
+    report = compare(notebook_spec(), notebook_data(), backends=("numpy", backend))
+    assert report.parity[0].differences["W0"].ok is expect_ok
+
+
+@pytest.mark.parametrize("where", [
+    pytest.param("W1", id="nan-in-W1"),
+    pytest.param("losses", id="nan-in-losses"),
+])
+@pytest.mark.parametrize("side", [pytest.param("other", id="backend-side"),
+                                  pytest.param("reference", id="reference-side")])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_control_nan_on_one_side_fails(monkeypatch, backend, side, where):
+    require(backend)
+
+    def put_nan(params, losses):
+        if where == "W1":
+            params[1][0][0, 1] = np.nan
+        else:
+            losses[-1] = np.nan
+
+    patch_train(monkeypatch, backend if side == "other" else "numpy", put_nan)
+    report = compare(notebook_spec(), notebook_data(), backends=("numpy", backend))
+    assert not report.ok
+    d = report.parity[0].differences
+    assert not d[where].ok
+    assert d[where].max_abs == math.inf
+    assert d["W0"].ok and d["b0"].ok
+    if where == "W1":
+        assert not d["predictions"].ok                        # NaN propagates into predict
+    else:
+        assert d["predictions"].ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_on_both_sides_matches(monkeypatch, backend):
+    """Two NaNs in the same place match (never cleaned with nan_to_num)."""
+    require(backend)
+
+    def put_nan(params, losses):
+        losses[-1] = np.nan
+
+    patch_train(monkeypatch, "numpy", put_nan)
+    patch_train(monkeypatch, backend, put_nan)
+    report = compare(notebook_spec(), notebook_data(), backends=("numpy", backend))
+    assert report.ok, str(report)
+    assert np.isnan(report.results[backend].losses[-1])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compare_reports_diverging_training(backend):
+    """A run that diverges to NaN is a result to compare, not invalid user input.
+
+    compare() must return a report (NaN against NaN matches, NaN against a number
+    fails) instead of raising while predicting from the non-finite parameters.
+    """
+    require(backend)
+    spec = notebook_spec().replace(optimizer=SGD(lr=1e10), epochs=20)
+    data = notebook_data()
+    reference = train(spec, data)
+    assert not all(np.all(np.isfinite(a)) for pair in reference.params for a in pair)
+    report = compare(spec, data, backends=("numpy", backend))
+    assert set(report.parity[0].differences) >= {"W0", "b0", "W1", "b1", "predictions", "losses"}
+
+
+# ---------------------------------------------------------------- sanity of the cases
+
+def test_shuffle_changes_the_result():
+    """Negative control for the shuffle case: shuffling is really applied."""
+    spec, data = CASES["shuffle"]
+    shuffled = train(spec, data)
+    plain = train(spec.replace(shuffle=False), data)
+    assert not np.allclose(shuffled.params[0][0], plain.params[0][0],
+                           rtol=TOL.rtol, atol=TOL.atol)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_jax_x64_is_scoped_and_results_are_float64(backend):
+    """float64 specs run in float64 and leave the global JAX x64 flag as it was."""
+    require(backend)
+    if backend == "jax":
+        import jax
+        before = jax.config.read("jax_enable_x64")
+    spec, data = CASES["partial-last-batch"]
+    result = train(spec, data, backend=backend)
+    assert all(a.dtype == np.float64 for pair in result.params for a in pair)
+    assert result.losses.dtype == np.float64
+    if backend == "jax":
+        assert jax.config.read("jax_enable_x64") == before
