@@ -94,4 +94,5 @@ def predict(spec, params, x):
 def activation_with_grad(activation, x):
     """(f(x), f'(x)) elementwise, f' from the hand-written derivative."""
     f, df = ACTIVATIONS[activation.name]
-    return f(x, **activation.kwargs), df(x, **activation.kwargs)
+    # np.array: fresh arrays even for 0-d input or identity (which returns x itself)
+    return np.array(f(x, **activation.kwargs)), np.array(df(x, **activation.kwargs))

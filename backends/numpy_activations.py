@@ -62,12 +62,19 @@ def d_selu(x):
     return SELU_SCALE * d_elu(x, SELU_ALPHA)
 
 
+def _celu_exponent(x, alpha):
+    """min(x, 0) / alpha. For alpha < 1 it may overflow to -inf, which is the right
+    limit: e^-inf = 0 and expm1(-inf) = -1. That overflow alone is not reported."""
+    with np.errstate(over="ignore"):
+        return np.minimum(x, 0) / alpha
+
+
 def celu(x, alpha):
-    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0) / alpha))
+    return np.where(x > 0, x, alpha * np.expm1(_celu_exponent(x, alpha)))
 
 
 def d_celu(x, alpha):
-    return np.where(x > 0, 1.0, np.exp(np.minimum(x, 0) / alpha)).astype(x.dtype)
+    return np.where(x > 0, 1.0, np.exp(_celu_exponent(x, alpha))).astype(x.dtype)
 
 
 def _normal_cdf(x):

@@ -123,7 +123,8 @@ def check_activation_params(name: str, params, label: str = "activation_params")
 
 def resolve(name: str, params: Mapping[str, float] | None = None) -> Activation:
     """Activation ``name`` with its defaults updated by ``params`` (validated)."""
-    full = {**ACTIVATIONS[name].defaults, **check_activation_params(name, params or {})}
+    checked = check_activation_params(name, params or {})
+    full = {**ACTIVATIONS[name].defaults, **checked}
     return Activation(name, tuple(sorted(full.items())))
 
 

@@ -1,0 +1,775 @@
+"""The 18 hidden activations in every backend, against an outside oracle.
+
+- The oracle is mpmath at 50 digits, evaluating each formula and its analytic
+  derivative as written *here* (not in the library), checked itself against
+  ``mpmath.diff``.
+- The breakpoint table of the issue is written here independently and checked
+  against ``shared.activations.breakpoints``, against torch's own autograd (the
+  convention's source) and, point by point, against every backend.
+- Extreme inputs stay finite, keep dtype and shape, and raise no NumPy warning.
+- The framework traps that force our own implementations are demonstrated.
+- Bad input to ``activation_with_grad`` and the spec's activation fields fail
+  with errors that name the argument.
+
+Tolerances come from ``nnparity.shared.tolerance.ELEMENTWISE`` only.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import mpmath
+import numpy as np
+import pytest
+
+from nnparity.backends import activation_with_grad
+from nnparity.shared import SGD, NetworkSpec
+from nnparity.shared.activations import ACTIVATIONS, breakpoints
+from nnparity.shared.tolerance import ELEMENTWISE, Tolerance, difference
+from conftest import require
+
+NAMES = tuple(ACTIVATIONS)
+BACKENDS = ("numpy", "torch", "jax")
+DTYPES = ("float64", "float32")
+
+#: every activation with its defaults, plus non-default parameters of the parametric ones
+VARIANTS = [(name, {}) for name in NAMES] + [
+    ("leaky_relu", {"negative_slope": 0.2}),
+    ("leaky_relu", {"negative_slope": -0.5}),
+    ("elu", {"alpha": 2.0}),
+    ("elu", {"alpha": 0.3}),
+    ("celu", {"alpha": 0.5}),
+    ("celu", {"alpha": 2.0}),
+]
+
+
+def variant_id(name, params):
+    if not params:
+        return name
+    return name + "(" + ",".join(f"{k}={v:g}" for k, v in params.items()) + ")"
+
+
+def need(backend):
+    if backend != "numpy":
+        require(backend)
+
+
+# ---------------------------------------------------------------- the oracle
+
+# torch.nn.SELU's constants, as decimal strings (Klambauer et al. 2017)
+SELU_ALPHA = mpmath.mpf("1.6732632423543772848170429916717")
+SELU_SCALE = mpmath.mpf("1.0507009873554804934193349852946")
+DEFAULTS = {"leaky_relu": {"negative_slope": 0.01}, "elu": {"alpha": 1.0},
+            "celu": {"alpha": 1.0}}
+
+
+def _sigmoid_and_slope(x):
+    """sigmoid(x) and sigmoid'(x) = e^-x / (1 + e^-x)^2 (no cancellation in either tail)."""
+    e = mpmath.exp(-x)
+    return 1 / (1 + e), e / (1 + e) ** 2
+
+
+def oracle_mp(name, x, params=None):
+    """(f(x), f'(x)) as mpf at the current mpmath precision; x an mpf.
+
+    Away from breakpoints; at a breakpoint the value is still right (every f is
+    continuous), the derivative is one of the one-sided ones.
+    """
+    p = {**DEFAULTS.get(name, {}), **(params or {})}
+    one, zero = mpmath.mpf(1), mpmath.mpf(0)
+    if name == "identity":
+        return x, one
+    if name == "relu":
+        return (x, one) if x > 0 else (zero, zero)
+    if name == "leaky_relu":
+        s = mpmath.mpf(p["negative_slope"])
+        return (x, one) if x > 0 else (s * x, s)
+    if name in ("elu", "selu"):
+        a = SELU_ALPHA if name == "selu" else mpmath.mpf(p["alpha"])
+        k = SELU_SCALE if name == "selu" else one
+        return (k * x, k) if x > 0 else (k * a * mpmath.expm1(x), k * a * mpmath.exp(x))
+    if name == "celu":
+        a = mpmath.mpf(p["alpha"])
+        return (x, one) if x > 0 else (a * mpmath.expm1(x / a), mpmath.exp(x / a))
+    if name == "gelu":
+        if abs(x) > 10 ** 6:
+            # mpmath.erfc overflows converting its argument near 1e300. Out here the true
+            # value is x (x > 0) or 0 (x < 0), and the slope 1 or 0, to within
+            # e^(-10^11), far below float64's resolution.
+            return (x, one) if x > 0 else (zero, zero)
+        cdf = mpmath.erfc(-x / mpmath.sqrt(2)) / 2
+        pdf = mpmath.exp(-x * x / 2) / mpmath.sqrt(2 * mpmath.pi)
+        return x * cdf, cdf + x * pdf
+    if name == "gelu_tanh":
+        c, k = mpmath.sqrt(2 / mpmath.pi), mpmath.mpf("0.044715")
+        u = c * (x + k * x ** 3)
+        one_plus_t = 2 / (1 + mpmath.exp(-2 * u))          # 1 + tanh(u), no cancellation
+        return x / 2 * one_plus_t, (one_plus_t / 2
+                                    + x / 2 * mpmath.sech(u) ** 2 * c * (1 + 3 * k * x * x))
+    if name == "sigmoid":
+        return _sigmoid_and_slope(x)
+    if name == "tanh":
+        return mpmath.tanh(x), mpmath.sech(x) ** 2
+    if name == "softplus":
+        return mpmath.log1p(mpmath.exp(x)), _sigmoid_and_slope(x)[0]
+    if name == "silu":
+        s, ds = _sigmoid_and_slope(x)
+        return x * s, s + x * ds
+    if name == "mish":
+        sp = mpmath.log1p(mpmath.exp(x))
+        s, _ = _sigmoid_and_slope(x)
+        return x * mpmath.tanh(sp), mpmath.tanh(sp) + x * mpmath.sech(sp) ** 2 * s
+    if name == "softsign":
+        return x / (1 + abs(x)), 1 / (1 + abs(x)) ** 2
+    if name == "relu6":
+        return min(max(x, zero), mpmath.mpf(6)), (one if 0 < x < 6 else zero)
+    if name == "hardtanh":
+        return min(max(x, -one), one), (one if -1 < x < 1 else zero)
+    if name == "hardsigmoid":
+        return min(max(x / 6 + one / 2, zero), one), (one / 6 if -3 < x < 3 else zero)
+    if name == "hardswish":
+        hs = min(max(x / 6 + one / 2, zero), one)
+        slope = zero if x < -3 else one if x > 3 else (2 * x + 3) / 6
+        return x * hs, slope
+    raise AssertionError(f"the oracle does not know {name!r}")
+
+
+def oracle(name, x, params=None):
+    """(f(x), f'(x)) as float64 arrays (correctly rounded), from 50-digit mpmath."""
+    values, slopes = [], []
+    with mpmath.workdps(50):
+        for xi in np.asarray(x, dtype=np.float64).ravel():
+            v, d = oracle_mp(name, mpmath.mpf(float(xi)), params)
+            values.append(float(v))
+            slopes.append(float(d))
+    shape = np.shape(x)
+    return np.array(values).reshape(shape), np.array(slopes).reshape(shape)
+
+
+BREAK_XS = (-3.0, -1.0, 0.0, 1.0, 3.0, 6.0)          # every breakpoint of every activation
+GRID = np.array([-1000, -20.1, -6.5, -3.5, -1.5, -1e-300, 1e-300, 0.3, 1.5, 2.9, 3.5, 6.5,
+                 20.1, 1000])
+
+
+def random_grid(seed=0, n=40):
+    """Random points of both signs on a wide log scale, at least 1e-3 from any breakpoint."""
+    rs = np.random.RandomState(seed)
+    x = np.concatenate([rs.uniform(-8, 8, n), rs.choice([-1, 1], n) * 10 ** rs.uniform(-12, 3, n)])
+    far = np.min(np.abs(x[:, None] - np.array(BREAK_XS)[None, :]), axis=1) >= 1e-3
+    return x[far]
+
+
+#: float64 points, none of them a breakpoint; the oracle is exact on either side of a
+#: kink, so +-1e-300 (and the random tiny ones) test the two sides of the kink at 0
+POINTS = np.concatenate([GRID, random_grid()])
+
+
+def test_grid_avoids_breakpoints_and_has_the_required_points():
+    for x0 in BREAK_XS:
+        assert not np.any(POINTS == x0)
+        assert np.min(np.abs(random_grid() - x0)) >= 1e-3
+    for name, params in VARIANTS:
+        for x0 in breakpoints(name, params):
+            assert x0 in BREAK_XS
+    assert set(GRID) <= set(POINTS) and len(POINTS) > len(GRID) + 40
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_oracle_derivative_is_the_derivative_of_the_oracle_value(name):
+    """The hand-derived oracle derivatives agree with mpmath.diff of the oracle values."""
+    with mpmath.workdps(50):
+        for xi in POINTS:
+            if abs(xi) < 0.1 or abs(xi) > 100:   # keep mpmath.diff's step clear of any kink
+                continue
+            x = mpmath.mpf(float(xi))
+            numeric = mpmath.diff(lambda t: oracle_mp(name, t)[0], x)
+            analytic = oracle_mp(name, x)[1]
+            assert abs(numeric - analytic) <= mpmath.mpf("1e-30") * max(1, abs(analytic)), \
+                (name, xi, numeric, analytic)
+
+
+def assert_close(actual, expected, tol, what, x):
+    """Elementwise under ``tol`` (the project's rule); the message names the worst point."""
+    d = difference(actual, expected, tol)
+    if not d.ok:
+        a = np.asarray(actual, dtype=np.float64).ravel()
+        e = np.asarray(expected, dtype=np.float64).ravel()
+        with np.errstate(all="ignore"):
+            excess = np.abs(a - e) - (tol.atol + tol.rtol * np.abs(e))
+        excess[~np.isfinite(excess)] = np.inf
+        i = int(np.argmax(excess))
+        pytest.fail(f"{what}: max abs {d.max_abs:.3e}, max rel {d.max_rel:.3e} > {tol}; "
+                    f"worst at x={np.ravel(x)[i]!r}: got {a[i]!r}, expected {e[i]!r}")
+
+
+ORACLE_CASES = [pytest.param(backend, name, params, dtype,
+                             id=f"{backend}-{variant_id(name, params)}-{dtype}")
+                for backend in BACKENDS for name, params in VARIANTS for dtype in DTYPES]
+
+
+@pytest.mark.parametrize("backend, name, params, dtype", ORACLE_CASES)
+def test_value(backend, name, params, dtype):
+    need(backend)
+    x = POINTS.astype(dtype)
+    if dtype == "float32":
+        x = x[np.abs(x) >= 1e-30]     # below float32's normal range the input itself flushes
+    value, _ = activation_with_grad(name, x, backend, **params)
+    expected, _ = oracle(name, x, params)               # the oracle at the (rounded) input
+    assert value.dtype == np.dtype(dtype) and value.shape == x.shape
+    assert_close(value, expected, ELEMENTWISE[dtype], f"{name} value", x)
+
+
+@pytest.mark.parametrize("backend, name, params, dtype", ORACLE_CASES)
+def test_derivative(backend, name, params, dtype):
+    need(backend)
+    x = POINTS.astype(dtype)
+    if dtype == "float32":
+        x = x[np.abs(x) >= 1e-30]
+    _, slope = activation_with_grad(name, x, backend, **params)
+    _, expected = oracle(name, x, params)
+    assert slope.dtype == np.dtype(dtype) and slope.shape == x.shape
+    assert_close(slope, expected, ELEMENTWISE[dtype], f"{name} derivative", x)
+
+
+@pytest.mark.parametrize("backend, name, params", [
+    pytest.param(b, n, p, id=f"{b}-{variant_id(n, p)}") for b in BACKENDS for n, p in VARIANTS])
+def test_value_relative_at_tiny_inputs(backend, name, params):
+    """At +-1e-300 ELEMENTWISE's atol would accept anything; here only rtol counts."""
+    need(backend)
+    x = np.array([-1e-300, -3e-200, 1e-300, 3e-200])
+    value, slope = activation_with_grad(name, x, backend, **params)
+    expected_value, expected_slope = oracle(name, x, params)
+    strict = Tolerance(rtol=ELEMENTWISE["float64"].rtol, atol=0.0)     # stricter, not looser
+    assert_close(value, expected_value, strict, f"{name} value near 0", x)
+    assert_close(slope, expected_slope, strict, f"{name} derivative near 0", x)
+
+
+# ---------------------------------------------------------------- breakpoints
+
+#: the issue's convention table, written out independently: (name, params) -> {x0: f'(x0)}
+SELU_AT_0 = 1.0507009873554804934193349852946 * 1.6732632423543772848170429916717
+EXPECTED_BREAKPOINTS = {
+    ("relu", ()): {0.0: 0.0},
+    ("leaky_relu", ()): {0.0: 0.01},
+    ("leaky_relu", (("negative_slope", 0.2),)): {0.0: 0.2},
+    ("leaky_relu", (("negative_slope", -0.5),)): {0.0: -0.5},
+    ("elu", ()): {0.0: 1.0},
+    ("elu", (("alpha", 2.0),)): {0.0: 2.0},
+    ("elu", (("alpha", 0.3),)): {0.0: 0.3},
+    ("selu", ()): {0.0: SELU_AT_0},
+    ("celu", ()): {0.0: 1.0},
+    ("celu", (("alpha", 0.5),)): {0.0: 1.0},
+    ("celu", (("alpha", 2.0),)): {0.0: 1.0},
+    ("relu6", ()): {0.0: 0.0, 6.0: 0.0},
+    ("hardtanh", ()): {-1.0: 0.0, 1.0: 0.0},
+    ("hardsigmoid", ()): {-3.0: 0.0, 3.0: 0.0},
+    ("hardswish", ()): {-3.0: 0.0, 3.0: 1.0},
+}
+
+
+def expected_breakpoints(name, params):
+    return EXPECTED_BREAKPOINTS.get((name, tuple(sorted(params.items()))), {})
+
+
+@pytest.mark.parametrize("name, params", [
+    pytest.param(n, p, id=variant_id(n, p)) for n, p in VARIANTS])
+def test_breakpoint_table_is_the_issues(name, params):
+    assert breakpoints(name, params) == expected_breakpoints(name, params)
+
+
+BREAK_CASES = [pytest.param(backend, name, params, x0, d0,
+                            id=f"{backend}-{variant_id(name, params)}-at{x0:g}")
+               for backend in BACKENDS for name, params in VARIANTS
+               for x0, d0 in expected_breakpoints(name, params).items()]
+
+
+@pytest.mark.parametrize("backend, name, params, x0, d0", BREAK_CASES)
+def test_breakpoint(backend, name, params, x0, d0):
+    """f'(x0) is exactly the table's value in float64, and f(x0) is the formula's."""
+    need(backend)
+    value, slope = activation_with_grad(name, np.array([x0]), backend, **params)
+    assert slope[0] == d0, f"{name}'({x0}) = {slope[0]!r}, the table says {d0!r}"
+    expected_value, _ = oracle(name, np.array([x0]), params)
+    assert value[0] == expected_value[0], f"{name}({x0}) = {value[0]!r}, not {expected_value[0]!r}"
+    # a breakpoint in a larger array (mixed with other points) gets the same derivative
+    xs = np.array([x0 - 0.25, x0, x0 + 0.25, x0])
+    _, slopes = activation_with_grad(name, xs, backend, **params)
+    assert slopes[1] == d0 and slopes[3] == d0
+
+
+@pytest.mark.parametrize("backend, name, params, x0, d0", BREAK_CASES)
+def test_breakpoint_one_sided_neighbours(backend, name, params, x0, d0):
+    """Just beside a breakpoint, the derivative is the oracle's one-sided one."""
+    need(backend)
+    # next to 0 use +-1e-300, not the subnormal nextafter(0): XLA on CPU flushes
+    # subnormal inputs to 0 (see test_trap_xla_flushes_subnormal_inputs)
+    step = 1e-300 if x0 == 0 else 0.0
+    xs = np.array([np.nextafter(x0, -np.inf) - step, x0 - 1e-9, x0 + 1e-9,
+                   np.nextafter(x0, np.inf) + step])
+    value, slope = activation_with_grad(name, xs, backend, **params)
+    expected_value, expected_slope = oracle(name, xs, params)
+    assert_close(value, expected_value, ELEMENTWISE["float64"], f"{name} value", xs)
+    assert_close(slope, expected_slope, ELEMENTWISE["float64"], f"{name} derivative", xs)
+
+
+TORCH_BUILTINS = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "elu", "selu": "selu",
+                  "celu": "celu", "relu6": "relu6", "hardtanh": "hardtanh",
+                  "hardsigmoid": "hardsigmoid", "hardswish": "hardswish"}
+
+
+@pytest.mark.parametrize("name, params, x0, d0", [
+    pytest.param(n, p, x0, d0, id=f"{variant_id(n, p)}-at{x0:g}")
+    for n, p in VARIANTS for x0, d0 in expected_breakpoints(n, p).items()])
+def test_breakpoint_table_is_torch_autograd(name, params, x0, d0):
+    """The convention's source: torch's autograd on its own built-in gives the table's value."""
+    torch = require("torch")
+    F = torch.nn.functional
+    x = torch.tensor([x0], dtype=torch.float64, requires_grad=True)
+    getattr(F, TORCH_BUILTINS[name])(x, **params).sum().backward()
+    assert x.grad.item() == d0
+
+
+def test_every_activation_with_a_kink_has_breakpoints():
+    """Names whose definition is piecewise have table entries; smooth ones have none."""
+    piecewise = {"relu", "leaky_relu", "elu", "selu", "celu", "relu6", "hardtanh",
+                 "hardsigmoid", "hardswish"}
+    for name in NAMES:
+        assert bool(breakpoints(name)) == (name in piecewise), name
+
+
+# ---------------------------------------------------------------- extreme inputs
+
+EXTREMES = {
+    "float64": [1e300, -1e300, 1000.0, -1000.0, 1e-300, -1e-300, 0.0],
+    "float32": [3e38, -3e38, 1000.0, -1000.0, 1e-30, -1e-30, 0.0],
+}
+SHAPES = {"1d": lambda v: v, "2d": lambda v: np.stack([v, v[::-1]]),
+          "0d": lambda v: v[0]}
+
+
+def extreme_inputs(dtype, shape):
+    v = np.array(EXTREMES[dtype], dtype=dtype)
+    if shape == "0d":
+        return [np.array(e, dtype=dtype) for e in v]       # one 0-d array per value
+    return [SHAPES[shape](v)]
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, params", [
+    pytest.param(n, p, id=variant_id(n, p)) for n, p in VARIANTS])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extreme_inputs_finite(backend, name, params, dtype, shape):
+    need(backend)
+    for x in extreme_inputs(dtype, shape):
+        value, slope = activation_with_grad(name, x, backend, **params)
+        for what, out in (("value", value), ("derivative", slope)):
+            assert out.dtype == x.dtype, (what, out.dtype)
+            assert out.shape == x.shape, (what, out.shape)
+            assert np.all(np.isfinite(out)), f"{name} {what} at {x!r}: {out!r}"
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("name, params", [
+    pytest.param(n, p, id=variant_id(n, p)) for n, p in VARIANTS])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_returns_ndarrays(backend, name, params, shape):
+    """The API returns NumPy arrays: a 0-d input gives 0-d arrays, not NumPy scalars
+    (as torch and jax do)."""
+    need(backend)
+    for x in extreme_inputs("float64", shape):
+        value, slope = activation_with_grad(name, x, backend, **params)
+        for what, out in (("value", value), ("derivative", slope)):
+            assert type(out) is np.ndarray, f"{what} at {x!r} is a {type(out).__name__}"
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("name, params", [
+    pytest.param(n, p, id=variant_id(n, p)) for n, p in VARIANTS])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_results_do_not_alias_input(backend, name, params, shape):
+    """Neither result is (or shares memory with) the caller's array, which is unchanged."""
+    need(backend)
+    for x in extreme_inputs("float64", shape):
+        before = x.copy()
+        value, slope = activation_with_grad(name, x, backend, **params)
+        for what, out in (("value", value), ("derivative", slope)):
+            assert out is not x and not np.shares_memory(out, x), f"{what} aliases x"
+        np.testing.assert_array_equal(x, before)
+
+
+LARGEST = [pytest.param(b, n, p, dt, id=f"{b}-{variant_id(n, p)}-{dt}")
+           for b in BACKENDS for n, p in VARIANTS for dt in DTYPES]
+
+
+@pytest.mark.parametrize("backend, name, params, dtype", LARGEST)
+def test_largest_finite_inputs(backend, name, params, dtype):
+    """+-finfo.max: finite results, and no NumPy warning (overflow, invalid, divide).
+
+    selu's true value at +finfo.max is scale*max > max, which no float can hold, so
+    selu is checked only on -max there.
+    """
+    need(backend)
+    big = np.finfo(dtype).max
+    x = np.array([-big] if name == "selu" else [big, -big], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise", under="ignore"):
+            value, slope = activation_with_grad(name, x, backend, **params)
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(slope)), (value, slope)
+    expected_value, expected_slope = oracle(name, x, params)
+    assert_close(value, expected_value, ELEMENTWISE[dtype], f"{name} value", x)
+    assert_close(slope, expected_slope, ELEMENTWISE[dtype], f"{name} derivative", x)
+
+
+@pytest.mark.parametrize("name, params", [
+    pytest.param(n, p, id=variant_id(n, p)) for n, p in VARIANTS])
+def test_extreme_inputs_match_oracle_float64(name, params):
+    """At +-1e300 and +-1000 the numbers are right, not merely finite (all backends)."""
+    x = np.array(EXTREMES["float64"])
+    expected_value, expected_slope = oracle(name, x, params)
+    for backend in BACKENDS:
+        if backend != "numpy":
+            require(backend)
+        value, slope = activation_with_grad(name, x, backend, **params)
+        assert_close(value, expected_value, ELEMENTWISE["float64"], f"{backend} {name} value", x)
+        assert_close(slope, expected_slope, ELEMENTWISE["float64"],
+                     f"{backend} {name} derivative", x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, params", [
+    pytest.param(n, p, id=variant_id(n, p)) for n, p in VARIANTS])
+def test_numpy_no_floating_point_warnings(name, params, dtype):
+    """No RuntimeWarning and no FloatingPointError from overflow, invalid or divide.
+
+    Underflow is the one condition not raised: e^-1000 -> 0 is the correctly rounded
+    result (NumPy ignores underflow by default, and the issue asks for no overflow or
+    invalid warning); elu, selu, celu, gelu, gelu_tanh, sigmoid, tanh, softplus, silu,
+    mish and softsign all underflow somewhere on these inputs, legitimately.
+    """
+    x = np.concatenate([np.array(EXTREMES[dtype], dtype=dtype), POINTS.astype(dtype),
+                        np.array(BREAK_XS, dtype=dtype)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise", under="ignore"):
+            activation_with_grad(name, x, "numpy", **params)
+            for xi in x:                                    # 0-d inputs take other code paths
+                activation_with_grad(name, np.array(xi), "numpy", **params)
+
+
+@pytest.mark.parametrize("name, params", [
+    pytest.param(n, p, id=variant_id(n, p)) for n, p in VARIANTS])
+def test_cross_backend_float32(name, params):
+    """torch and jax agree with numpy on float32 inputs, under ELEMENTWISE["float32"]."""
+    x = np.concatenate([POINTS, np.array(BREAK_XS), np.array(EXTREMES["float32"])])
+    x = x.astype(np.float32)
+    ref_value, ref_slope = activation_with_grad(name, x, "numpy", **params)
+    for backend in ("torch", "jax"):
+        require(backend)
+        value, slope = activation_with_grad(name, x, backend, **params)
+        assert value.dtype == np.float32 and slope.dtype == np.float32
+        assert_close(value, ref_value, ELEMENTWISE["float32"], f"{backend} {name} value", x)
+        assert_close(slope, ref_slope, ELEMENTWISE["float32"], f"{backend} {name} derivative", x)
+
+
+@pytest.mark.parametrize("name, params", [
+    pytest.param(n, p, id=variant_id(n, p)) for n, p in VARIANTS])
+def test_cross_backend_float64_with_breakpoints(name, params):
+    """On the grid plus every breakpoint, the three backends agree under ELEMENTWISE."""
+    x = np.concatenate([POINTS, np.array(BREAK_XS), np.array(EXTREMES["float64"])])
+    ref_value, ref_slope = activation_with_grad(name, x, "numpy", **params)
+    for backend in ("torch", "jax"):
+        require(backend)
+        value, slope = activation_with_grad(name, x, backend, **params)
+        assert_close(value, ref_value, ELEMENTWISE["float64"], f"{backend} {name} value", x)
+        assert_close(slope, ref_slope, ELEMENTWISE["float64"], f"{backend} {name} derivative", x)
+
+
+def test_float32_input_is_not_silently_float64_in_jax():
+    """jax under float32 input really computes in float32 (x64 scoped to float64 only)."""
+    require("jax")
+    x = np.array([0.1, 1.3], dtype=np.float32)
+    value, _ = activation_with_grad("tanh", x, "jax")
+    assert value.dtype == np.float32
+    assert_close(value, np.tanh(x), ELEMENTWISE["float32"], "jax float32 tanh", x)
+
+
+# ---------------------------------------------------------------- framework traps
+
+def test_trap_jnp_maximum_relu_gradient_at_0_is_half():
+    jax = require("jax")
+    jnp = jax.numpy
+    with jax.enable_x64(True):
+        assert float(jax.grad(lambda x: jnp.maximum(0.0, x))(0.0)) == 0.5
+        assert float(jax.grad(jax.nn.relu)(0.0)) == 0.0
+    assert activation_with_grad("relu", np.array([0.0]), "jax")[1][0] == 0.0
+
+
+def test_trap_torch_maximum_relu_gradient_at_0_is_half():
+    torch = require("torch")
+    x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    torch.maximum(x, torch.zeros_like(x)).sum().backward()
+    assert x.grad.item() == 0.5
+    x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    torch.relu(x).sum().backward()
+    assert x.grad.item() == 0.0
+
+
+def test_trap_leaky_relu_at_0_jax_1_torch_slope():
+    jax, torch = require("jax"), require("torch")
+    with jax.enable_x64(True):
+        assert float(jax.grad(jax.nn.leaky_relu)(0.0)) == 1.0
+        assert float(jax.grad(lambda x: jax.nn.leaky_relu(x, negative_slope=0.2))(0.0)) == 1.0
+    x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.leaky_relu(x).sum().backward()
+    assert x.grad.item() == 0.01
+    for backend in BACKENDS:
+        assert activation_with_grad("leaky_relu", np.array([0.0]), backend)[1][0] == 0.01
+
+
+def test_trap_hardtanh_at_plus_minus_1_jax_1_torch_0():
+    jax, torch = require("jax"), require("torch")
+    with jax.enable_x64(True):
+        assert float(jax.grad(jax.nn.hard_tanh)(1.0)) == 1.0
+        assert float(jax.grad(jax.nn.hard_tanh)(-1.0)) == 1.0
+    x = torch.tensor([-1.0, 1.0], dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.hardtanh(x).sum().backward()
+    assert x.grad.tolist() == [0.0, 0.0]
+    for backend in BACKENDS:
+        assert activation_with_grad("hardtanh", np.array([-1.0, 1.0]), backend)[1].tolist() \
+            == [0.0, 0.0]
+
+
+def test_trap_torch_softplus_threshold():
+    torch = require("torch")
+    assert torch.nn.functional.softplus(torch.tensor(20.1, dtype=torch.float64)).item() == 20.1
+    expected = math.log1p(math.exp(20.1))
+    assert expected == 20.10000000186501
+    for backend in BACKENDS:
+        value = activation_with_grad("softplus", np.array(20.1), backend)[0]
+        assert value.item() == expected, backend
+
+
+def test_trap_torch_softplus_without_threshold_overflows():
+    """The naive log1p(exp(x)) form is inf at 1000; ours is 1000."""
+    torch = require("torch")
+    x = torch.tensor(1000.0, dtype=torch.float64)
+    assert torch.isinf(torch.log1p(torch.exp(x))).item()
+    for backend in BACKENDS:
+        value, slope = activation_with_grad("softplus", np.array(1000.0), backend)
+        assert value.item() == 1000.0 and slope.item() == 1.0, backend
+
+
+def test_trap_torch_hardsigmoid_float64_backward_uses_float32_sixth():
+    torch = require("torch")
+    x = torch.tensor([0.5], dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.hardsigmoid(x).sum().backward()
+    assert x.grad.item() == float(np.float32(1 / 6))
+    assert abs(x.grad.item() - 0.16666667163372) < 1e-13
+    assert x.grad.item() != 1 / 6
+    for backend in BACKENDS:
+        assert activation_with_grad("hardsigmoid", np.array([0.5]), backend)[1][0] == 1 / 6
+
+
+def test_trap_jax_gelu_defaults_to_tanh_approximation():
+    jax, torch = require("jax"), require("torch")
+    x = np.linspace(-10, 10, 20001)
+    with jax.enable_x64(True):
+        approx = np.array(jax.nn.gelu(x))
+        exact = np.array(jax.nn.gelu(x, approximate=False))
+    gap = np.max(np.abs(approx - exact))
+    assert 4.6e-4 < gap < 4.8e-4
+    torch_exact = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    for backend in BACKENDS:
+        value, _ = activation_with_grad("gelu", x, backend)
+        assert_close(value, torch_exact, ELEMENTWISE["float64"], f"{backend} gelu vs F.gelu", x)
+        assert difference(value, approx, ELEMENTWISE["float64"]).ok is False
+        value_tanh, _ = activation_with_grad("gelu_tanh", x, backend)
+        assert_close(value_tanh, approx, ELEMENTWISE["float64"], f"{backend} gelu_tanh", x)
+
+
+def test_trap_xla_flushes_subnormal_inputs():
+    """Measured with jax 0.10 on CPU: compiled XLA treats a subnormal input as 0, so
+    relu'(1e-310) is 0 under jit while torch (and NumPy) give 1. The grid therefore
+    uses +-1e-300 (normal) for "just beside 0"."""
+    jax, torch = require("jax"), require("torch")
+    with jax.enable_x64(True):
+        assert float(jax.jit(jax.grad(jax.nn.relu))(1e-310)) == 0.0
+    x = torch.tensor([1e-310], dtype=torch.float64, requires_grad=True)
+    torch.relu(x).sum().backward()
+    assert x.grad.item() == 1.0
+    assert activation_with_grad("relu", np.array([1e-310]), "numpy")[1][0] == 1.0
+
+
+def test_trap_jax_float64_needs_x64():
+    """Without x64, jnp.asarray of a float64 array silently gives float32."""
+    jax = require("jax")
+    with jax.enable_x64(False):
+        assert jax.numpy.asarray(np.zeros(2)).dtype == np.float32
+    assert activation_with_grad("tanh", np.zeros(2), "jax")[0].dtype == np.float64
+
+
+# ---------------------------------------------------------------- bad input
+
+def test_unknown_activation_name():
+    with pytest.raises(ValueError, match="swishy"):
+        activation_with_grad("swishy", np.zeros(2))
+
+
+def test_activation_name_not_a_string():
+    with pytest.raises(TypeError, match="activation"):
+        activation_with_grad(3, np.zeros(2))
+
+
+@pytest.mark.parametrize("name, params", [
+    pytest.param("relu", {"alpha": 1.0}, id="relu-alpha"),
+    pytest.param("tanh", {"negative_slope": 0.1}, id="tanh-negative_slope"),
+    pytest.param("elu", {"negative_slope": 0.1}, id="elu-negative_slope"),
+    pytest.param("leaky_relu", {"slope": 0.1}, id="leaky_relu-slope"),
+])
+def test_unknown_parameter(name, params):
+    key = next(iter(params))
+    with pytest.raises(ValueError, match=key):
+        activation_with_grad(name, np.zeros(2), **params)
+
+
+@pytest.mark.parametrize("name", ["elu", "celu"])
+@pytest.mark.parametrize("alpha", [0.0, -1.0, math.inf, -math.inf, math.nan],
+                         ids=["zero", "negative", "inf", "-inf", "nan"])
+def test_bad_alpha(name, alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        activation_with_grad(name, np.zeros(2), alpha=alpha)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf], ids=["nan", "inf"])
+def test_bad_negative_slope(value):
+    with pytest.raises(ValueError, match="negative_slope"):
+        activation_with_grad("leaky_relu", np.zeros(2), negative_slope=value)
+
+
+@pytest.mark.parametrize("value", [True, "0.1", None], ids=["bool", "str", "none"])
+def test_parameter_not_a_number(value):
+    with pytest.raises(TypeError, match="negative_slope"):
+        activation_with_grad("leaky_relu", np.zeros(2), negative_slope=value)
+
+
+@pytest.mark.parametrize("x", [
+    pytest.param(np.array([1, 2, 3]), id="int64"),
+    pytest.param(np.array([1, 2], dtype=np.int32), id="int32"),
+    pytest.param(np.array([True, False]), id="bool"),
+    pytest.param(np.array([1 + 0j]), id="complex"),
+    pytest.param(np.array([1.0], dtype=np.float16), id="float16"),
+    pytest.param(np.array([1.0], dtype=object), id="object"),
+])
+def test_x_wrong_dtype(x):
+    with pytest.raises(TypeError, match="x"):
+        activation_with_grad("relu", x)
+
+
+@pytest.mark.parametrize("x", [
+    pytest.param([0.0, 1.0], id="list"),
+    pytest.param(1.0, id="float"),
+    pytest.param((0.5,), id="tuple"),
+])
+def test_x_not_an_array(x):
+    with pytest.raises(TypeError, match="x"):
+        activation_with_grad("relu", x)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_x_non_finite(bad):
+    with pytest.raises(ValueError, match="finite"):
+        activation_with_grad("relu", np.array([0.0, bad]))
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "NumPy", ""])
+def test_unknown_backend(backend):
+    with pytest.raises(ValueError, match="backend"):
+        activation_with_grad("relu", np.zeros(2), backend)
+
+
+# ---------------------------------------------------------------- the spec
+
+def test_spec_accepts_one_name_per_hidden_layer():
+    spec = NetworkSpec(sizes=(3, 6, 5, 2), activation=("leaky_relu", "hardswish"),
+                       activation_params={"leaky_relu": {"negative_slope": 0.1}})
+    assert [a.name for a in spec.hidden_activations] == ["leaky_relu", "hardswish"]
+    assert spec.hidden_activations[0].kwargs == {"negative_slope": 0.1}
+    assert spec.hidden_activations[1].kwargs == {}
+    assert spec.activation == ("leaky_relu", "hardswish")
+
+
+def test_spec_list_of_names_becomes_tuple():
+    spec = NetworkSpec(sizes=(3, 6, 5, 2), activation=["tanh", "gelu"])
+    assert spec.activation == ("tanh", "gelu")
+
+
+def test_spec_one_name_applies_to_every_hidden_layer_with_defaults():
+    spec = NetworkSpec(sizes=(3, 6, 5, 4, 2), activation="elu")
+    assert [a.name for a in spec.hidden_activations] == ["elu"] * 3
+    assert all(a.kwargs == {"alpha": 1.0} for a in spec.hidden_activations)
+
+
+@pytest.mark.parametrize("activation", [("relu",), ("relu", "tanh", "gelu"), ()],
+                         ids=["too-few", "too-many", "empty"])
+def test_spec_rejects_wrong_number_of_names(activation):
+    with pytest.raises(ValueError, match="activation"):
+        NetworkSpec(sizes=(3, 6, 5, 2), activation=activation)
+
+
+def test_spec_rejects_unknown_name_in_tuple():
+    with pytest.raises(ValueError, match="activation\\[1\\]"):
+        NetworkSpec(sizes=(3, 6, 5, 2), activation=("relu", "swishy"))
+
+
+def test_spec_rejects_params_for_unused_activation():
+    with pytest.raises(ValueError, match="elu"):
+        NetworkSpec(sizes=(3, 6, 2), activation="relu", activation_params={"elu": {"alpha": 2.0}})
+    with pytest.raises(ValueError, match="leaky_relu"):
+        NetworkSpec(sizes=(3, 6, 5, 2), activation=("relu", "tanh"),
+                    activation_params={"leaky_relu": {"negative_slope": 0.2}})
+
+
+def test_spec_rejects_params_when_there_is_no_hidden_layer():
+    with pytest.raises(ValueError, match="activation_params"):
+        NetworkSpec(sizes=(3, 2), activation="elu", activation_params={"elu": {"alpha": 2.0}})
+
+
+def test_spec_rejects_unknown_parameter():
+    with pytest.raises(ValueError, match="beta"):
+        NetworkSpec(sizes=(3, 6, 2), activation="elu", activation_params={"elu": {"beta": 2.0}})
+
+
+@pytest.mark.parametrize("alpha", [0.0, -2.0, math.nan], ids=["zero", "negative", "nan"])
+def test_spec_rejects_bad_alpha(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        NetworkSpec(sizes=(3, 6, 2), activation="celu", activation_params={"celu": {"alpha": alpha}})
+
+
+def test_spec_rejects_non_mapping_params():
+    with pytest.raises(TypeError, match="activation_params"):
+        NetworkSpec(sizes=(3, 6, 2), activation="elu", activation_params=[("elu", 1.0)])
+    with pytest.raises(TypeError):
+        NetworkSpec(sizes=(3, 6, 2), activation="elu", activation_params={"elu": 2.0})
+
+
+def test_spec_round_trip_with_activation_params():
+    spec = NetworkSpec(sizes=(3, 6, 5, 2), activation=("leaky_relu", "celu"),
+                       activation_params={"leaky_relu": {"negative_slope": 0.2},
+                                          "celu": {"alpha": 0.5}},
+                       init="xavier_uniform", optimizer=SGD(lr=0.05), batch_size=3, epochs=2)
+    d = spec.to_dict()
+    assert d["activation"] == ["leaky_relu", "celu"]
+    assert d["activation_params"] == {"leaky_relu": {"negative_slope": 0.2},
+                                      "celu": {"alpha": 0.5}}
+    again = NetworkSpec.from_dict(d)
+    assert again == spec and hash(again) == hash(spec)
+    assert again.hidden_activations == spec.hidden_activations
+    assert NetworkSpec.from_json(spec.to_json()) == spec
+
+
+def test_spec_params_distinguish_specs():
+    a = NetworkSpec(sizes=(3, 6, 2), activation="elu")
+    b = NetworkSpec(sizes=(3, 6, 2), activation="elu", activation_params={"elu": {"alpha": 2.0}})
+    assert a != b and a.to_json() != b.to_json()
