@@ -7,6 +7,7 @@ import pytest
 
 from nnparity.shared import NetworkSpec, notebook_spec
 from nnparity.shared.cli import main
+from conftest import require
 
 
 def run_cli(*args, stdin=None):
@@ -91,3 +92,19 @@ def test_spec_json_round_trips_through_the_cli(tmp_path, capsys):
     path.write_text(spec.to_json())
     assert main(["train", "--spec", str(path)]) == 0
     assert "hidden1 weight" in capsys.readouterr().out
+
+
+def test_activations_plot_writes_a_png(tmp_path, capsys):
+    require("matplotlib")
+    path = tmp_path / "act.png"
+    assert main(["activations", "--plot", str(path), "--backends", "numpy", "torch", "jax"]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 20_000          # 18 panels, not an empty canvas
+
+
+def test_activations_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
+    assert main(["activations", "--plot", str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nnparity[plot]" in err
+    assert not (tmp_path / "a.png").exists()
