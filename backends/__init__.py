@@ -3,7 +3,7 @@
 Each backend module (``numpy``, ``torch``, ``jax``) exposes the same functions
 with the same signatures:
 
-- ``train(spec, params, x, y, plan) -> (params, losses)``
+- ``train(spec, params, opt_state, x, y, plan) -> (params, opt_state, losses)``
 - ``predict(spec, params, x) -> output``
 - ``activation_with_grad(activation, x) -> (f(x), f'(x))``
 
@@ -16,17 +16,19 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Callable
 
 import numpy as np
 
 from nnparity.shared.activations import resolve
 from nnparity.shared.data import Dataset, batch_plan, check_fits
 from nnparity.shared.init import Params, check_params, init_params
+from nnparity.shared.optimizers import init_state
 from nnparity.shared.spec import NetworkSpec
 from nnparity.shared.validation import MissingFrameworkError, check_float_array, check_shape, fail
 
 __all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "activation_with_grad",
-           "available_backends", "predict", "train"]
+           "available_backends", "evaluate", "predict", "train"]
 
 #: backend name -> (top-level module it needs, pip extra that installs it)
 BACKENDS = {"numpy": ("numpy", None), "torch": ("torch", "torch"), "jax": ("jax", "jax")}
@@ -42,12 +44,18 @@ class TrainResult:
             computed before that step's update.
         backend: the backend's name.
         spec: the spec that was trained.
+        metrics: test-set metrics from ``evaluate``: test_loss, and test_accuracy
+            for classification losses.
+        opt_state: the optimizer state after training, ``{"step": int, buffer:
+            [(W-shaped, b-shaped), ...]}`` (see ``nnparity.shared.optimizers``).
     """
 
     params: Params
     losses: np.ndarray
     backend: str
     spec: NetworkSpec
+    opt_state: dict
+    metrics: dict[str, float]
 
 
 def get_backend(name: str) -> ModuleType:
@@ -67,19 +75,58 @@ def available_backends() -> list[str]:
             if importlib.util.find_spec(framework) is not None]
 
 
-def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy") -> TrainResult:
+def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
+          progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Train ``spec`` on ``data.x_train``/``data.y_train`` with one backend.
 
-    Every backend starts from ``init_params(spec)`` and sees the same batches.
-    The data are converted to ``spec.dtype``.
+    Every backend starts from ``init_params(spec)`` and the optimizer's initial
+    state, and sees the same batches. Features and float targets are converted
+    to ``spec.dtype``; class labels to int64. ``progress(epochs_done, epochs,
+    last_loss)``, if given, is called after every chunk of about epochs/20
+    epochs (the run is then split into chunks; the result is the same).
     """
     check_fits(spec, data)
     module = get_backend(backend)
-    x = data.x_train.astype(spec.dtype)                    # (n, sizes[0])
-    y = data.y_train.astype(spec.dtype)                    # (n, sizes[-1])
-    plan = batch_plan(x.shape[0], spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
-    params, losses = module.train(spec, init_params(spec), x, y, plan)
-    return TrainResult(params=params, losses=losses, backend=backend, spec=spec)
+    x, y = as_arrays(spec, data.x_train, data.y_train)
+    params = init_params(spec)
+    state = init_state(spec.optimizer, params)
+    chunk = spec.epochs if progress is None else max(1, spec.epochs // 20)
+    losses = []
+    for first in range(0, spec.epochs, max(chunk, 1)):
+        epochs = min(chunk, spec.epochs - first)
+        plan = batch_plan(x.shape[0], spec.batch_size, epochs, spec.seed, spec.shuffle,
+                          first_epoch=first)
+        params, state, chunk_losses = module.train(spec, params, state, x, y, plan)
+        losses.append(chunk_losses)
+        if progress is not None:
+            progress(first + epochs, spec.epochs, float(chunk_losses[-1]))
+    losses = np.concatenate(losses) if losses else np.zeros(0, dtype=spec.dtype)
+    return TrainResult(params=params, losses=losses, backend=backend, spec=spec,
+                       opt_state=state, metrics=evaluate(spec, params, data, backend))
+
+
+def evaluate(spec: NetworkSpec, params: Params, data: Dataset,
+             backend: str = "numpy") -> dict[str, float]:
+    """Test-set metrics: ``{"test_loss": L}``, plus ``"test_accuracy"`` for
+    classification losses (argmax for cross_entropy, logit > 0 vs target > 1/2
+    for bce_with_logits). Predictions come from ``backend``; the loss is the
+    NumPy reference's."""
+    from .numpy_losses import LOSSES as NUMPY_LOSSES
+
+    x, y = as_arrays(spec, data.x_test, data.y_test)
+    p = get_backend(backend).predict(spec, params, x)        # (n_test, sizes[-1])
+    metrics = {"test_loss": float(NUMPY_LOSSES[spec.loss][0](p, y, **spec.loss_kwargs))}
+    if spec.loss == "cross_entropy":
+        metrics["test_accuracy"] = float(np.mean(p.argmax(axis=1) == y))
+    elif spec.loss == "bce_with_logits":
+        metrics["test_accuracy"] = float(np.mean((p > 0) == (y > 0.5)))
+    return metrics
+
+
+def as_arrays(spec: NetworkSpec, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x in spec.dtype (n, sizes[0]); y in spec.dtype, or int64 class labels (n,)."""
+    y = y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(spec.dtype)
+    return x.astype(spec.dtype), y
 
 
 def predict(spec: NetworkSpec, params, x: np.ndarray, backend: str = "numpy") -> np.ndarray:

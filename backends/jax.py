@@ -1,6 +1,6 @@
-"""JAX backend: a pure loss, ``jax.value_and_grad``, a functional SGD update,
-and the whole run compiled: ``lax.scan`` over the epochs, and inside each epoch
-over its full batches, then one more step for the partial last batch.
+"""JAX backend: a pure loss, ``jax.value_and_grad``, a functional optimizer
+update, and the whole run compiled: ``lax.scan`` over the epochs, inside each
+epoch over its full batches, then one more step for the partial last batch.
 
 float64 specs run under ``jax.enable_x64(True)`` scoped to the call; the
 user's global JAX configuration is never changed.
@@ -15,6 +15,8 @@ import numpy as np
 from jax import lax
 
 from .jax_activations import ACTIVATIONS
+from .jax_losses import LOSSES
+from .jax_optimizers import update
 
 
 def forward(activations, params, x):
@@ -27,37 +29,36 @@ def forward(activations, params, x):
     return h
 
 
-def mse_loss(p, y):
-    return jnp.mean((p - y) ** 2)
+def loss_fn(params, x, y, model):
+    """``model`` = (activations, loss name, loss params): everything static."""
+    activations, loss, loss_params = model
+    return LOSSES[loss](forward(activations, params, x), y, **dict(loss_params))
 
 
-def loss_fn(params, x, y, activations):
-    return mse_loss(forward(activations, params, x), y)
+def train_step(params, state, x, y, hyper, model, kind):
+    """One minibatch step: (new params, new state, loss before the update)."""
+    loss, grads = jax.value_and_grad(loss_fn)(params, x, y, model)
+    params, state = update(kind, hyper, params, grads, state)
+    return params, state, loss
 
 
-def sgd_step(params, x, y, lr, activations):
-    """One minibatch step: (new params, loss before the update)."""
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, y, activations)
-    params = jax.tree.map(lambda p, g: p - lr * g, params, grads)
-    return params, loss
-
-
-@functools.partial(jax.jit, static_argnames=("activations",))
-def _train(params, x, y, full, tail, lr, activations):
+@functools.partial(jax.jit, static_argnames=("model", "kind"))
+def _train(params, state, x, y, full, tail, hyper, model, kind):
     """full: (epochs, n_full, batch) rows; tail: (epochs, rest) rows or None."""
-    def step(params, rows):
-        return sgd_step(params, x[rows], y[rows], lr, activations)
+    def step(carry, rows):
+        params, state, loss = train_step(*carry, x[rows], y[rows], hyper, model, kind)
+        return (params, state), loss
 
-    def epoch(params, rows):
+    def epoch(carry, rows):
         full_rows, tail_rows = rows
-        params, losses = lax.scan(step, params, full_rows)          # (n_full,)
+        carry, losses = lax.scan(step, carry, full_rows)            # (n_full,)
         if tail_rows is not None:
-            params, last = step(params, tail_rows)
+            carry, last = step(carry, tail_rows)
             losses = jnp.concatenate([losses, last[None]])          # (n_full + 1,)
-        return params, losses
+        return carry, losses
 
-    params, losses = lax.scan(epoch, params, (full, tail))          # (epochs, steps)
-    return params, losses.reshape(-1)
+    (params, state), losses = lax.scan(epoch, (params, state), (full, tail))
+    return params, state, losses.reshape(-1)                        # (epochs * steps,)
 
 
 def _scope(dtype):
@@ -65,13 +66,28 @@ def _scope(dtype):
     return jax.enable_x64(np.dtype(dtype) == np.float64)
 
 
-def train(spec, params, x, y, plan):
-    """Train from NumPy ``params`` over ``plan``; returns (NumPy params, losses)."""
+def static_parts(spec):
+    """What fixes the compiled computation: (model, kind). Numbers go in ``hyper``."""
+    model = (spec.hidden_activations, spec.loss, tuple(sorted(spec.loss_kwargs.items())))
+    kind = (spec.optimizer.name, getattr(spec.optimizer, "nesterov", False))
+    return model, kind
+
+
+def to_numpy(tree):
+    return jax.tree.map(np.array, tree)
+
+
+def train(spec, params, state, x, y, plan):
+    """Train from NumPy params and state over ``plan``; returns them in NumPy, and the losses."""
+    model, kind = static_parts(spec)
     with _scope(spec.dtype):
-        lr = np.asarray(spec.optimizer.lr, dtype=spec.dtype)
-        params, losses = _train(params, x, y, plan.full, plan.tail, lr,
-                                activations=spec.hidden_activations)
-        return [(np.array(w), np.array(b)) for w, b in params], np.array(losses)
+        hyper = {k: np.asarray(v, dtype=spec.dtype)
+                 for k, v in spec.optimizer.hyperparameters().items()}
+        params, state, losses = _train(params, state, x, y, plan.full, plan.tail, hyper,
+                                       model=model, kind=kind)
+        state = to_numpy(state)
+        state["step"] = int(state["step"])
+        return to_numpy(params), state, np.array(losses)
 
 
 def predict(spec, params, x):

@@ -1,7 +1,7 @@
 """NumPy backend: the reference implementation, written like the notebook.
 
 Forward pass, hand-written backward pass (the chain rule, layer by layer),
-in-place SGD, and the training loop. Parameters are a list of (W, b) with W of
+in-place optimizer updates, and the training loop. Parameters are a list of (W, b) with W of
 shape (out, in); a layer computes ``x @ W.T + b``.
 """
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .numpy_activations import ACTIVATIONS
+from .numpy_losses import LOSSES
+from .numpy_optimizers import update
 
 
 def forward(spec, params, x):
@@ -31,16 +33,6 @@ def forward(spec, params, x):
     return h, cache
 
 
-def mse_loss(p, y):
-    """mean((p - y)^2) over all elements of p, y (batch, out)."""
-    return ((p - y) ** 2).mean()
-
-
-def mse_gradient(p, y):
-    """dL/dp = 2 (p - y) / p.size, (batch, out)."""
-    return 2 * (p - y) / p.size
-
-
 def backward(spec, params, cache, d_out):
     """Gradients [(dW (out, in), db (out,)), ...] from dL/d(output) (batch, sizes[-1])."""
     activations = spec.hidden_activations
@@ -60,30 +52,31 @@ def backward(spec, params, cache, d_out):
 
 def loss_and_gradients(spec, params, x, y):
     """The minibatch loss and its gradient with respect to every parameter."""
+    loss, d_loss = LOSSES[spec.loss]
     p, cache = forward(spec, params, x)
-    return mse_loss(p, y), backward(spec, params, cache, mse_gradient(p, y))
+    d_out = d_loss(p, y, **spec.loss_kwargs)                # dL/dp, (batch, sizes[-1])
+    return loss(p, y, **spec.loss_kwargs), backward(spec, params, cache, d_out)
 
 
-def sgd_update(params, grads, lr):
-    """p <- p - lr * g, in place."""
-    for (w, b), (dw, db) in zip(params, grads):
-        w -= lr * dw
-        b -= lr * db
+def train_step(spec, params, state, x, y):
+    """One minibatch step in place: returns (loss before the update, gradients)."""
+    loss, grads = loss_and_gradients(spec, params, x, y)
+    update(spec.optimizer, params, grads, state)
+    return loss, grads
 
 
-def train(spec, params, x, y, plan):
-    """Train ``params`` (updated in place) over the batches of ``plan``.
+def train(spec, params, state, x, y, plan):
+    """Train ``params`` and ``state`` (updated in place) over the batches of ``plan``.
 
-    Returns the parameters and every step's minibatch loss (computed before
-    that step's update), (epochs * steps_per_epoch,).
+    Returns the parameters, the optimizer state and every step's minibatch loss
+    (computed before that step's update), (epochs * steps_per_epoch,).
     """
     losses = []
     for epoch in range(plan.epochs):
         for rows in plan.batches(epoch):
-            loss, grads = loss_and_gradients(spec, params, x[rows], y[rows])
-            sgd_update(params, grads, spec.optimizer.lr)
+            loss, _ = train_step(spec, params, state, x[rows], y[rows])
             losses.append(loss)
-    return params, np.array(losses, dtype=spec.dtype)
+    return params, state, np.array(losses, dtype=spec.dtype)
 
 
 def predict(spec, params, x):

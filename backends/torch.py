@@ -1,25 +1,35 @@
-"""PyTorch backend: autograd for the gradients, SGD written by hand.
+"""PyTorch backend: autograd for the gradients, the update rules by hand.
 
 Parameters are leaf tensors with ``requires_grad``; each step runs
-``loss.backward()``, updates the parameters inside ``torch.no_grad()`` and
-clears their gradients. No ``torch.optim`` and no ``nn.Module``.
+``loss.backward()``, updates the parameters and the optimizer state inside
+``torch.no_grad()`` and clears the gradients. No ``torch.optim``, no ``nn.Module``.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from .torch_activations import ACTIVATIONS
+from .torch_losses import LOSSES
+from .torch_optimizers import update
 
 
 def to_tensors(params):
-    """NumPy [(W, b), ...] -> leaf tensors with requires_grad, same dtype."""
+    """NumPy [(W, b), ...] -> leaf tensors with requires_grad, same dtype (copied)."""
     return [(torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True))
             for w, b in params]
 
 
-def to_numpy(params):
-    return [(w.detach().numpy().copy(), b.detach().numpy().copy()) for w, b in params]
+def to_numpy(pairs):
+    return [(w.detach().numpy().copy(), b.detach().numpy().copy()) for w, b in pairs]
+
+
+def state_to_tensors(state):
+    return {k: v if k == "step" else [(torch.tensor(a), torch.tensor(b)) for a, b in v]
+            for k, v in state.items()}
+
+
+def state_to_numpy(state):
+    return {k: v if k == "step" else to_numpy(v) for k, v in state.items()}
 
 
 def forward(spec, params, x):
@@ -33,33 +43,28 @@ def forward(spec, params, x):
     return h
 
 
-def mse_loss(p, y):
-    return ((p - y) ** 2).mean()
+def loss_fn(spec, params, x, y):
+    return LOSSES[spec.loss](forward(spec, params, x), y, **spec.loss_kwargs)
 
 
-def sgd_update(params, lr):
-    """p <- p - lr * p.grad in place, then clear the gradient."""
-    with torch.no_grad():
-        for w, b in params:
-            w -= lr * w.grad
-            b -= lr * b.grad
-            w.grad = None
-            b.grad = None
+def train_step(spec, params, state, x, y):
+    """One minibatch step in place; returns the loss before the update."""
+    loss = loss_fn(spec, params, x, y)
+    loss.backward()
+    update(spec.optimizer, params, state)
+    return loss.detach()
 
 
-def train(spec, params, x, y, plan):
-    """Train from NumPy ``params`` over ``plan``; returns (NumPy params, losses)."""
-    params = to_tensors(params)
+def train(spec, params, state, x, y, plan):
+    """Train from NumPy params and state over ``plan``; returns them in NumPy, and the losses."""
+    params, state = to_tensors(params), state_to_tensors(state)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     batches = [torch.from_numpy(rows) for epoch in range(plan.epochs)
                for rows in plan.batches(epoch)]
     losses = torch.empty(len(batches), dtype=x.dtype)
     for step, rows in enumerate(batches):
-        loss = mse_loss(forward(spec, params, x[rows]), y[rows])
-        loss.backward()
-        sgd_update(params, spec.optimizer.lr)
-        losses[step] = loss.detach()
-    return to_numpy(params), losses.numpy()
+        losses[step] = train_step(spec, params, state, x[rows], y[rows])
+    return to_numpy(params), state_to_numpy(state), losses.numpy()
 
 
 def predict(spec, params, x):

@@ -2,13 +2,17 @@
 policy and parity harness that every backend shares. Imports NumPy only."""
 from .activations import ACTIVATIONS
 from .data import Dataset, notebook_data
+from .datasets import load_dataset
 from .harness import BackendParity, ParityReport, compare
 from .init import init_params
-from .optimizers import SGD
+from .optimizers import SGD, Adam, AdamW, RMSprop
 from .spec import NetworkSpec, notebook_spec
 from .tolerance import POLICY, Tolerance
+from .validation import InputTypeError, InputValueError, MissingFrameworkError
 
 __all__ = [
-    "ACTIVATIONS", "BackendParity", "Dataset", "NetworkSpec", "POLICY", "ParityReport", "SGD",
-    "Tolerance", "compare", "init_params", "notebook_data", "notebook_spec",
+    "ACTIVATIONS", "Adam", "AdamW", "BackendParity", "Dataset", "InputTypeError",
+    "InputValueError", "MissingFrameworkError", "NetworkSpec", "POLICY", "ParityReport",
+    "RMSprop", "SGD", "Tolerance", "compare", "init_params", "load_dataset", "notebook_data",
+    "notebook_spec",
 ]

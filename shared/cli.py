@@ -1,21 +1,26 @@
 """The ``nnparity`` command line.
 
-Every error in the user's input (a bad flag, a bad spec file, a missing
-framework) is printed as one line on stderr with exit code 2, never a traceback.
+Every error in the user's input (a bad flag, a bad spec file, data that does
+not fit, a missing framework) is printed as one line on stderr with exit code
+2, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Sequence
 
 import numpy as np
 
-from .data import notebook_data
-from .spec import NetworkSpec, notebook_spec
+from .cli_spec import add_spec_flags, spec_from_args
+from .datasets import load_dataset
 from .validation import InputTypeError, InputValueError, MissingFrameworkError
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
+#: print every parameter and prediction (as the notebook does) only for runs this small
+PRINT_PARAMS_UP_TO = 200
+PRINT_PREDICTIONS_UP_TO = 10
 
 
 class UsageError(Exception):
@@ -27,17 +32,6 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def load_spec(path: str | None) -> NetworkSpec:
-    """The spec in JSON file ``path`` ("-" reads stdin), or the notebook's spec."""
-    if path is None:
-        return notebook_spec()
-    try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
-    except OSError as exc:
-        raise UsageError(f"--spec {path}: cannot read: {exc.strerror}") from None
-    return NetworkSpec.from_json(text)
-
-
 def layer_names(n_layers: int) -> list[str]:
     """The notebook's names: 'hidden' and 'output' (hidden1, hidden2, ... when deeper)."""
     if n_layers == 2:
@@ -45,27 +39,51 @@ def layer_names(n_layers: int) -> list[str]:
     return [f"hidden{k + 1}" for k in range(n_layers - 1)] + ["output"]
 
 
+class Progress:
+    """Prints epochs and loss on one terminal line once a run has taken 2 s."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.start, self.shown = stream, time.perf_counter(), False
+
+    def __call__(self, done: int, total: int, loss: float) -> None:
+        if time.perf_counter() - self.start < 2.0:
+            return
+        self.shown = True
+        self.stream.write(f"\repoch {done}/{total}  loss {loss:.6g}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+
+
 def cmd_train(args) -> int:
     from nnparity.backends import predict, train
-    from nnparity.backends.numpy import mse_loss
 
-    spec, data = load_spec(args.spec), notebook_data()
-    result = train(spec, data, backend=args.backend)
-    for name, (w, b) in zip(layer_names(len(result.params)), result.params):
-        print(f"{name} weight: {w}")
-        print(f"{name} bias: {b}")
-    predictions = predict(spec, result.params, data.x_test, backend=args.backend)
-    print(f"predictions: {predictions}")
-    print(f"error: {mse_loss(predictions, data.y_test)}")
+    spec = spec_from_args(args)
+    data = load_dataset(args.dataset or "notebook")
+    progress = Progress(sys.stdout) if sys.stdout.isatty() else None
+    result = train(spec, data, backend=args.backend, progress=progress)
+    if progress is not None:
+        progress.close()
+    if sum(w.size + b.size for w, b in result.params) <= PRINT_PARAMS_UP_TO:
+        for name, (w, b) in zip(layer_names(len(result.params)), result.params):
+            print(f"{name} weight: {w}")
+            print(f"{name} bias: {b}")
+    if len(data.x_test) <= PRINT_PREDICTIONS_UP_TO:
+        print(f"predictions: {predict(spec, result.params, data.x_test, backend=args.backend)}")
+    print(f"error: {result.metrics['test_loss']}")
+    if "test_accuracy" in result.metrics:
+        print(f"accuracy: {result.metrics['test_accuracy']:.4f}")
     return 0
 
 
 def cmd_compare(args) -> int:
     from .harness import compare
 
-    spec = load_spec(args.spec)
-    report = compare(spec, notebook_data(), backends=tuple(args.backends),
-                     reference=args.reference)
+    spec = spec_from_args(args)
+    report = compare(spec, load_dataset(args.dataset or "notebook"),
+                     backends=tuple(args.backends), reference=args.reference)
     print(report)
     return 0 if report.ok else 1
 
@@ -92,8 +110,7 @@ def build_parser() -> Parser:
     train = commands.add_parser("train", help="train one backend and print the result "
                                               "the way the notebook does")
     train.add_argument("--backend", choices=BACKEND_NAMES, default="numpy")
-    train.add_argument("--spec", metavar="FILE.json",
-                       help="network spec as JSON ('-' reads stdin); default: the notebook's")
+    add_spec_flags(train)
     train.set_defaults(run=cmd_train)
 
     compare = commands.add_parser("compare", help="train every backend and print the parity "
@@ -102,8 +119,7 @@ def build_parser() -> Parser:
                          default=list(BACKEND_NAMES), metavar="B",
                          help=f"backends to compare (default: {' '.join(BACKEND_NAMES)})")
     compare.add_argument("--reference", choices=BACKEND_NAMES, default="numpy")
-    compare.add_argument("--spec", metavar="FILE.json",
-                         help="network spec as JSON ('-' reads stdin); default: the notebook's")
+    add_spec_flags(compare)
     compare.set_defaults(run=cmd_compare)
 
     activations = commands.add_parser("activations", help="plot every activation and its "

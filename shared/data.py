@@ -5,8 +5,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .losses import check_targets
 from .spec import NetworkSpec
-from .validation import check_float_array, check_shape, fail
+from .validation import check_float_array, check_shape, check_targets_array, fail
 
 
 @dataclass(frozen=True)
@@ -14,10 +15,13 @@ class Dataset:
     """Training and test data.
 
     Args:
-        x_train: (n_train, n_in) float array, finite.
-        y_train: (n_train, n_out) float targets.
+        x_train: (n_train, n_in) float32/float64 array, finite.
+        y_train: targets: (n_train, n_out) float array, or (n_train,) integer
+            class labels (for ``cross_entropy``).
         x_test: (n_test, n_in) float array, finite.
-        y_test: (n_test, n_out) float targets.
+        y_test: targets of the test rows, of the same kind as y_train.
+
+    Whether the targets suit a spec's loss is checked by ``check_fits``.
     """
 
     x_train: np.ndarray
@@ -28,7 +32,7 @@ class Dataset:
     def __post_init__(self) -> None:
         for split in ("train", "test"):
             x = check_float_array(f"x_{split}", getattr(self, f"x_{split}"), 2)
-            y = check_float_array(f"y_{split}", getattr(self, f"y_{split}"), 2)
+            y = check_targets_array(f"y_{split}", getattr(self, f"y_{split}"))
             if x.shape[0] == 0:
                 fail(f"x_{split}.shape", x.shape, "at least one row")
             if y.shape[0] != x.shape[0]:
@@ -37,9 +41,12 @@ class Dataset:
         if self.x_test.shape[1] != self.x_train.shape[1]:
             fail("x_test.shape", self.x_test.shape,
                  f"{self.x_train.shape[1]} columns, as many as x_train")
-        if self.y_test.shape[1] != self.y_train.shape[1]:
+        if (self.y_test.dtype.kind == "f") != (self.y_train.dtype.kind == "f"):
+            fail("y_test.dtype", self.y_test.dtype.name,
+                 f"targets of the same kind as y_train ({self.y_train.dtype.name})", TypeError)
+        if self.y_test.shape[1:] != self.y_train.shape[1:]:
             fail("y_test.shape", self.y_test.shape,
-                 f"{self.y_train.shape[1]} columns, as many as y_train")
+                 f"the shape of y_train's rows, {self.y_train.shape[1:]}")
 
 
 def notebook_data() -> Dataset:
@@ -117,7 +124,7 @@ def batch_plan(n_rows: int, batch_size: int, epochs: int, seed: int, shuffle: bo
 
 
 def check_fits(spec: NetworkSpec, data: Dataset) -> None:
-    """Check that ``data`` fits ``spec`` (types, feature and target widths)."""
+    """Check that ``data`` fits ``spec``: feature width, and targets that suit the loss."""
     if not isinstance(spec, NetworkSpec):
         fail("spec", spec, "a NetworkSpec", TypeError)
     if not isinstance(data, Dataset):
@@ -125,4 +132,4 @@ def check_fits(spec: NetworkSpec, data: Dataset) -> None:
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         check_shape(f"x_{split}", x, (x.shape[0], spec.sizes[0]))
-        check_shape(f"y_{split}", y, (y.shape[0], spec.sizes[-1]))
+        check_targets(spec.loss, f"y_{split}", y, spec.sizes[-1])

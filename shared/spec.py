@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from .activations import ACTIVATIONS, Activation, check_activation_params, resolve
-from .losses import LOSSES
+from .losses import LOSSES, check_loss_params
 from .optimizers import OPTIMIZERS, SGD, Optimizer, optimizer_from_dict
 from .validation import FLOAT_DTYPES, check_bool, check_choice, check_int, fail
 
@@ -31,7 +32,8 @@ class NetworkSpec:
             keep their defaults. Only activations the spec uses may appear.
         init: parameter initialisation rule, see ``nnparity.shared.init``.
         loss: training loss, see ``nnparity.shared.losses``.
-        optimizer: an optimizer dataclass such as ``SGD(lr=1e-5)``.
+        loss_params: the loss's parameters, e.g. ``{"delta": 2.0}`` for huber.
+        optimizer: an optimizer dataclass such as ``SGD(lr=1e-5)`` or ``Adam()``.
         batch_size: rows per minibatch; the last batch of an epoch may be smaller.
         epochs: passes over the training data; 0 returns the initial parameters.
         seed: seeds initialisation and shuffling (0 <= seed < 2**32).
@@ -44,6 +46,7 @@ class NetworkSpec:
     activation_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     init: str = "uniform_fan_in"
     loss: str = "mse"
+    loss_params: Mapping[str, float] = field(default_factory=dict)
     optimizer: Optimizer = SGD(lr=1e-5)
     batch_size: int = 2
     epochs: int = 1000
@@ -89,6 +92,7 @@ class NetworkSpec:
 
         check_choice("init", self.init, INITS)
         check_choice("loss", self.loss, LOSSES)
+        object.__setattr__(self, "loss_params", check_loss_params(self.loss, self.loss_params))
         if not isinstance(self.optimizer, tuple(OPTIMIZERS.values())):
             fail("optimizer", self.optimizer,
                  f"an optimizer object ({', '.join(c.__name__ for c in OPTIMIZERS.values())})",
@@ -104,13 +108,18 @@ class NetworkSpec:
     def __hash__(self) -> int:
         return hash(self.to_json())
 
-    @property
+    @cached_property
     def hidden_activations(self) -> tuple[Activation, ...]:
         """Each hidden layer's activation with its parameters, ``len(sizes) - 2`` of them."""
         names = self.activation
         if isinstance(names, str):
             names = (names,) * (len(self.sizes) - 2)
         return tuple(resolve(name, self.activation_params.get(name)) for name in names)
+
+    @cached_property
+    def loss_kwargs(self) -> dict[str, float]:
+        """The loss's parameters, defaults filled in."""
+        return {**LOSSES[self.loss].defaults, **self.loss_params}
 
     @property
     def param_shapes(self) -> list[tuple[tuple[int, int], tuple[int]]]:
@@ -133,6 +142,7 @@ class NetworkSpec:
         if not isinstance(self.activation, str):
             d["activation"] = list(self.activation)
         d["activation_params"] = {k: dict(v) for k, v in self.activation_params.items()}
+        d["loss_params"] = dict(self.loss_params)
         d["optimizer"] = self.optimizer.to_dict()
         return d
 

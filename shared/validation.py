@@ -102,3 +102,13 @@ def check_float_array(name: str, value: Any, ndim: int | None) -> np.ndarray:
 def check_shape(name: str, value: np.ndarray, expected: tuple) -> None:
     if value.shape != tuple(expected):
         fail(f"{name}.shape", value.shape, f"shape {tuple(expected)}")
+
+
+def check_targets_array(name: str, value: Any) -> np.ndarray:
+    """Targets: a finite float (n, k) array, or an integer (n,) array of class labels."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iu":
+        if value.ndim != 1:
+            fail(f"{name}.dtype", value.dtype.name, "float32 or float64 for (n, k) targets "
+                 "(integers only as (n,) class labels)", TypeError)
+        return value
+    return check_float_array(name, value, 2)

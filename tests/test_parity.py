@@ -229,11 +229,11 @@ def patch_train(monkeypatch, backend, change):
     real_train = module.train
 
     def perturbed(*args, **kwargs):
-        params, losses = real_train(*args, **kwargs)
+        params, state, losses = real_train(*args, **kwargs)
         params = [(np.array(w), np.array(b)) for w, b in params]
         losses = np.array(losses)
         change(params, losses)
-        return params, losses
+        return params, state, losses
 
     monkeypatch.setattr(module, "train", perturbed)
 

@@ -1,0 +1,36 @@
+"""Losses in JAX, following ``nnparity.shared.losses``; ``jax.grad`` gives dL/dp."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def mse(p, y):
+    return jnp.mean((p - y) ** 2)
+
+
+def mae(p, y):
+    return jnp.mean(jnp.abs(p - y))                          # grad: sign(0) = 0
+
+
+def huber(p, y, delta):
+    r = jnp.abs(p - y)
+    return jnp.mean(jnp.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta)))
+
+
+def cross_entropy(z, labels):
+    log_softmax = z - jax.nn.logsumexp(z, axis=1, keepdims=True)     # (n, k), stable
+    return -jnp.mean(jnp.take_along_axis(log_softmax, labels[:, None], axis=1))
+
+
+def bce_with_logits(z, t):
+    return jnp.mean(jax.nn.softplus(z) - z * t)             # softplus = logaddexp(z, 0)
+
+
+LOSSES = {
+    "mse": mse,
+    "mae": mae,
+    "huber": huber,
+    "cross_entropy": cross_entropy,
+    "bce_with_logits": bce_with_logits,
+}

@@ -1,0 +1,71 @@
+"""Losses in NumPy: for each, the value and a hand-written gradient dL/dp.
+
+Definitions and targets are those of ``nnparity.shared.losses``; p is the
+network output (n, k). Every loss is a mean, so every gradient is divided by
+the number of averaged elements.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .numpy_activations import sigmoid
+
+
+def mse(p, y):
+    return np.mean((p - y) ** 2)
+
+
+def d_mse(p, y):
+    return 2 * (p - y) / p.size                              # (n, k)
+
+
+def mae(p, y):
+    return np.mean(np.abs(p - y))
+
+
+def d_mae(p, y):
+    return np.sign(p - y) / p.size                          # sign(0) = 0, as torch's l1_loss
+
+
+def huber(p, y, delta):
+    r = np.abs(p - y)
+    return np.mean(np.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta)))
+
+
+def d_huber(p, y, delta):
+    return np.clip(p - y, -delta, delta) / p.size
+
+
+def _log_softmax(z):
+    """log softmax over each row of z (n, k), with the row maximum subtracted first."""
+    shifted = z - z.max(axis=1, keepdims=True)               # (n, k), largest entry 0
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def cross_entropy(z, labels):
+    rows = np.arange(len(labels))
+    return -np.mean(_log_softmax(z)[rows, labels])
+
+
+def d_cross_entropy(z, labels):
+    grad = np.exp(_log_softmax(z))                           # softmax, (n, k)
+    grad[np.arange(len(labels)), labels] -= 1                # minus the one-hot targets
+    return grad / len(labels)
+
+
+def bce_with_logits(z, t):
+    return np.mean(np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z))))
+
+
+def d_bce_with_logits(z, t):
+    return (sigmoid(z) - t) / z.size
+
+
+#: name -> (L(p, y, **params), dL/dp(p, y, **params))
+LOSSES = {
+    "mse": (mse, d_mse),
+    "mae": (mae, d_mae),
+    "huber": (huber, d_huber),
+    "cross_entropy": (cross_entropy, d_cross_entropy),
+    "bce_with_logits": (bce_with_logits, d_bce_with_logits),
+}

@@ -1,0 +1,44 @@
+"""Losses in PyTorch, following ``nnparity.shared.losses``; autograd gives dL/dp.
+
+Built-ins from ``torch.nn.functional`` are not used here: they are the tests'
+oracles, and ``F.mse_loss`` would broadcast mismatched shapes with only a
+warning (shapes are checked before a backend runs).
+"""
+from __future__ import annotations
+
+import torch
+
+from .torch_activations import softplus
+
+
+def mse(p, y):
+    return ((p - y) ** 2).mean()
+
+
+def mae(p, y):
+    return (p - y).abs().mean()                              # autograd: sign(0) = 0
+
+
+def huber(p, y, delta):
+    r = (p - y).abs()
+    return torch.where(r <= delta, 0.5 * r * r, delta * (r - 0.5 * delta)).mean()
+
+
+def cross_entropy(z, labels):
+    log_softmax = z - torch.logsumexp(z, dim=1, keepdim=True)          # (n, k), stable
+    return -log_softmax.gather(1, labels[:, None]).mean()
+
+
+def bce_with_logits(z, t):
+    # softplus(z) - z t. Not clamp(z, 0) + log1p(e^-|z|): autograd would give
+    # 1 - t at z = 0, not sigmoid(0) - t, because clamp and |z| split the kink.
+    return (softplus(z) - z * t).mean()
+
+
+LOSSES = {
+    "mse": mse,
+    "mae": mae,
+    "huber": huber,
+    "cross_entropy": cross_entropy,
+    "bce_with_logits": bce_with_logits,
+}

@@ -1,0 +1,85 @@
+"""Optimizers in PyTorch: the update rules of ``nnparity.shared.optimizers``
+written by hand on tensors inside ``torch.no_grad()``; no ``torch.optim``.
+
+params and every state buffer are lists of (W, b) tensor pairs; the gradients
+are the parameters' ``.grad``.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def tensors(pairs):
+    """[(W0, b0), (W1, b1), ...] -> [W0, b0, W1, b1, ...] (the same tensors)."""
+    return [tensor for pair in pairs for tensor in pair]
+
+
+def sgd(opt, params, state):
+    t = state["step"]
+    buffers = tensors(state["momentum_buffer"]) if opt.momentum != 0 else None
+    for i, p in enumerate(tensors(params)):
+        g = p.grad
+        if opt.weight_decay != 0:
+            g = g + opt.weight_decay * p
+        if opt.momentum != 0:
+            b = buffers[i]
+            if t == 0:
+                b.copy_(g)                                   # the buffer starts at g
+            else:
+                b.mul_(opt.momentum).add_(g, alpha=1 - opt.dampening)
+            g = g + opt.momentum * b if opt.nesterov else b
+        p.sub_(opt.lr * g)
+
+
+def adam(opt, params, state, decoupled=False):
+    t = state["step"] + 1
+    beta1, beta2 = opt.betas
+    ms, vs = tensors(state["exp_avg"]), tensors(state["exp_avg_sq"])
+    for p, m, v in zip(tensors(params), ms, vs):
+        g = p.grad
+        if decoupled:
+            p.mul_(1 - opt.lr * opt.weight_decay)            # AdamW: decay the weights
+        elif opt.weight_decay != 0:
+            g = g + opt.weight_decay * p                     # Adam: L2 in the gradient
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        m_hat = m / (1 - beta1 ** t)
+        v_hat = v / (1 - beta2 ** t)
+        p.sub_(opt.lr * m_hat / (v_hat.sqrt() + opt.eps))   # eps outside the square root
+
+
+def adamw(opt, params, state):
+    adam(opt, params, state, decoupled=True)
+
+
+def rmsprop(opt, params, state):
+    vs = tensors(state["square_avg"])
+    bs = tensors(state["momentum_buffer"]) if opt.momentum > 0 else None
+    avgs = tensors(state["grad_avg"]) if opt.centered else None
+    for i, p in enumerate(tensors(params)):
+        g = p.grad
+        if opt.weight_decay != 0:
+            g = g + opt.weight_decay * p
+        v = vs[i].mul_(opt.alpha).addcmul_(g, g, value=1 - opt.alpha)
+        if opt.centered:
+            a = avgs[i].mul_(opt.alpha).add_(g, alpha=1 - opt.alpha)
+            d = (v - a * a).sqrt() + opt.eps
+        else:
+            d = v.sqrt() + opt.eps
+        if opt.momentum > 0:
+            b = bs[i].mul_(opt.momentum).add_(g / d)
+            p.sub_(opt.lr * b)
+        else:
+            p.sub_(opt.lr * g / d)
+
+
+UPDATES = {"sgd": sgd, "adam": adam, "adamw": adamw, "rmsprop": rmsprop}
+
+
+def update(opt, params, state):
+    """One step of ``opt`` from the parameters' gradients, in place; then clear them."""
+    with torch.no_grad():
+        UPDATES[opt.name](opt, params, state)
+        for p in tensors(params):
+            p.grad = None
+    state["step"] += 1

@@ -1,0 +1,146 @@
+"""Building a ``NetworkSpec`` from command-line flags.
+
+The base is ``--spec FILE.json`` (``-`` reads stdin) or the notebook's spec;
+every flag given overrides one field. Optimizer flags change the base
+optimizer's arguments when ``--optimizer`` names the same optimizer (or is not
+given), and start from the named optimizer's defaults otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+
+from .activations import ACTIVATIONS
+from .losses import LOSSES
+from .optimizers import OPTIMIZERS
+from .spec import INITS, NetworkSpec, notebook_spec
+from .validation import FLOAT_DTYPES, fail
+
+#: flag destination -> optimizer argument it sets
+OPTIMIZER_FLAGS = {"lr": "lr", "momentum": "momentum", "dampening": "dampening",
+                   "nesterov": "nesterov", "weight_decay": "weight_decay", "betas": "betas",
+                   "eps": "eps", "alpha": "alpha", "centered": "centered"}
+
+
+def _int_list(flag: str):
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{flag}={text!r} is not allowed: expected comma-separated integers, "
+                "e.g. 64,64,10") from None
+    return parse
+
+
+def _float_pair(text: str) -> tuple[float, float]:
+    try:
+        pair = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        pair = ()
+    if len(pair) != 2:
+        raise argparse.ArgumentTypeError(
+            f"--betas={text!r} is not allowed: expected two comma-separated numbers, "
+            "e.g. 0.9,0.999")
+    return pair
+
+
+def _json_object(flag: str):
+    def parse(text: str) -> dict:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(
+                f"{flag}={text!r} is not allowed: expected a JSON object")
+        return value
+    return parse
+
+
+def add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for every NetworkSpec field, the optimizer's arguments and the dataset."""
+    group = parser.add_argument_group("network spec (each flag overrides --spec)")
+    group.add_argument("--spec", metavar="FILE.json",
+                       help="spec as JSON ('-' reads stdin); default: the notebook's")
+    group.add_argument("--sizes", type=_int_list("--sizes"), metavar="N,N,...",
+                       help="layer widths, input first, e.g. 64,64,10")
+    group.add_argument("--activation", metavar="NAME[,NAME...]",
+                       help=f"hidden activation, or one per hidden layer: {', '.join(ACTIVATIONS)}")
+    group.add_argument("--activation-params", type=_json_object("--activation-params"),
+                       metavar="JSON", help='e.g. \'{"leaky_relu": {"negative_slope": 0.1}}\'')
+    group.add_argument("--init", choices=INITS)
+    group.add_argument("--loss", choices=tuple(LOSSES))
+    group.add_argument("--loss-params", type=_json_object("--loss-params"), metavar="JSON",
+                       help='e.g. \'{"delta": 2.0}\' for huber')
+    group.add_argument("--batch-size", type=int, metavar="N")
+    group.add_argument("--epochs", type=int, metavar="N")
+    group.add_argument("--seed", type=int, metavar="N")
+    group.add_argument("--dtype", choices=FLOAT_DTYPES)
+    group.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None)
+
+    opt = parser.add_argument_group("optimizer (torch.optim's arguments)")
+    opt.add_argument("--optimizer", choices=tuple(OPTIMIZERS))
+    opt.add_argument("--lr", type=float)
+    opt.add_argument("--momentum", type=float, help="sgd, rmsprop")
+    opt.add_argument("--dampening", type=float, help="sgd")
+    opt.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
+                     help="sgd")
+    opt.add_argument("--weight-decay", type=float)
+    opt.add_argument("--betas", type=_float_pair, metavar="B1,B2", help="adam, adamw")
+    opt.add_argument("--eps", type=float, help="adam, adamw, rmsprop")
+    opt.add_argument("--alpha", type=float, help="rmsprop's smoothing constant")
+    opt.add_argument("--centered", action=argparse.BooleanOptionalAction, default=None,
+                     help="rmsprop")
+
+    parser.add_argument("--dataset", default=None,
+                        help="notebook (default), digits or diabetes; see load_dataset")
+
+
+def read_spec_file(path: str) -> NetworkSpec:
+    try:
+        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    except OSError as exc:
+        fail("--spec", path, f"a readable file ({exc.strerror})")
+    return NetworkSpec.from_json(text)
+
+
+def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
+    """The spec the flags describe (validated by NetworkSpec and the optimizer)."""
+    base = read_spec_file(args.spec) if args.spec else notebook_spec()
+    changes = {}
+    if args.sizes is not None:
+        changes["sizes"] = args.sizes
+    if args.activation is not None:
+        names = tuple(args.activation.split(","))
+        changes["activation"] = names[0] if len(names) == 1 else names
+    for field in ("activation_params", "init", "loss", "loss_params", "batch_size", "epochs",
+                  "seed", "dtype", "shuffle"):
+        if getattr(args, field) is not None:
+            changes[field] = getattr(args, field)
+    if "loss" in changes and "loss_params" not in changes and changes["loss"] != base.loss:
+        changes["loss_params"] = {}
+    if "activation" in changes and "activation_params" not in changes:
+        changes["activation_params"] = {}
+    changes["optimizer"] = optimizer_from_args(args, base.optimizer)
+    return base.replace(**changes)
+
+
+def optimizer_from_args(args: argparse.Namespace, base):
+    name = args.optimizer or base.name
+    cls = OPTIMIZERS[name]
+    allowed = {f.name for f in fields(cls)}
+    kwargs = {f.name: getattr(base, f.name) for f in fields(base)} if name == base.name else {}
+    for dest, argument in OPTIMIZER_FLAGS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if argument not in allowed:
+            fail(f"--{dest.replace('_', '-')}", value,
+                 f"only arguments of {cls.__name__}: {', '.join(sorted(allowed))}")
+        kwargs[argument] = value
+    if name == "sgd" and "lr" not in kwargs:
+        fail("--lr", None, "a learning rate for sgd (SGD has no default lr)")
+    return cls(**kwargs)

@@ -1,0 +1,77 @@
+"""Datasets that ship with a package: nothing is downloaded at run time.
+
+``load_dataset(name)`` returns a ``Dataset`` with a fixed train/test split:
+
+- ``"notebook"``: the seed notebook's 4 training rows and 1 test row.
+- ``"digits"``: scikit-learn's bundled 8x8 digits, 1797 x 64, 10 classes;
+  pixels scaled from 0..16 to [0, 1]; labels int64 (for ``cross_entropy``).
+- ``"diabetes"``: scikit-learn's bundled regression set, 442 x 10; features
+  and the target standardized with the training rows' mean and standard
+  deviation; target as a column (n, 1).
+
+The split is 80/20, drawn once from ``np.random.default_rng(SPLIT_SEED)``:
+stratified by class for digits (each class split 80/20), then the training
+rows are put in a shuffled order. The raw files are sorted, so the order
+matters: an unshuffled split or order trains worse.
+
+scikit-learn is the optional extra ``datasets``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .data import Dataset, notebook_data
+from .validation import MissingFrameworkError, check_choice
+
+DATASETS = ("notebook", "digits", "diabetes")
+SPLIT_SEED = 0
+TEST_FRACTION = 0.2
+
+
+def split_rows(n_rows: int, labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows in shuffled order, test rows sorted): 80/20, stratified by ``labels``."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    groups = [np.arange(n_rows)] if labels is None else [
+        np.flatnonzero(labels == c) for c in np.unique(labels)]
+    train, test = [], []
+    for rows in groups:
+        rows = rng.permutation(rows)
+        n_test = int(round(len(rows) * TEST_FRACTION))
+        test.append(rows[:n_test])
+        train.append(rows[n_test:])
+    return rng.permutation(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _sklearn_datasets():
+    try:
+        import sklearn.datasets
+    except ImportError:
+        raise MissingFrameworkError("this dataset needs scikit-learn, which is not installed: "
+                                    "pip install 'nnparity[datasets]'") from None
+    return sklearn.datasets
+
+
+def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    return (train - mean) / std, (test - mean) / std
+
+
+def load_dataset(name: str) -> Dataset:
+    """The dataset called ``name`` (see the module docstring), float64 features."""
+    check_choice("dataset", name, DATASETS)
+    if name == "notebook":
+        return notebook_data()
+    sklearn_datasets = _sklearn_datasets()
+    if name == "digits":
+        digits = sklearn_datasets.load_digits()
+        x = digits.data.astype(np.float64) / 16.0              # (1797, 64) in [0, 1]
+        y = digits.target.astype(np.int64)                     # (1797,) labels 0..9
+        train, test = split_rows(len(y), labels=y)
+        return Dataset(x[train], y[train], x[test], y[test])
+    diabetes = sklearn_datasets.load_diabetes(scaled=False)
+    x = diabetes.data.astype(np.float64)                       # (442, 10)
+    y = diabetes.target.astype(np.float64)[:, None]            # (442, 1)
+    train, test = split_rows(len(y))
+    x_train, x_test = _standardize(x[train], x[test])
+    y_train, y_test = _standardize(y[train], y[test])
+    return Dataset(x_train, y_train, x_test, y_test)
