@@ -6,6 +6,7 @@ with the same signatures:
 - ``train(spec, params, opt_state, x, y, plan) -> (params, opt_state, losses)``
 - ``predict(spec, params, x) -> output``
 - ``activation_with_grad(activation, x) -> (f(x), f'(x))``
+- ``loss_with_grad(loss, params, p, y) -> (L, dL/dp)``
 
 NumPy arrays go in and come out. Inputs are validated here, once, before a
 backend sees them; a framework is imported only when its backend is first used.
@@ -21,14 +22,16 @@ from typing import Callable
 import numpy as np
 
 from nnparity.shared.activations import resolve
+from nnparity.shared.losses import LOSSES, check_loss_params, check_targets
 from nnparity.shared.data import Dataset, batch_plan, check_fits
 from nnparity.shared.init import Params, check_params, init_params
 from nnparity.shared.optimizers import init_state
 from nnparity.shared.spec import NetworkSpec
-from nnparity.shared.validation import MissingFrameworkError, check_float_array, check_shape, fail
+from nnparity.shared.validation import (MissingFrameworkError, check_float_array, check_shape,
+                                       check_targets_array, fail)
 
 __all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "activation_with_grad",
-           "available_backends", "evaluate", "predict", "train"]
+           "available_backends", "evaluate", "loss_with_grad", "predict", "train"]
 
 #: backend name -> (top-level module it needs, pip extra that installs it)
 BACKENDS = {"numpy": ("numpy", None), "torch": ("torch", "torch"), "jax": ("jax", "jax")}
@@ -151,3 +154,21 @@ def activation_with_grad(name: str, x: np.ndarray, backend: str = "numpy",
     activation = resolve(name, params)
     check_float_array("x", x, None)
     return get_backend(backend).activation_with_grad(activation, x)
+
+
+def loss_with_grad(name: str, p: np.ndarray, y: np.ndarray, backend: str = "numpy",
+                   **params: float) -> tuple[np.ndarray, np.ndarray]:
+    """(L(p, y), dL/dp) of loss ``name`` for outputs p (n, k) and targets y.
+
+    NumPy uses its hand-written gradient; torch and JAX use autograd. y must suit
+    the loss (float (n, k), or int (n,) labels for cross_entropy); float targets
+    are converted to p's dtype.
+    """
+    checked = check_loss_params(name, params)
+    check_float_array("p", p, 2)
+    y = check_targets_array("y", y)
+    if y.shape[0] != p.shape[0]:
+        fail("y.shape", y.shape, f"{p.shape[0]} rows, as many as p (shape {p.shape})")
+    check_targets(name, "y", y, p.shape[1])
+    y = y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(p.dtype)
+    return get_backend(backend).loss_with_grad(name, {**LOSSES[name].defaults, **checked}, p, y)

@@ -102,3 +102,10 @@ def activation_with_grad(activation, x):
         y, vjp = jax.vjp(f, jnp.asarray(x))
         (grad,) = vjp(jnp.ones_like(y))
         return np.array(y), np.array(grad)
+
+
+def loss_with_grad(loss, params, p, y):
+    """(L(p, y), dL/dp), dL/dp from jax.value_and_grad."""
+    with _scope(p.dtype):
+        value, grad = jax.value_and_grad(LOSSES[loss])(jnp.asarray(p), jnp.asarray(y), **params)
+        return np.array(value), np.array(grad)

@@ -89,3 +89,9 @@ def activation_with_grad(activation, x):
     f, df = ACTIVATIONS[activation.name]
     # np.array: fresh arrays even for 0-d input or identity (which returns x itself)
     return np.array(f(x, **activation.kwargs)), np.array(df(x, **activation.kwargs))
+
+
+def loss_with_grad(loss, params, p, y):
+    """(L(p, y), dL/dp), dL/dp from the hand-written gradient."""
+    value, gradient = LOSSES[loss]
+    return np.array(value(p, y, **params)), gradient(p, y, **params)

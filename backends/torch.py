@@ -79,3 +79,11 @@ def activation_with_grad(activation, x):
     y = ACTIVATIONS[activation.name](x, **activation.kwargs)
     y.sum().backward()
     return y.detach().numpy(), x.grad.numpy()
+
+
+def loss_with_grad(loss, params, p, y):
+    """(L(p, y), dL/dp), dL/dp from autograd."""
+    p = torch.tensor(p, requires_grad=True)
+    value = LOSSES[loss](p, torch.from_numpy(y), **params)
+    value.backward()
+    return value.detach().numpy(), p.grad.numpy()
