@@ -27,8 +27,7 @@ from nnparity.shared.data import Dataset, batch_plan, check_fits
 from nnparity.shared.init import Params, check_params, init_params
 from nnparity.shared.optimizers import init_state
 from nnparity.shared.spec import NetworkSpec
-from nnparity.shared.validation import (MissingFrameworkError, check_float_array, check_shape,
-                                       check_targets_array, fail)
+from nnparity.shared.validation import MissingFrameworkError, check_float_array, check_shape, fail
 
 __all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "activation_with_grad",
            "available_backends", "evaluate", "loss_with_grad", "predict", "train"]
@@ -166,9 +165,8 @@ def loss_with_grad(name: str, p: np.ndarray, y: np.ndarray, backend: str = "nump
     """
     checked = check_loss_params(name, params)
     check_float_array("p", p, 2)
-    y = check_targets_array("y", y)
+    check_targets(name, "y", y, p.shape[1])
     if y.shape[0] != p.shape[0]:
         fail("y.shape", y.shape, f"{p.shape[0]} rows, as many as p (shape {p.shape})")
-    check_targets(name, "y", y, p.shape[1])
     y = y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(p.dtype)
     return get_backend(backend).loss_with_grad(name, {**LOSSES[name].defaults, **checked}, p, y)

@@ -25,7 +25,10 @@ def huber(p, y, delta):
 
 
 def cross_entropy(z, labels):
-    log_softmax = z - torch.logsumexp(z, dim=1, keepdim=True)          # (n, k), stable
+    # subtract each row's maximum first (a constant: log-softmax does not change), so that
+    # float32 logits near 1000 keep their precision
+    shifted = z - z.max(dim=1, keepdim=True).values.detach()           # (n, k), max 0
+    log_softmax = shifted - torch.logsumexp(shifted, dim=1, keepdim=True)
     return -log_softmax.gather(1, labels[:, None]).mean()
 
 

@@ -123,7 +123,9 @@ def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
     if "loss" in changes and "loss_params" not in changes and changes["loss"] != base.loss:
         changes["loss_params"] = {}
     if "activation" in changes and "activation_params" not in changes:
-        changes["activation_params"] = {}
+        names = set(names)                   # keep the base's parameters of names still used
+        changes["activation_params"] = {k: v for k, v in base.activation_params.items()
+                                        if k in names}
     changes["optimizer"] = optimizer_from_args(args, base.optimizer)
     return base.replace(**changes)
 

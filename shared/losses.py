@@ -30,7 +30,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .validation import check_choice, check_float, fail
+from .validation import check_choice, check_float, check_float_array, fail
 
 
 @dataclass(frozen=True)
@@ -69,27 +69,32 @@ def check_loss_params(name: str, params) -> dict[str, float]:
     return checked
 
 
-def check_targets(loss: str, name: str, y: np.ndarray, n_out: int) -> None:
+def check_targets(loss: str, name: str, y, n_out: int) -> None:
     """Check that targets ``y`` suit ``loss`` for a network with ``n_out`` outputs.
 
     Never broadcasts: (n, 1) against (n,) is an error, not an (n, n) matrix.
     """
     kind = LOSSES[loss].targets
+    if not isinstance(y, np.ndarray):
+        fail(name, y, "a NumPy array of targets", TypeError)
+    n = y.shape[0] if y.ndim else 0
     if kind == "labels":
         if y.dtype.kind not in "iu":
             fail(name, f"{y.dtype.name} array of shape {y.shape}",
-                 f"integer class labels of shape ({y.shape[0]},) for loss {loss!r}", TypeError)
+                 f"integer class labels of shape ({n},) for loss {loss!r}", TypeError)
+        if y.ndim != 1:
+            fail(f"{name}.shape", y.shape, f"({n},) class labels for loss {loss!r}")
         out_of_range = (y < 0) | (y >= n_out)
         if out_of_range.any():
             i = int(np.argmax(out_of_range))
             fail(f"{name}[{i}]", int(y[i]), f"a class label in [0, {n_out}) for loss {loss!r}")
         return
-    if y.dtype.kind not in "f":
+    if y.dtype.kind != "f":
         fail(name, f"{y.dtype.name} array of shape {y.shape}",
-             f"float targets of shape ({y.shape[0]}, {n_out}) for loss {loss!r}", TypeError)
-    if y.shape != (y.shape[0], n_out):
-        fail(f"{name}.shape", y.shape, f"({y.shape[0]}, {n_out}), the output's shape, "
-             f"for loss {loss!r}")
+             f"float targets of shape ({n}, {n_out}) for loss {loss!r}", TypeError)
+    if y.shape != (n, n_out):
+        fail(f"{name}.shape", y.shape, f"({n}, {n_out}), the output's shape, for loss {loss!r}")
+    check_float_array(name, y, 2)
     if kind == "probabilities":
         outside = (y < 0) | (y > 1)
         if outside.any():

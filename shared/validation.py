@@ -111,4 +111,7 @@ def check_targets_array(name: str, value: Any) -> np.ndarray:
             fail(f"{name}.dtype", value.dtype.name, "float32 or float64 for (n, k) targets "
                  "(integers only as (n,) class labels)", TypeError)
         return value
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim != 2:
+        fail(f"{name}.shape", value.shape, "(n, k) for float targets ((n,) only for integer "
+             "class labels)")
     return check_float_array(name, value, 2)
