@@ -3,7 +3,10 @@
 Each backend module (``numpy``, ``torch``, ``jax``) exposes the same functions
 with the same signatures:
 
-- ``train(spec, params, opt_state, x, y, plan) -> (params, opt_state, losses)``
+- ``train(spec, params, opt_state, x, y, plan, record_every=None)
+  -> (params, opt_state, losses, snapshots)``; raises ``DivergenceError``
+- ``step(spec, params, opt_state, x, y) -> (loss, grads, params, opt_state)``:
+  one step from copies, for teacher forcing
 - ``predict(spec, params, x) -> output``
 - ``activation_with_grad(activation, x) -> (f(x), f'(x))``
 - ``loss_with_grad(loss, params, p, y) -> (L, dL/dp)``
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Callable
 
@@ -27,7 +30,8 @@ from nnparity.shared.data import Dataset, batch_plan, check_fits
 from nnparity.shared.init import Params, check_params, init_params
 from nnparity.shared.optimizers import init_state
 from nnparity.shared.spec import NetworkSpec
-from nnparity.shared.validation import MissingFrameworkError, check_float_array, check_shape, fail
+from nnparity.shared.validation import (MissingFrameworkError, check_float_array, check_int,
+                                       check_shape, fail)
 
 __all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "activation_with_grad",
            "available_backends", "evaluate", "loss_with_grad", "predict", "train"]
@@ -48,6 +52,7 @@ class TrainResult:
         spec: the spec that was trained.
         metrics: test-set metrics from ``evaluate``: test_loss, and test_accuracy
             for classification losses.
+        snapshots: ``Snapshot``s before every ``record_every``-th step, if asked.
         opt_state: the optimizer state after training, ``{"step": int, buffer:
             [(W-shaped, b-shaped), ...]}`` (see ``nnparity.shared.optimizers``).
     """
@@ -58,6 +63,7 @@ class TrainResult:
     spec: NetworkSpec
     opt_state: dict
     metrics: dict[str, float]
+    snapshots: list = field(default_factory=list)
 
 
 def get_backend(name: str) -> ModuleType:
@@ -78,33 +84,48 @@ def available_backends() -> list[str]:
 
 
 def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
+          record_every: int | None = None,
           progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Train ``spec`` on ``data.x_train``/``data.y_train`` with one backend.
 
     Every backend starts from ``init_params(spec)`` and the optimizer's initial
     state, and sees the same batches. Features and float targets are converted
-    to ``spec.dtype``; class labels to int64. ``progress(epochs_done, epochs,
-    last_loss)``, if given, is called after every chunk of about epochs/20
-    epochs (the run is then split into chunks; the result is the same).
+    to ``spec.dtype``; class labels to int64.
+
+    Args:
+        record_every: keep a ``Snapshot`` (parameters and optimizer state) before
+            every k-th step, in ``TrainResult.snapshots``.
+        progress: ``progress(epochs_done, epochs, last_loss)`` is called after
+            every chunk of about epochs/20 epochs (the run is then split into
+            chunks; the result is the same).
+
+    Raises:
+        DivergenceError: at the first step whose loss or updated parameters are
+            not finite (the same step in every backend).
     """
     check_fits(spec, data)
+    if record_every is not None:
+        check_int("record_every", record_every, 1)
     module = get_backend(backend)
     x, y = as_arrays(spec, data.x_train, data.y_train)
     params = init_params(spec)
     state = init_state(spec.optimizer, params)
     chunk = spec.epochs if progress is None else max(1, spec.epochs // 20)
-    losses = []
+    losses, snapshots = [], []
     for first in range(0, spec.epochs, max(chunk, 1)):
         epochs = min(chunk, spec.epochs - first)
         plan = batch_plan(x.shape[0], spec.batch_size, epochs, spec.seed, spec.shuffle,
                           first_epoch=first)
-        params, state, chunk_losses = module.train(spec, params, state, x, y, plan)
+        params, state, chunk_losses, chunk_snapshots = module.train(
+            spec, params, state, x, y, plan, record_every)
         losses.append(chunk_losses)
+        snapshots.extend(chunk_snapshots)
         if progress is not None:
             progress(first + epochs, spec.epochs, float(chunk_losses[-1]))
     losses = np.concatenate(losses) if losses else np.zeros(0, dtype=spec.dtype)
     return TrainResult(params=params, losses=losses, backend=backend, spec=spec,
-                       opt_state=state, metrics=evaluate(spec, params, data, backend))
+                       opt_state=state, metrics=evaluate(spec, params, data, backend),
+                       snapshots=snapshots)
 
 
 def evaluate(spec: NetworkSpec, params: Params, data: Dataset,

@@ -14,6 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from nnparity.shared.divergence import raise_divergence
+from nnparity.shared.trajectory import Snapshot
+
 from .jax_activations import ACTIVATIONS
 from .jax_losses import LOSSES
 from .jax_optimizers import update
@@ -42,23 +45,45 @@ def train_step(params, state, x, y, hyper, model, kind):
     return params, state, loss
 
 
-@functools.partial(jax.jit, static_argnames=("model", "kind"))
-def _train(params, state, x, y, full, tail, hyper, model, kind):
-    """full: (epochs, n_full, batch) rows; tail: (epochs, rest) rows or None."""
+def all_finite(tree):
+    return jnp.all(jnp.array([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def record(snapshots, current, s, every, first_k):
+    """Write ``current`` into slot s // every - first_k when s is a multiple of every."""
+    slot = s // every - first_k
+    take = s % every == 0
+    return jax.tree.map(lambda buf, a: buf.at[slot].set(jnp.where(take, a, buf[slot])),
+                        snapshots, current)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kind", "recording"))
+def _train(params, state, x, y, full, tail, hyper, first_step, snapshots, every, first_k,
+           model, kind, recording):
+    """full: (epochs, n_full, batch) rows; tail: (epochs, rest) rows or None.
+
+    Returns params, state, per-step losses and finite flags (the loss and the
+    updated parameters all finite), and the snapshot buffers.
+    """
     def step(carry, rows):
-        params, state, loss = train_step(*carry, x[rows], y[rows], hyper, model, kind)
-        return (params, state), loss
+        params, state, s, snapshots = carry
+        if recording:
+            snapshots = record(snapshots, (params, state), s, every, first_k)
+        params, state, loss = train_step(params, state, x[rows], y[rows], hyper, model, kind)
+        finite = jnp.isfinite(loss) & all_finite(params)
+        return (params, state, s + 1, snapshots), (loss, finite)
 
     def epoch(carry, rows):
         full_rows, tail_rows = rows
-        carry, losses = lax.scan(step, carry, full_rows)            # (n_full,)
+        carry, out = lax.scan(step, carry, full_rows)                # (n_full,) each
         if tail_rows is not None:
             carry, last = step(carry, tail_rows)
-            losses = jnp.concatenate([losses, last[None]])          # (n_full + 1,)
-        return carry, losses
+            out = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), out, last)
+        return carry, out
 
-    (params, state), losses = lax.scan(epoch, (params, state), (full, tail))
-    return params, state, losses.reshape(-1)                        # (epochs * steps,)
+    carry = (params, state, first_step, snapshots)
+    (params, state, _, snapshots), (losses, finite) = lax.scan(epoch, carry, (full, tail))
+    return params, state, losses.reshape(-1), finite.reshape(-1), snapshots
 
 
 def _scope(dtype):
@@ -77,17 +102,64 @@ def to_numpy(tree):
     return jax.tree.map(np.array, tree)
 
 
-def train(spec, params, state, x, y, plan):
-    """Train from NumPy params and state over ``plan``; returns them in NumPy, and the losses."""
+def train(spec, params, state, x, y, plan, record_every=None):
+    """Train from NumPy params and state over ``plan``: (params, state, losses, snapshots)
+    in NumPy. The compiled run flags every step's finiteness; the first non-finite
+    step then raises ``DivergenceError``, as the other backends do during the run."""
+    model, kind = static_parts(spec)
+    n_steps = plan.epochs * plan.steps_per_epoch
+    every = record_every or 1
+    first_k = -(-plan.first_step // every)                         # first multiple of every
+    count = (plan.first_step + n_steps - 1) // every - first_k + 1 if record_every else 0
+    with _scope(spec.dtype):
+        hyper = {k: np.asarray(v, dtype=spec.dtype)
+                 for k, v in spec.optimizer.hyperparameters().items()}
+        buffers = jax.tree.map(lambda a: np.zeros((max(count, 0),) + np.shape(a),
+                                                  np.asarray(a).dtype), (params, state))
+        params, state, losses, finite, buffers = _train(
+            params, state, x, y, plan.full, plan.tail, hyper, plan.first_step, buffers, every,
+            first_k, model=model, kind=kind, recording=count > 0)
+        finite = np.array(finite)
+        if not finite.all():
+            step_index = plan.first_step + int(np.argmin(finite))
+            raise_divergence(spec, "jax", step_index, plan.steps_per_epoch)
+        snapshots = []
+        if count > 0:
+            snap_params, snap_state = to_numpy(buffers)
+            for i in range(count):
+                snapshots.append(Snapshot(
+                    (first_k + i) * every,
+                    [(w[i], b[i]) for w, b in snap_params],
+                    {k: int(v[i]) if k == "step" else [(a[i], b[i]) for a, b in v]
+                     for k, v in snap_state.items()}))
+        return to_numpy(params), state_to_numpy(state), np.array(losses), snapshots
+
+
+def state_to_numpy(state):
+    state = to_numpy(state)
+    state["step"] = int(state["step"])
+    return state
+
+
+def step(spec, params, state, x, y):
+    """One step from NumPy ``params`` and ``state``: (loss, grads, params, state) in NumPy."""
     model, kind = static_parts(spec)
     with _scope(spec.dtype):
         hyper = {k: np.asarray(v, dtype=spec.dtype)
                  for k, v in spec.optimizer.hyperparameters().items()}
-        params, state, losses = _train(params, state, x, y, plan.full, plan.tail, hyper,
-                                       model=model, kind=kind)
-        state = to_numpy(state)
-        state["step"] = int(state["step"])
-        return to_numpy(params), state, np.array(losses)
+        loss, grads = _value_and_grad(params, x, y, model)
+        new_params, new_state = _update(params, grads, state, hyper, kind)
+        return np.array(loss), to_numpy(grads), to_numpy(new_params), state_to_numpy(new_state)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _value_and_grad(params, x, y, model):
+    return jax.value_and_grad(loss_fn)(params, x, y, model)
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def _update(params, grads, state, hyper, kind):
+    return update(kind, hyper, params, grads, state)
 
 
 def predict(spec, params, x):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnparity.shared.divergence import all_finite, raise_divergence
+from nnparity.shared.trajectory import Snapshot, copy_params, copy_state
+
 from .numpy_activations import ACTIVATIONS
 from .numpy_losses import LOSSES
 from .numpy_optimizers import update
@@ -65,18 +68,34 @@ def train_step(spec, params, state, x, y):
     return loss, grads
 
 
-def train(spec, params, state, x, y, plan):
+def step(spec, params, state, x, y):
+    """One step from copies of ``params`` and ``state``: (loss, grads, params, state)."""
+    params, state = copy_params(params), copy_state(state)
+    loss, grads = train_step(spec, params, state, x, y)
+    return loss, grads, params, state
+
+
+def train(spec, params, state, x, y, plan, record_every=None):
     """Train ``params`` and ``state`` (updated in place) over the batches of ``plan``.
 
-    Returns the parameters, the optimizer state and every step's minibatch loss
-    (computed before that step's update), (epochs * steps_per_epoch,).
+    Returns the parameters, the optimizer state, every step's minibatch loss
+    (computed before that step's update), (epochs * steps_per_epoch,), and a
+    snapshot before every ``record_every``-th step. Raises ``DivergenceError``
+    at the first step whose loss or updated parameters are not finite.
     """
-    losses = []
+    losses, snapshots = [], []
+    step_index = plan.first_step
     for epoch in range(plan.epochs):
         for rows in plan.batches(epoch):
-            loss, _ = train_step(spec, params, state, x[rows], y[rows])
+            if record_every and step_index % record_every == 0:
+                snapshots.append(Snapshot(step_index, copy_params(params), copy_state(state)))
+            with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked next
+                loss, _ = train_step(spec, params, state, x[rows], y[rows])
+            if not (np.isfinite(loss) and all_finite(params)):
+                raise_divergence(spec, "numpy", step_index, plan.steps_per_epoch)
             losses.append(loss)
-    return params, state, np.array(losses, dtype=spec.dtype)
+            step_index += 1
+    return params, state, np.array(losses, dtype=spec.dtype), snapshots
 
 
 def predict(spec, params, x):

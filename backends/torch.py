@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import torch
 
+from nnparity.shared.divergence import raise_divergence
+from nnparity.shared.trajectory import Snapshot
+
 from .torch_activations import ACTIVATIONS
 from .torch_losses import LOSSES
 from .torch_optimizers import update
@@ -55,16 +58,38 @@ def train_step(spec, params, state, x, y):
     return loss.detach()
 
 
-def train(spec, params, state, x, y, plan):
-    """Train from NumPy params and state over ``plan``; returns them in NumPy, and the losses."""
+def step(spec, params, state, x, y):
+    """One step from NumPy ``params`` and ``state``: (loss, grads, params, state) in NumPy."""
+    params, state = to_tensors(params), state_to_tensors(state)
+    loss = loss_fn(spec, params, torch.from_numpy(x), torch.from_numpy(y))
+    loss.backward()
+    grads = [(w.grad.clone(), b.grad.clone()) for w, b in params]
+    update(spec.optimizer, params, state)
+    return loss.detach().numpy(), to_numpy(grads), to_numpy(params), state_to_numpy(state)
+
+
+def finite(loss, params):
+    with torch.no_grad():
+        return bool(torch.isfinite(loss)) and all(
+            bool(torch.isfinite(t).all()) for pair in params for t in pair)
+
+
+def train(spec, params, state, x, y, plan, record_every=None):
+    """Train from NumPy params and state over ``plan``: (params, state, losses, snapshots)
+    in NumPy. Raises ``DivergenceError`` at the first non-finite loss or parameter."""
     params, state = to_tensors(params), state_to_tensors(state)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
     batches = [torch.from_numpy(rows) for epoch in range(plan.epochs)
                for rows in plan.batches(epoch)]
-    losses = torch.empty(len(batches), dtype=x.dtype)
-    for step, rows in enumerate(batches):
-        losses[step] = train_step(spec, params, state, x[rows], y[rows])
-    return to_numpy(params), state_to_numpy(state), losses.numpy()
+    losses, snapshots = torch.empty(len(batches), dtype=x.dtype), []
+    for k, rows in enumerate(batches):
+        step_index = plan.first_step + k
+        if record_every and step_index % record_every == 0:
+            snapshots.append(Snapshot(step_index, to_numpy(params), state_to_numpy(state)))
+        losses[k] = train_step(spec, params, state, x[rows], y[rows])
+        if not finite(losses[k], params):
+            raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)
+    return to_numpy(params), state_to_numpy(state), losses.numpy(), snapshots
 
 
 def predict(spec, params, x):

@@ -92,10 +92,20 @@ class BatchPlan:
         full: (epochs, n_full, batch_size) int64, the full batches.
         tail: (epochs, n_rows % batch_size) int64, the partial last batch, or
             None when batch_size divides n_rows.
+        first_epoch: the global index of the plan's first epoch.
+
+    Steps are numbered globally from 0: step s is batch s % steps_per_epoch of
+    epoch s // steps_per_epoch.
     """
 
     full: np.ndarray
     tail: np.ndarray | None
+    first_epoch: int = 0
+
+    @property
+    def first_step(self) -> int:
+        """Global index of this plan's first step (steps before first_epoch)."""
+        return self.first_epoch * self.steps_per_epoch
 
     @property
     def epochs(self) -> int:
@@ -104,6 +114,11 @@ class BatchPlan:
     @property
     def steps_per_epoch(self) -> int:
         return self.full.shape[1] + (self.tail is not None)
+
+    def rows(self, step: int) -> np.ndarray:
+        """The row indices of global step ``step``."""
+        epoch, k = divmod(step - self.first_step, self.steps_per_epoch)
+        return self.batches(epoch)[k]
 
     def batches(self, epoch: int) -> list[np.ndarray]:
         """The row indices of each minibatch of epoch ``epoch`` (0-based in this plan)."""
@@ -120,7 +135,7 @@ def batch_plan(n_rows: int, batch_size: int, epochs: int, seed: int, shuffle: bo
     n_full = n_rows // batch_size
     full = orders[:, :n_full * batch_size].reshape(epochs, n_full, batch_size)
     tail = orders[:, n_full * batch_size:] if n_rows % batch_size else None
-    return BatchPlan(full=full, tail=tail)
+    return BatchPlan(full=full, tail=tail, first_epoch=first_epoch)
 
 
 def check_fits(spec: NetworkSpec, data: Dataset) -> None:

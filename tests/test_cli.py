@@ -67,10 +67,10 @@ def test_compare_exits_1_when_parity_fails(monkeypatch, capsys):
     import nnparity.backends.torch as torch_backend
     real_train = torch_backend.train
 
-    def perturbed(spec, params, state, x, y, plan):
-        params, state, losses = real_train(spec, params, state, x, y, plan)
+    def perturbed(*args):
+        params, state, losses, snapshots = real_train(*args)
         params[0][0][0, 0] += 1e-6
-        return params, state, losses
+        return params, state, losses, snapshots
 
     monkeypatch.setattr(torch_backend, "train", perturbed)
     assert main(["compare", "--backends", "numpy", "torch"]) == 1

@@ -229,11 +229,11 @@ def patch_train(monkeypatch, backend, change):
     real_train = module.train
 
     def perturbed(*args, **kwargs):
-        params, state, losses = real_train(*args, **kwargs)
+        params, state, losses, snapshots = real_train(*args, **kwargs)
         params = [(np.array(w), np.array(b)) for w, b in params]
         losses = np.array(losses)
         change(params, losses)
-        return params, state, losses
+        return params, state, losses, snapshots
 
     monkeypatch.setattr(module, "train", perturbed)
 
@@ -318,22 +318,21 @@ def test_nan_on_both_sides_matches(monkeypatch, backend):
     assert np.isnan(report.results[backend].losses[-1])
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_compare_reports_diverging_training(backend):
-    """A run that diverges to NaN is a result to compare, not invalid user input.
-
-    compare() must return a report (NaN against NaN matches, NaN against a number
-    fails) instead of raising while predicting from the non-finite parameters.
-    """
+    """A run that diverges is a result to compare, not a crash: train() raises
+    DivergenceError, and compare() reports the step each backend diverged at."""
     require(backend)
     spec = notebook_spec().replace(optimizer=SGD(lr=1e10), epochs=20)
     data = notebook_data()
-    reference = train(spec, data)
-    assert not all(np.all(np.isfinite(a)) for pair in reference.params for a in pair)
+    with pytest.raises(FloatingPointError) as exc:
+        train(spec, data)
     report = compare(spec, data, backends=("numpy", backend))
-    assert set(report.parity[0].differences) >= {"W0", "b0", "W1", "b1", "predictions", "losses"}
+    (parity,) = report.parity
+    assert report.reference_diverged_at == exc.value.step
+    assert parity.diverged_at == exc.value.step
+    assert parity.differences == {} and report.ok
+    assert "same step" in parity.diagnosis
 
 
 # ---------------------------------------------------------------- sanity of the cases

@@ -1,0 +1,36 @@
+"""Divergence: when training produces a non-finite loss or parameter.
+
+Step s diverges when its minibatch loss (computed before its update) is not
+finite, or when its update leaves a parameter that is not finite. Every
+backend reports the first such step; steps are numbered globally from 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class DivergenceError(FloatingPointError):
+    """Training diverged.
+
+    Attributes:
+        backend: the backend's name.
+        step: global step index (0-based) of the first non-finite loss or parameter.
+        epoch: the epoch of that step (0-based).
+    """
+
+    def __init__(self, backend: str, step: int, epoch: int, lr: float | None = None) -> None:
+        self.backend, self.step, self.epoch = backend, step, epoch
+        hint = f" (lr={lr:g})" if lr is not None else ""
+        super().__init__(
+            f"{backend}: training diverged at step {step} (epoch {epoch}): a loss or parameter "
+            f"became non-finite; try a smaller learning rate{hint}")
+
+
+def raise_divergence(spec, backend: str, step: int, steps_per_epoch: int) -> None:
+    """Raise ``DivergenceError`` for global step ``step`` of a run of ``spec``."""
+    raise DivergenceError(backend, step, step // steps_per_epoch, spec.optimizer.lr)
+
+
+def all_finite(params) -> bool:
+    """True when every entry of every NumPy parameter is finite."""
+    return all(np.isfinite(a).all() for pair in params for a in pair)
