@@ -3,7 +3,8 @@ policy and parity harness that every backend shares. Imports NumPy only."""
 from .activations import ACTIVATIONS
 from .data import Dataset, notebook_data
 from .datasets import load_dataset
-from .harness import BackendParity, ParityReport, compare
+from .divergence import DivergenceError
+from .harness import BackendParity, ParityReport, StepDifference, compare
 from .init import init_params
 from .optimizers import SGD, Adam, AdamW, RMSprop
 from .spec import NetworkSpec, notebook_spec
@@ -11,8 +12,9 @@ from .tolerance import POLICY, Tolerance
 from .validation import InputTypeError, InputValueError, MissingFrameworkError
 
 __all__ = [
-    "ACTIVATIONS", "Adam", "AdamW", "BackendParity", "Dataset", "InputTypeError",
+    "ACTIVATIONS", "Adam", "AdamW", "BackendParity", "Dataset", "DivergenceError",
+    "InputTypeError",
     "InputValueError", "MissingFrameworkError", "NetworkSpec", "POLICY", "ParityReport",
-    "RMSprop", "SGD", "Tolerance", "compare", "init_params", "load_dataset", "notebook_data",
+    "RMSprop", "SGD", "StepDifference", "Tolerance", "compare", "init_params", "load_dataset", "notebook_data",
     "notebook_spec",
 ]
