@@ -15,7 +15,7 @@ import numpy as np
 
 from .cli_spec import add_spec_flags, spec_from_args
 from .datasets import load_dataset
-from .validation import InputTypeError, InputValueError, MissingFrameworkError
+from .validation import InputTypeError, InputValueError, MissingFrameworkError, check_int
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
 #: print every parameter and prediction (as the notebook does) only for runs this small
@@ -101,6 +101,22 @@ def cmd_activations(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from nnparity.backends import get_backend
+
+    from . import bench
+
+    check_int("--repeats", args.repeats, 5)
+    for backend in args.backends:
+        get_backend(backend)
+    result = bench.run(args.backends, repeats=args.repeats)
+    print(bench.table(result))
+    if args.json:
+        bench.write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="nnparity",
                     description="One network, three backends (NumPy, PyTorch, JAX), "
@@ -128,6 +144,15 @@ def build_parser() -> Parser:
     activations.add_argument("--backends", nargs="+", choices=BACKEND_NAMES,
                              default=list(BACKEND_NAMES), metavar="B")
     activations.set_defaults(run=cmd_activations)
+
+    bench = commands.add_parser("bench", help="time the backends against the tools users "
+                                              "would pick instead (medians, ratios)")
+    bench.add_argument("--backends", nargs="+", choices=BACKEND_NAMES,
+                       default=list(BACKEND_NAMES), metavar="B")
+    bench.add_argument("--repeats", type=int, default=5, metavar="N",
+                       help="timed repetitions after one warm-up (default 5, at least 5)")
+    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 
