@@ -1,0 +1,80 @@
+"""The benchmark compares equal work: every peer trains the same parameters.
+
+Timings are never asserted here (they belong to ``nnparity bench``).
+"""
+import json
+
+import numpy as np
+import pytest
+
+from nnparity.backends import train
+from nnparity.shared import POLICY, notebook_data, notebook_spec
+from nnparity.shared import bench
+from nnparity.shared.tolerance import difference
+from conftest import require
+
+SPEC = notebook_spec().replace(epochs=50)
+TOL = POLICY["float64"]
+PEERS = [pytest.param(name, id=name.split()[0]) for name, (module, _) in bench.PEERS.items()
+         if module != "keras"]          # keras is an optional peer, not installed by any extra
+
+
+def assert_same_params(params, reference):
+    for (w, b), (w_ref, b_ref) in zip(params, reference, strict=True):
+        assert difference(w, w_ref, TOL).ok, (w, w_ref)
+        assert difference(b, b_ref, TOL).ok, (b, b_ref)
+
+
+@pytest.mark.parametrize("peer", PEERS)
+def test_peer_trains_the_same_parameters(peer):
+    module, trainer = bench.PEERS[peer]
+    require(module)
+    data = notebook_data()
+    assert_same_params(trainer(SPEC, data), train(SPEC, data).params)
+
+
+def test_negative_control_a_different_learning_rate_is_caught():
+    data = notebook_data()
+    other = bench.notebook_loop(SPEC.replace(optimizer=type(SPEC.optimizer)(lr=1.01e-5)), data)
+    with pytest.raises(AssertionError):
+        assert_same_params(other, train(SPEC, data).params)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_compute_spec_trains_in_float32(backend):
+    """The compute-bound workload is real: float32 parameters that moved."""
+    if backend != "numpy":
+        require(backend)
+    spec, data = bench.COMPUTE_SPEC, bench.compute_data()
+    assert spec.dtype == "float32" and data.x_train.shape == (bench.COMPUTE_ROWS, 512)
+    result = train(spec, data, backend=backend)
+    assert result.params[0][0].dtype == np.float32
+    assert len(result.losses) == bench.COMPUTE_ROWS // spec.batch_size
+
+
+def test_flops_per_step_counts_six_per_weight_and_row():
+    spec = bench.COMPUTE_SPEC
+    assert bench.flops_per_step(spec) == 6 * 512 * (512 * 1024 + 1024 * 1024 + 1024 * 10)
+
+
+def test_table_and_json_from_a_result(tmp_path):
+    result = {"repeats": 5, "notebook": {"numpy": 0.03, "torch": 0.2},
+              "cold": {"numpy": 0.05, "torch": 0.4},
+              "peers": {"notebook loop": 0.04, "torch.nn + torch.optim": 0.8},
+              "skipped": {"keras 3 fit (jax)": "keras is not installed"},
+              "compare_cli_cold": 5.0,
+              "compute": {"numpy": {"seconds": 1.0, "gflops": 40.0, "matmul_gflops": 50.0}}}
+    text = bench.table(result)
+    assert "numpy / notebook loop = 0.75" in text
+    assert "torch / torch.nn+optim = 0.25" in text
+    assert "skipped: keras is not installed" in text
+    assert "0.80" in text                                   # 40 / 50 of the matmul rate
+    path = tmp_path / "bench.json"
+    bench.write_json(result, str(path))
+    assert json.loads(path.read_text()) == result
+
+
+def test_bench_rejects_fewer_than_five_repeats(capsys):
+    from nnparity.shared.cli import main
+    assert main(["bench", "--repeats", "2"]) == 2
+    assert "--repeats=2" in capsys.readouterr().err
