@@ -2,8 +2,9 @@
 update, and the whole run compiled: ``lax.scan`` over the epochs, inside each
 epoch over its full batches, then one more step for the partial last batch.
 
-float64 specs run under ``jax.enable_x64(True)`` scoped to the call; the
-user's global JAX configuration is never changed.
+Every call runs under ``jax.enable_x64(True)`` scoped to the call (float64
+specs need it; float32 arrays stay float32); the user's global JAX
+configuration is never changed.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from nnparity.shared.trajectory import Snapshot
 
 from .jax_activations import ACTIVATIONS
 from .jax_losses import LOSSES
-from .jax_optimizers import update
+from .jax_optimizers import constants, update
 
 
 def forward(activations, params, x):
@@ -87,14 +88,16 @@ def _train(params, state, x, y, full, tail, hyper, first_step, snapshots, every,
 
 
 def _scope(dtype):
-    """float64 needs x64 switched on; scope it to this call only."""
-    return jax.enable_x64(np.dtype(dtype) == np.float64)
+    """x64 switched on for this call only: float64 specs need it, and float32 specs
+    use float64 for the optimizers' bias corrections (arrays keep their dtype)."""
+    return jax.enable_x64(True)
 
 
 def static_parts(spec):
     """What fixes the compiled computation: (model, kind). Numbers go in ``hyper``."""
     model = (spec.hidden_activations, spec.loss, tuple(sorted(spec.loss_kwargs.items())))
-    kind = (spec.optimizer.name, getattr(spec.optimizer, "nesterov", False))
+    kind = (spec.optimizer.name, getattr(spec.optimizer, "nesterov", False),
+            spec.optimizer.weight_decay != 0)
     return model, kind
 
 
@@ -112,8 +115,7 @@ def train(spec, params, state, x, y, plan, record_every=None):
     first_k = -(-plan.first_step // every)                         # first multiple of every
     count = (plan.first_step + n_steps - 1) // every - first_k + 1 if record_every else 0
     with _scope(spec.dtype):
-        hyper = {k: np.asarray(v, dtype=spec.dtype)
-                 for k, v in spec.optimizer.hyperparameters().items()}
+        hyper = constants(spec.optimizer, spec.dtype)
         buffers = jax.tree.map(lambda a: np.zeros((max(count, 0),) + np.shape(a),
                                                   np.asarray(a).dtype), (params, state))
         params, state, losses, finite, buffers = _train(
@@ -145,8 +147,7 @@ def step(spec, params, state, x, y):
     """One step from NumPy ``params`` and ``state``: (loss, grads, params, state) in NumPy."""
     model, kind = static_parts(spec)
     with _scope(spec.dtype):
-        hyper = {k: np.asarray(v, dtype=spec.dtype)
-                 for k, v in spec.optimizer.hyperparameters().items()}
+        hyper = constants(spec.optimizer, spec.dtype)
         loss, grads = _value_and_grad(params, x, y, model)
         new_params, new_state = _update(params, grads, state, hyper, kind)
         return np.array(loss), to_numpy(grads), to_numpy(new_params), state_to_numpy(new_state)

@@ -3,20 +3,47 @@ functions ``(params, grads, state) -> (params, state)`` built from ``jax.tree.ma
 
 State is a pytree ``{"step": int, buffer: [(W, b), ...]}``; which buffers it
 holds fixes the structure (momentum or not, centered or not). The numeric
-hyperparameters ``h`` are traced arrays, so changing them does not recompile.
+hyperparameters ``h`` (see ``constants``) are traced arrays, so changing them
+does not recompile.
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax import tree
 
 
-def sgd(h, params, grads, state, nesterov):
-    grads = tree.map(lambda g, p: g + h["weight_decay"] * p, grads, params)
+def constants(opt, dtype) -> dict:
+    """The numbers the update rules use, as arrays: each hyperparameter in the
+    parameters' dtype, and the derived constants (1 - beta, 1 - lr*wd, ...)
+    computed in float64 first and then rounded, as NumPy and torch do with
+    Python floats. ``beta1_f64``/``beta2_f64`` stay float64 for the bias
+    corrections 1 - beta^t (needs x64 switched on for the call)."""
+    h = dict(opt.hyperparameters())
+    derived = {}
+    for name in ("beta1", "beta2", "alpha", "dampening"):
+        if name in h:
+            derived["1-" + name] = 1 - h[name]
+    if opt.name == "adamw":
+        derived["1-lr*wd"] = 1 - h["lr"] * h["weight_decay"]
+    out = {k: np.asarray(v, dtype=dtype) for k, v in {**h, **derived}.items()}
+    for name in ("beta1", "beta2"):
+        if name in h:
+            out[name + "_f64"] = np.asarray(h[name], dtype=np.float64)
+    return out
+
+
+def _decay(h, grads, params, decay):
+    """g + weight_decay * p, only when weight_decay != 0 (0 * inf would be nan)."""
+    return tree.map(lambda g, p: g + h["weight_decay"] * p, grads, params) if decay else grads
+
+
+def sgd(h, params, grads, state, nesterov, decay):
+    grads = _decay(h, grads, params, decay)
     if "momentum_buffer" in state:
         first = state["step"] == 0                            # the buffer starts at g
         buffer = tree.map(
-            lambda b, g: jnp.where(first, g, h["momentum"] * b + (1 - h["dampening"]) * g),
+            lambda b, g: jnp.where(first, g, h["momentum"] * b + h["1-dampening"] * g),
             state["momentum_buffer"], grads)
         state = {**state, "momentum_buffer": buffer}
         grads = tree.map(lambda g, b: g + h["momentum"] * b, grads, buffer) if nesterov \
@@ -25,33 +52,34 @@ def sgd(h, params, grads, state, nesterov):
     return params, state
 
 
-def adam(h, params, grads, state, decoupled=False):
+def adam(h, params, grads, state, decay, decoupled=False):
     t = state["step"] + 1
     if decoupled:
-        params = tree.map(lambda p: p * (1 - h["lr"] * h["weight_decay"]), params)
+        params = tree.map(lambda p: p * h["1-lr*wd"], params)
     else:
-        grads = tree.map(lambda g, p: g + h["weight_decay"] * p, grads, params)
-    m = tree.map(lambda m, g: h["beta1"] * m + (1 - h["beta1"]) * g, state["exp_avg"], grads)
-    v = tree.map(lambda v, g: h["beta2"] * v + (1 - h["beta2"]) * g * g,
-                 state["exp_avg_sq"], grads)
-    correction1, correction2 = 1 - h["beta1"] ** t, 1 - h["beta2"] ** t
+        grads = _decay(h, grads, params, decay)
+    m = tree.map(lambda m, g: h["beta1"] * m + h["1-beta1"] * g, state["exp_avg"], grads)
+    v = tree.map(lambda v, g: h["beta2"] * v + h["1-beta2"] * g * g, state["exp_avg_sq"], grads)
+    dtype = h["lr"].dtype                                     # bias corrections in float64
+    correction1 = (1 - h["beta1_f64"] ** t).astype(dtype)
+    correction2 = (1 - h["beta2_f64"] ** t).astype(dtype)
     params = tree.map(                                        # eps outside the square root
         lambda p, m, v: p - h["lr"] * (m / correction1) / (jnp.sqrt(v / correction2) + h["eps"]),
         params, m, v)
     return params, {**state, "exp_avg": m, "exp_avg_sq": v}
 
 
-def adamw(h, params, grads, state):
-    return adam(h, params, grads, state, decoupled=True)
+def adamw(h, params, grads, state, decay):
+    return adam(h, params, grads, state, decay, decoupled=True)
 
 
-def rmsprop(h, params, grads, state):
-    grads = tree.map(lambda g, p: g + h["weight_decay"] * p, grads, params)
+def rmsprop(h, params, grads, state, decay):
+    grads = _decay(h, grads, params, decay)
     alpha = h["alpha"]
-    v = tree.map(lambda v, g: alpha * v + (1 - alpha) * g * g, state["square_avg"], grads)
+    v = tree.map(lambda v, g: alpha * v + h["1-alpha"] * g * g, state["square_avg"], grads)
     new = {**state, "square_avg": v}
     if "grad_avg" in state:                                   # centered
-        a = tree.map(lambda a, g: alpha * a + (1 - alpha) * g, state["grad_avg"], grads)
+        a = tree.map(lambda a, g: alpha * a + h["1-alpha"] * g, state["grad_avg"], grads)
         new["grad_avg"] = a
         d = tree.map(lambda v, a: jnp.sqrt(v - a * a) + h["eps"], v, a)
     else:
@@ -66,11 +94,11 @@ def rmsprop(h, params, grads, state):
 
 
 def update(kind, h, params, grads, state):
-    """One step; ``kind`` is (optimizer name, nesterov), static under jit."""
-    name, nesterov = kind
+    """One step; ``kind`` = (optimizer name, nesterov, weight_decay != 0), static under jit."""
+    name, nesterov, decay = kind
     if name == "sgd":
-        params, state = sgd(h, params, grads, state, nesterov)
+        params, state = sgd(h, params, grads, state, nesterov, decay)
     else:
         params, state = {"adam": adam, "adamw": adamw, "rmsprop": rmsprop}[name](
-            h, params, grads, state)
+            h, params, grads, state, decay)
     return params, {**state, "step": state["step"] + 1}

@@ -216,7 +216,8 @@ def diagnose(parity_ok: bool, teacher: Sequence[StepDifference], first_out: int 
                 f"ill-conditioned state")
     worst = max((d.max_rel for d in teacher), default=0.0)
     if not parity_ok:
-        where = f" from step {first_out}" if first_out is not None else ""
+        where = (f" from step {first_out}" if first_out is not None
+                 else " after the last snapshot (only the final results leave tolerance)")
         return (f"amplification: every teacher-forced step agrees (max rel {worst:.1e}); "
                 f"the free-running trajectories separate{where}")
     return f"ok: within tolerance; teacher-forced steps agree to {worst:.1e}"

@@ -15,7 +15,16 @@ float64 implementations differ by about 1e-15 relative after 2000 SGD steps
 about five orders of magnitude of headroom and still catches any real bug,
 whose effect is of the order of the gradient itself.
 
-float32: rtol 1e-4, atol 1e-6. Provisional; to be measured (issue 5).
+float32: rtol 1e-4, atol 1e-5. Measured with tools/measure_float32.py on 11
+specs (every optimizer, five losses, ten activations, 1-4 hidden layers,
+120-2000 steps), torch and jax against numpy: one teacher-forced step agrees
+to at most 8.1e-6 normwise (the gradient to 6.0e-6), about the float32
+rounding unit times the depth; after the whole run the parameters differ by
+at most 1.1e-6 absolute, 1.1e-5 relative (2.2e-6 normwise), about the gap
+between numpy's own float32 and float64 runs (up to 5.4e-6). atol is 1e-5,
+not 1e-6, because order-1 outputs that cancel to near zero (p - y of an mae
+loss at 0.012, a prediction near 0) lose their relative accuracy: those
+measured up to 2.5e-6 absolute.
 """
 from __future__ import annotations
 
@@ -35,7 +44,7 @@ class Tolerance:
 
 POLICY = {
     "float64": Tolerance(rtol=1e-10, atol=1e-12),
-    "float32": Tolerance(rtol=1e-4, atol=1e-6),
+    "float32": Tolerance(rtol=1e-4, atol=1e-5),
 }
 
 #: For one elementwise function evaluation (an activation's value or derivative,

@@ -1,0 +1,289 @@
+"""Divergence: a non-finite loss or parameter raises DivergenceError, at the same
+global step (and epoch) in every backend, and ``compare`` reports it as a result.
+
+- ``DivergenceError`` is exported by ``nnparity.shared``, is a
+  ``FloatingPointError`` with ``.backend``, ``.step``, ``.epoch`` and a message
+  that suggests a smaller learning rate.
+- Several diverging specs (identity notebook, lr=1e10 ReLU notebook, partial
+  last batch with shuffle, Adam with a huge lr) stop at the same step in all
+  three backends, also when ``progress=`` splits the run into chunks; the
+  numpy backend emits no RuntimeWarning on the way.
+- A parameter that becomes non-finite while the loss is finite counts: at the
+  step it happens, and in a run whose loss then stays finite forever.
+- ``compare``: parity ok only when every backend diverged at the same step;
+  negative controls patch torch to diverge one step late, or not at all.
+"""
+from __future__ import annotations
+
+import importlib.util
+import warnings
+
+import numpy as np
+import pytest
+
+import nnparity.shared
+from nnparity.backends import get_backend, train
+from nnparity.shared import (SGD, Adam, Dataset, DivergenceError, NetworkSpec, compare,
+                             init_params, notebook_data, notebook_spec)
+from nnparity.shared.divergence import all_finite
+from nnparity.shared.optimizers import init_state
+from conftest import require
+
+BACKENDS = [pytest.param("numpy", id="numpy"), pytest.param("torch", id="torch"),
+            pytest.param("jax", id="jax")]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Pin torch to one thread for this module, for speed only, and restore it after.
+
+    Results do not depend on it (see test_determinism.py), but on this 2-core
+    machine torch's default 2-thread pool is 50-300 times slower when another
+    process keeps a core busy (160 Adam steps of a 4-32-32-3 network: 12-18 s
+    instead of 0.06 s), which would make the run time of these tests erratic.
+    """
+    if importlib.util.find_spec("torch") is None:
+        yield
+        return
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def synthetic(n_train, n_in, seed):
+    rs = np.random.RandomState(seed)
+    x = rs.randn(n_train + 2, n_in)
+    y = 3 * x.sum(1, keepdims=True)
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+#: name -> (spec, data, the step and epoch it diverges at, steps per epoch)
+DIVERGING = {
+    # the notebook without its ReLU: lr=1e-3 blows up within three epochs
+    "identity-notebook": (notebook_spec().replace(activation="identity", optimizer=SGD(lr=1e-3),
+                                                  epochs=300), notebook_data(), 5, 2),
+    # slower: the loss grows for 14 epochs; with progress= it diverges in the 3rd chunk
+    "identity-notebook-slow": (notebook_spec().replace(
+        activation="identity", optimizer=SGD(lr=7.6e-5), epochs=100), notebook_data(), 28, 14),
+    "relu-notebook-lr-1e10": (notebook_spec().replace(optimizer=SGD(lr=1e10)),
+                              notebook_data(), 14, 7),
+    # 10 rows in batches of 4, 4, 2; epoch 2 is in the second progress chunk
+    "partial-last-batch-shuffle": (NetworkSpec(
+        sizes=(3, 8, 1), activation="identity", init="xavier_uniform", optimizer=SGD(lr=0.5),
+        batch_size=4, epochs=50, seed=3, shuffle=True), synthetic(10, 3, seed=1), 7, 2),
+    # Adam's first step moves every parameter by about lr = 1e300
+    "adam-lr-1e300": (notebook_spec().replace(optimizer=Adam(lr=1e300), epochs=50),
+                      notebook_data(), 1, 0),
+}
+CASES = [pytest.param(name, id=name) for name in DIVERGING]
+
+
+def test_divergence_error_is_exported_by_nnparity_shared():
+    assert "DivergenceError" in nnparity.shared.__all__
+    from nnparity.shared.divergence import DivergenceError as defined
+    assert nnparity.shared.DivergenceError is defined is DivergenceError
+
+
+def test_divergence_error_is_a_floating_point_error_with_step_epoch_backend():
+    assert issubclass(DivergenceError, FloatingPointError)
+    err = DivergenceError("torch", 17, 8, 0.5)
+    assert (err.backend, err.step, err.epoch) == ("torch", 17, 8)
+    assert "smaller learning rate" in str(err) and "lr=0.5" in str(err)
+    assert "step 17" in str(err) and "epoch 8" in str(err) and "torch" in str(err)
+    with pytest.raises(FloatingPointError):
+        raise err
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_backend_diverges_at_the_same_step(backend, case):
+    require(backend)
+    spec, data, step, epoch = DIVERGING[case]
+    per_epoch = -(-data.x_train.shape[0] // spec.batch_size)
+    assert step // per_epoch == epoch
+    with pytest.raises(DivergenceError) as info:
+        train(spec, data, backend=backend)
+    err = info.value
+    assert (err.backend, err.step, err.epoch) == (backend, step, epoch), str(err)
+    assert "smaller learning rate" in str(err)
+    assert f"lr={spec.optimizer.lr:g}" in str(err)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_divergence_step_is_the_same_with_progress_chunks(backend, case):
+    require(backend)
+    spec, data, step, epoch = DIVERGING[case]
+    calls = []
+    with pytest.raises(DivergenceError) as info:
+        train(spec, data, backend=backend, progress=lambda *args: calls.append(args))
+    assert (info.value.step, info.value.epoch) == (step, epoch)
+    chunk = max(1, spec.epochs // 20)
+    # progress was called for every chunk that finished before the diverging one
+    assert [c[0] for c in calls] == list(range(chunk, epoch + 1, chunk))[:epoch // chunk]
+    assert all(np.isfinite(c[2]) for c in calls)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_numpy_diverges_without_runtime_warnings(case):
+    spec, data, step, _ = DIVERGING[case]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(DivergenceError) as info:
+            train(spec, data, backend="numpy")
+    assert info.value.step == step
+    runtime = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert not runtime, [str(w.message) for w in runtime]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if DIVERGING[c.id][3] > 0])
+def test_a_run_stopped_before_the_diverging_epoch_trains(case):
+    """The steps before the diverging one trained normally: a numpy run of only the
+    epochs before the diverging epoch does not raise, and its losses and parameters
+    are finite. (Its test-set loss may overflow to inf: numpy's evaluate() then warns
+    "overflow encountered in square", which is not training's business, so ignored.)"""
+    spec, data, step, epoch = DIVERGING[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = train(spec.replace(epochs=epoch), data, backend="numpy")
+    per_epoch = -(-data.x_train.shape[0] // spec.batch_size)
+    assert result.losses.shape == (epoch * per_epoch,)
+    assert np.all(np.isfinite(result.losses)) and all_finite(result.params)
+
+
+# ---------------------------------------------- a parameter non-finite, loss finite
+
+def test_parameter_overflow_with_finite_loss_diverges_at_that_step():
+    """lr=1e308: step 0's loss is finite, its update overflows the parameters.
+    A loss-only check would report step 1; every backend reports step 0."""
+    spec, data = notebook_spec().replace(optimizer=SGD(lr=1e308)), notebook_data()
+    params = init_params(spec)
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, _, new, _ = get_backend("numpy").step(
+            spec, params, init_state(spec.optimizer, params), data.x_train[:2],
+            data.y_train[:2])
+    assert np.isfinite(loss) and not all_finite(new)
+    for backend in ("numpy", "torch", "jax"):
+        require(backend)
+        with pytest.raises(DivergenceError) as info:
+            train(spec, data, backend=backend)
+        assert (info.value.step, info.value.epoch) == (0, 0), backend
+
+
+#: one input x = 10, target 1, two ReLU units, MAE. Step 0 moves W0[0, 0] by
+#: lr * sign * W1[0, 0] * x = 1e307 * 2.43 * 10, which overflows to -inf; every
+#: other update stays finite. Unit 0 is then dead (z = -inf, relu = 0, relu' = 0),
+#: so the -inf never reaches the output, and MAE's bounded gradient keeps the
+#: output layer finite: the loss stays finite for ever while W0 holds -inf.
+DEAD_UNIT_SPEC = NetworkSpec(sizes=(1, 2, 1), activation="relu", init="he_normal", loss="mae",
+                             optimizer=SGD(lr=1e307), batch_size=1, epochs=50, seed=5)
+DEAD_UNIT_DATA = Dataset(np.array([[10.0]]), np.array([[1.0]]),
+                         np.array([[10.0]]), np.array([[1.0]]))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_dead_unit_case_keeps_the_loss_finite_with_an_infinite_weight(backend):
+    """Stepping by hand past the divergence: every loss finite, W0[0, 0] = -inf from
+    step 0 on. (JAX is left out: its SGD adds weight_decay * p even when the decay
+    is 0, and 0 * -inf = nan, so after the divergence its state differs.)"""
+    require(backend)
+    spec, data = DEAD_UNIT_SPEC, DEAD_UNIT_DATA
+    module = get_backend(backend)
+    params = init_params(spec)
+    state = init_state(spec.optimizer, params)
+    losses = []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(spec.epochs):
+            loss, _, params, state = module.step(spec, params, state, data.x_train,
+                                                 data.y_train)
+            losses.append(float(loss))
+            assert params[0][0][0, 0] == -np.inf
+            assert np.isfinite(params[0][0][1, 0])
+            assert all(np.isfinite(a).all() for a in params[1])
+    assert np.all(np.isfinite(losses)), losses
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dead_unit_case_diverges_at_step_0(backend):
+    require(backend)
+    with pytest.raises(DivergenceError) as info:
+        train(DEAD_UNIT_SPEC, DEAD_UNIT_DATA, backend=backend)
+    assert (info.value.backend, info.value.step, info.value.epoch) == (backend, 0, 0)
+
+
+# ---------------------------------------------------------------- compare
+
+def test_compare_reports_divergence_at_the_same_step_as_parity_ok():
+    require("torch")
+    require("jax")
+    spec, data, step, _ = DIVERGING["identity-notebook"]
+    report = compare(spec, data)                             # no exception
+    assert report.reference_diverged_at == step
+    assert report.ok, str(report)
+    assert report.results == {} and report.predictions == {}
+    for p in report.parity:
+        assert p.ok and p.diverged_at == step
+        assert p.differences == {} and p.trajectory == () and p.teacher == ()
+        assert p.diagnosis == (f"divergence: {p.backend} diverged at step {step}, "
+                               f"numpy diverged at step {step} (same step)")
+    text = str(report)
+    assert "diagnosis torch: divergence" in text and text.endswith("verdict: PARITY OK")
+
+
+def late_by_one(original):
+    """A torch train() that reports its divergence one step later than it happened."""
+    def train_late(spec, *args, **kwargs):
+        try:
+            return original(spec, *args, **kwargs)
+        except DivergenceError as exc:
+            raise DivergenceError("torch", exc.step + 1, exc.epoch, spec.optimizer.lr) from exc
+    return train_late
+
+
+def test_negative_control_divergence_at_a_different_step_is_a_mismatch(monkeypatch):
+    require("torch")
+    import nnparity.backends.torch as torch_backend
+    monkeypatch.setattr(torch_backend, "train", late_by_one(torch_backend.train))
+    spec, data, step, _ = DIVERGING["identity-notebook"]
+    report = compare(spec, data, backends=("numpy", "torch"))
+    (p,) = report.parity
+    assert not report.ok and not p.ok
+    assert p.diverged_at == step + 1
+    assert "MISMATCH" in p.diagnosis
+    assert p.diagnosis == (f"divergence: torch diverged at step {step + 1}, "
+                           f"numpy diverged at step {step} (MISMATCH)")
+
+
+def test_negative_control_backend_that_does_not_diverge_is_a_mismatch(monkeypatch):
+    """torch's finiteness check switched off: it trains on with inf and nan."""
+    require("torch")
+    import nnparity.backends.torch as torch_backend
+    monkeypatch.setattr(torch_backend, "finite", lambda loss, params: True)
+    spec, data, step, _ = DIVERGING["identity-notebook"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # the patched run computes nan
+        report = compare(spec, data, backends=("numpy", "torch"))
+    (p,) = report.parity
+    assert not report.ok and not p.ok
+    assert p.diverged_at is None and report.reference_diverged_at == step
+    assert "MISMATCH" in p.diagnosis and "torch did not diverge" in p.diagnosis
+
+
+def test_negative_control_only_the_backend_diverges_is_a_mismatch(monkeypatch):
+    """The reference trains fine; torch (patched) reports a divergence at step 3."""
+    require("torch")
+    import nnparity.backends.torch as torch_backend
+
+    def diverging_train(spec, *args, **kwargs):
+        raise DivergenceError("torch", 3, 1, spec.optimizer.lr)
+
+    monkeypatch.setattr(torch_backend, "train", diverging_train)
+    report = compare(notebook_spec().replace(epochs=5), notebook_data(),
+                     backends=("numpy", "torch"))
+    (p,) = report.parity
+    assert report.reference_diverged_at is None
+    assert not report.ok and p.diverged_at == 3
+    assert p.diagnosis == ("divergence: torch diverged at step 3, numpy did not diverge "
+                           "(MISMATCH)")
