@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnparity.shared.divergence import all_finite, raise_divergence
+from nnparity.shared.divergence import raise_divergence
 from nnparity.shared.trajectory import Snapshot, copy_params, copy_state
 
 from .numpy_activations import ACTIVATIONS
@@ -36,29 +36,36 @@ def forward(spec, params, x):
     return h, cache
 
 
-def backward(spec, params, cache, d_out):
-    """Gradients [(dW (out, in), db (out,)), ...] from dL/d(output) (batch, sizes[-1])."""
+def backward(spec, params, cache, d_out, grads=None):
+    """Gradients [(dW (out, in), db (out,)), ...] from dL/d(output) (batch, sizes[-1]).
+
+    With ``grads`` given, they are written into those arrays (no new arrays).
+    """
     activations = spec.hidden_activations
-    grads = [None] * len(params)
+    if grads is None:
+        grads = [(np.empty_like(w), np.empty_like(b)) for w, b in params]
     d = d_out                                              # dL/dz of the last layer
     for layer in reversed(range(len(params))):
         h, z = cache[layer]
         if layer < len(activations):
             _, df = ACTIVATIONS[activations[layer].name]
             d = d * df(z, **activations[layer].kwargs)     # dL/dz, (batch, out)
-        grads[layer] = (d.T @ h, d.sum(axis=0))            # (out, in), (out,)
+        d_w, d_b = grads[layer]
+        np.matmul(d.T, h, out=d_w)                         # (out, in)
+        d.sum(axis=0, out=d_b)                             # (out,)
         if layer > 0:
             w, _ = params[layer]
             d = d @ w                                      # dL/dh, (batch, in)
     return grads
 
 
-def loss_and_gradients(spec, params, x, y):
-    """The minibatch loss and its gradient with respect to every parameter."""
+def loss_and_gradients(spec, params, x, y, grads=None):
+    """The minibatch loss and its gradient with respect to every parameter
+    (written into ``grads`` when given)."""
     loss, d_loss = LOSSES[spec.loss]
     p, cache = forward(spec, params, x)
     d_out = d_loss(p, y, **spec.loss_kwargs)                # dL/dp, (batch, sizes[-1])
-    return loss(p, y, **spec.loss_kwargs), backward(spec, params, cache, d_out)
+    return loss(p, y, **spec.loss_kwargs), backward(spec, params, cache, d_out, grads)
 
 
 def train_step(spec, params, state, x, y):
@@ -75,26 +82,53 @@ def step(spec, params, state, x, y):
     return loss, grads, params, state
 
 
+def in_one_array(pairs):
+    """A copy of [(W, b), ...] as views of one flat vector: (flat, [(W, b), ...]).
+
+    The training loop keeps parameters, gradients and optimizer buffers this way:
+    an elementwise update rule then runs once on the whole vector, and one call
+    checks that every parameter is finite.
+    """
+    flat = np.concatenate([a.ravel() for pair in pairs for a in pair])
+    views, start = [], 0
+    for w, b in pairs:
+        views.append((flat[start:start + w.size].reshape(w.shape),
+                      flat[start + w.size:start + w.size + b.size]))
+        start += w.size + b.size
+    return flat, views
+
+
 def train(spec, params, state, x, y, plan, record_every=None):
-    """Train ``params`` and ``state`` (updated in place) over the batches of ``plan``.
+    """Train ``params`` and ``state`` over the batches of ``plan``.
 
     Returns the parameters, the optimizer state, every step's minibatch loss
     (computed before that step's update), (epochs * steps_per_epoch,), and a
     snapshot before every ``record_every``-th step. Raises ``DivergenceError``
     at the first step whose loss or updated parameters are not finite.
     """
-    losses, snapshots = [], []
+    flat, params = in_one_array(params)
+    flat_grads, grads = in_one_array(params)
+    buffers = {k: in_one_array(v) for k, v in state.items() if k != "step"}
+    flat_state = {"step": state["step"], **{k: [(f,)] for k, (f, _) in buffers.items()}}
+    batches = [(x[rows], y[rows]) for rows in plan.batches(0)]   # the same every epoch
+    losses, snapshots = [], []                                    # unless shuffled
     step_index = plan.first_step
-    for epoch in range(plan.epochs):
-        for rows in plan.batches(epoch):
-            if record_every and step_index % record_every == 0:
-                snapshots.append(Snapshot(step_index, copy_params(params), copy_state(state)))
-            with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked next
-                loss, _ = train_step(spec, params, state, x[rows], y[rows])
-            if not (np.isfinite(loss) and all_finite(params)):
-                raise_divergence(spec, "numpy", step_index, plan.steps_per_epoch)
-            losses.append(loss)
-            step_index += 1
+    with np.errstate(over="ignore", invalid="ignore"):           # divergence is checked below
+        for epoch in range(plan.epochs):
+            if spec.shuffle and epoch > 0:
+                batches = [(x[rows], y[rows]) for rows in plan.batches(epoch)]
+            for x_batch, y_batch in batches:
+                if record_every and step_index % record_every == 0:
+                    state = {"step": flat_state["step"], **{k: v for k, (_, v) in buffers.items()}}
+                    snapshots.append(Snapshot(step_index, copy_params(params),
+                                              copy_state(state)))
+                loss, _ = loss_and_gradients(spec, params, x_batch, y_batch, grads)
+                update(spec.optimizer, [(flat,)], [(flat_grads,)], flat_state)
+                if not (np.isfinite(loss) and np.isfinite(flat).all()):
+                    raise_divergence(spec, "numpy", step_index, plan.steps_per_epoch)
+                losses.append(loss)
+                step_index += 1
+    state = {"step": flat_state["step"], **{k: v for k, (_, v) in buffers.items()}}
     return params, state, np.array(losses, dtype=spec.dtype), snapshots
 
 
@@ -106,8 +140,10 @@ def predict(spec, params, x):
 def activation_with_grad(activation, x):
     """(f(x), f'(x)) elementwise, f' from the hand-written derivative."""
     f, df = ACTIVATIONS[activation.name]
-    # np.array: fresh arrays even for 0-d input or identity (which returns x itself)
-    return np.array(f(x, **activation.kwargs)), np.array(df(x, **activation.kwargs))
+    # np.array: fresh arrays in x's dtype, also for 0-d input, identity (which returns
+    # x itself) and 0/1 masks
+    return (np.array(f(x, **activation.kwargs), dtype=x.dtype),
+            np.array(df(x, **activation.kwargs), dtype=x.dtype))
 
 
 def loss_with_grad(loss, params, p, y):

@@ -2,8 +2,10 @@
 
 The formulas, parameters and breakpoint derivatives are those of
 ``nnparity.shared.activations``. Every function works elementwise on a float32
-or float64 array, keeps its dtype, and is written so that no finite input
-overflows: branches that np.where evaluates but discards are clipped first.
+or float64 array and keeps its dtype (a derivative that is only 0 or 1 may be a
+boolean mask, as the notebook's ``(p > 0) * d``), and is written so that no
+finite input overflows: branches that np.where evaluates but discards are
+clipped first.
 
 erf: GELU needs Phi(x) = erfc(-x/sqrt(2))/2. NumPy has no erf, so we take the
 standard library's ``math.erfc`` elementwise rather than adding SciPy as a
@@ -31,11 +33,11 @@ def d_identity(x):
 
 
 def relu(x):
-    return np.where(x > 0, x, 0.0)
+    return np.maximum(x, 0)
 
 
 def d_relu(x):
-    return np.where(x > 0, 1.0, 0.0).astype(x.dtype)           # relu'(0) = 0
+    return x > 0                                               # relu'(0) = 0, as a 0/1 mask
 
 
 def leaky_relu(x, negative_slope):

@@ -12,11 +12,12 @@ from .numpy_activations import sigmoid
 
 
 def mse(p, y):
-    return np.mean((p - y) ** 2)
+    r = p - y
+    return np.vdot(r, r) / r.size                            # sum of squares / count
 
 
 def d_mse(p, y):
-    return 2 * (p - y) / p.size                              # (n, k)
+    return (p - y) * (2 / p.size)                            # (n, k)
 
 
 def mae(p, y):

@@ -2,7 +2,8 @@
 applied to the parameters and the state's buffers in place.
 
 params, grads and every buffer are lists of (W, b) pairs; each rule walks the
-tensors one by one.
+tensors one by one. The rules are elementwise, so they apply unchanged to
+[(flat,)]: all parameters as one vector (the training loop does that).
 """
 from __future__ import annotations
 

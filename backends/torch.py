@@ -6,7 +6,9 @@ Parameters are leaf tensors with ``requires_grad``; each step runs
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from nnparity.shared.divergence import raise_divergence
 from nnparity.shared.trajectory import Snapshot
@@ -40,7 +42,7 @@ def forward(spec, params, x):
     activations = spec.hidden_activations
     h = x
     for layer, (w, b) in enumerate(params):
-        h = h @ w.T + b                                    # (batch, out)
+        h = F.linear(h, w, b)                              # h @ w.T + b, (batch, out)
         if layer < len(activations):
             h = ACTIVATIONS[activations[layer].name](h, **activations[layer].kwargs)
     return h
@@ -50,46 +52,76 @@ def loss_fn(spec, params, x, y):
     return LOSSES[spec.loss](forward(spec, params, x), y, **spec.loss_kwargs)
 
 
-def train_step(spec, params, state, x, y):
-    """One minibatch step in place; returns the loss before the update."""
-    loss = loss_fn(spec, params, x, y)
-    loss.backward()
-    update(spec.optimizer, params, state)
-    return loss.detach()
-
-
 def step(spec, params, state, x, y):
     """One step from NumPy ``params`` and ``state``: (loss, grads, params, state) in NumPy."""
     params, state = to_tensors(params), state_to_tensors(state)
     loss = loss_fn(spec, params, torch.from_numpy(x), torch.from_numpy(y))
     loss.backward()
-    grads = [(w.grad.clone(), b.grad.clone()) for w, b in params]
-    update(spec.optimizer, params, state)
+    grads = [(w.grad, b.grad) for w, b in params]
+    update(spec.optimizer, params, grads, state)
     return loss.detach().numpy(), to_numpy(grads), to_numpy(params), state_to_numpy(state)
 
 
-def finite(loss, params):
-    with torch.no_grad():
-        return bool(torch.isfinite(loss)) and all(
-            bool(torch.isfinite(t).all()) for pair in params for t in pair)
+def in_one_tensor(pairs, requires_grad=False):
+    """A copy of NumPy [(W, b), ...] as views of one flat tensor: (flat, [(W, b), ...]).
+
+    With requires_grad the views are the leaf parameters autograd differentiates.
+    The training loop keeps parameters, gradients and optimizer buffers this way:
+    an update rule then runs once on the whole vector, and one call checks that
+    every parameter is finite.
+    """
+    flat = torch.from_numpy(np.concatenate([a.ravel() for pair in pairs for a in pair]))
+    views, start = [], 0
+    for w, b in pairs:
+        views.append((flat[start:start + w.size].view(w.shape),
+                      flat[start + w.size:start + w.size + b.size]))
+        start += w.size + b.size
+    for view in (t for pair in views for t in pair):
+        view.requires_grad_(requires_grad)
+    return flat, views
 
 
 def train(spec, params, state, x, y, plan, record_every=None):
     """Train from NumPy params and state over ``plan``: (params, state, losses, snapshots)
-    in NumPy. Raises ``DivergenceError`` at the first non-finite loss or parameter."""
-    params, state = to_tensors(params), state_to_tensors(state)
+    in NumPy. Raises ``DivergenceError`` at the first non-finite loss or parameter.
+
+    Each step runs ``loss.backward()``, which adds into the parameters' ``.grad``
+    (views of one zeroed gradient vector), then updates under ``torch.no_grad()``
+    and zeroes the gradients again.
+    """
+    flat, params = in_one_tensor(params, requires_grad=True)
+    flat_grads, grads = in_one_tensor([(np.zeros_like(w), np.zeros_like(b))
+                                       for w, b in to_numpy(params)])
+    for p, g in zip((t for pair in params for t in pair), (t for pair in grads for t in pair)):
+        p.grad = g
+    buffers = {k: in_one_tensor(v) for k, v in state.items() if k != "step"}
+    flat_state = {"step": state["step"], **{k: [(f,)] for k, (f, _) in buffers.items()}}
+
+    def current_state():
+        return {"step": flat_state["step"], **{k: v for k, (_, v) in buffers.items()}}
+
     x, y = torch.from_numpy(x), torch.from_numpy(y)
-    batches = [torch.from_numpy(rows) for epoch in range(plan.epochs)
-               for rows in plan.batches(epoch)]
-    losses, snapshots = torch.empty(len(batches), dtype=x.dtype), []
-    for k, rows in enumerate(batches):
-        step_index = plan.first_step + k
-        if record_every and step_index % record_every == 0:
-            snapshots.append(Snapshot(step_index, to_numpy(params), state_to_numpy(state)))
-        losses[k] = train_step(spec, params, state, x[rows], y[rows])
-        if not finite(losses[k], params):
-            raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)
-    return to_numpy(params), state_to_numpy(state), losses.numpy(), snapshots
+    losses, snapshots = [], []
+    step_index = plan.first_step
+    batches = [(x[rows], y[rows]) for rows in plan.batches(0)]   # the same every epoch
+    for epoch in range(plan.epochs):                              # unless shuffled
+        if spec.shuffle and epoch > 0:
+            batches = [(x[rows], y[rows]) for rows in plan.batches(epoch)]
+        for x_batch, y_batch in batches:
+            if record_every and step_index % record_every == 0:
+                snapshots.append(Snapshot(step_index, to_numpy(params),
+                                          state_to_numpy(current_state())))
+            loss = loss_fn(spec, params, x_batch, y_batch)
+            loss.backward()
+            update(spec.optimizer, [(flat,)], [(flat_grads,)], flat_state)
+            flat_grads.zero_()                                   # clear the gradients
+            loss = loss.detach()
+            losses.append(loss)
+            if not bool(torch.isfinite(loss) & torch.isfinite(flat).all()):
+                raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)
+            step_index += 1
+    losses = torch.stack(losses) if losses else torch.zeros(0, dtype=x.dtype)
+    return to_numpy(params), state_to_numpy(current_state()), losses.numpy(), snapshots
 
 
 def predict(spec, params, x):

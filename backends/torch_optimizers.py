@@ -1,8 +1,9 @@
 """Optimizers in PyTorch: the update rules of ``nnparity.shared.optimizers``
 written by hand on tensors inside ``torch.no_grad()``; no ``torch.optim``.
 
-params and every state buffer are lists of (W, b) tensor pairs; the gradients
-are the parameters' ``.grad``.
+params, grads and every state buffer are lists of (W, b) tensor pairs. The
+rules are elementwise, so they apply unchanged to [(flat,)]: all parameters as
+one vector (the training loop does that).
 """
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ def tensors(pairs):
     return [tensor for pair in pairs for tensor in pair]
 
 
-def sgd(opt, params, state):
+def sgd(opt, params, grads, state):
     t = state["step"]
     buffers = tensors(state["momentum_buffer"]) if opt.momentum != 0 else None
-    for i, p in enumerate(tensors(params)):
-        g = p.grad
+    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads))):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p
         if opt.momentum != 0:
@@ -28,15 +28,14 @@ def sgd(opt, params, state):
             else:
                 b.mul_(opt.momentum).add_(g, alpha=1 - opt.dampening)
             g = g + opt.momentum * b if opt.nesterov else b
-        p.sub_(opt.lr * g)
+        p.add_(g, alpha=-opt.lr)
 
 
-def adam(opt, params, state, decoupled=False):
+def adam(opt, params, grads, state, decoupled=False):
     t = state["step"] + 1
     beta1, beta2 = opt.betas
     ms, vs = tensors(state["exp_avg"]), tensors(state["exp_avg_sq"])
-    for p, m, v in zip(tensors(params), ms, vs):
-        g = p.grad
+    for p, g, m, v in zip(tensors(params), tensors(grads), ms, vs):
         if decoupled:
             p.mul_(1 - opt.lr * opt.weight_decay)            # AdamW: decay the weights
         elif opt.weight_decay != 0:
@@ -48,16 +47,15 @@ def adam(opt, params, state, decoupled=False):
         p.sub_(opt.lr * m_hat / (v_hat.sqrt() + opt.eps))   # eps outside the square root
 
 
-def adamw(opt, params, state):
-    adam(opt, params, state, decoupled=True)
+def adamw(opt, params, grads, state):
+    adam(opt, params, grads, state, decoupled=True)
 
 
-def rmsprop(opt, params, state):
+def rmsprop(opt, params, grads, state):
     vs = tensors(state["square_avg"])
     bs = tensors(state["momentum_buffer"]) if opt.momentum > 0 else None
     avgs = tensors(state["grad_avg"]) if opt.centered else None
-    for i, p in enumerate(tensors(params)):
-        g = p.grad
+    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads))):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p
         v = vs[i].mul_(opt.alpha).addcmul_(g, g, value=1 - opt.alpha)
@@ -76,10 +74,8 @@ def rmsprop(opt, params, state):
 UPDATES = {"sgd": sgd, "adam": adam, "adamw": adamw, "rmsprop": rmsprop}
 
 
-def update(opt, params, state):
-    """One step of ``opt`` from the parameters' gradients, in place; then clear them."""
+def update(opt, params, grads, state):
+    """One step of ``opt`` in place, under ``torch.no_grad()``; count it in state["step"]."""
     with torch.no_grad():
-        UPDATES[opt.name](opt, params, state)
-        for p in tensors(params):
-            p.grad = None
+        UPDATES[opt.name](opt, params, grads, state)
     state["step"] += 1

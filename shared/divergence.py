@@ -6,8 +6,6 @@ backend reports the first such step; steps are numbered globally from 0.
 """
 from __future__ import annotations
 
-import numpy as np
-
 
 class DivergenceError(FloatingPointError):
     """Training diverged.
@@ -29,8 +27,3 @@ class DivergenceError(FloatingPointError):
 def raise_divergence(spec, backend: str, step: int, steps_per_epoch: int) -> None:
     """Raise ``DivergenceError`` for global step ``step`` of a run of ``spec``."""
     raise DivergenceError(backend, step, step // steps_per_epoch, spec.optimizer.lr)
-
-
-def all_finite(params) -> bool:
-    """True when every entry of every NumPy parameter is finite."""
-    return all(np.isfinite(a).all() for pair in params for a in pair)

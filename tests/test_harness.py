@@ -447,10 +447,10 @@ def test_negative_control_wrong_torch_update_caught_at_step_0(monkeypatch):
     import nnparity.backends.torch_optimizers as torch_optimizers
     original = torch_optimizers.UPDATES["sgd"]
 
-    def sgd_too_long(opt, params, state):
+    def sgd_too_long(opt, params, grads, state):
         longer = SGD(lr=opt.lr * 1.001, momentum=opt.momentum, dampening=opt.dampening,
                      nesterov=opt.nesterov, weight_decay=opt.weight_decay)
-        original(longer, params, state)
+        original(longer, params, grads, state)
 
     monkeypatch.setitem(torch_optimizers.UPDATES, "sgd", sgd_too_long)
     report = compare(NEG_SPEC, NEG_DATA, backends=("numpy", "torch"), record_every=4)
@@ -478,12 +478,13 @@ def test_negative_control_momentum_bug_after_step_0_caught_later(monkeypatch):
     import nnparity.backends.torch_optimizers as torch_optimizers
     original = torch_optimizers.UPDATES["sgd"]
 
-    def sgd_late_bug(opt, params, state):
+    def sgd_late_bug(opt, params, grads, state):
         if state["step"] == 0:
-            return original(opt, params, state)
+            return original(opt, params, grads, state)
         buffers = torch_optimizers.tensors(state["momentum_buffer"])
-        for b, p in zip(buffers, torch_optimizers.tensors(params)):
-            b.mul_(opt.momentum).add_(p.grad, alpha=1.01)   # should be 1 - dampening = 1
+        for b, p, g in zip(buffers, torch_optimizers.tensors(params),
+                           torch_optimizers.tensors(grads)):
+            b.mul_(opt.momentum).add_(g, alpha=1.01)        # should be 1 - dampening = 1
             p.sub_(opt.lr * b)
 
     monkeypatch.setitem(torch_optimizers.UPDATES, "sgd", sgd_late_bug)

@@ -764,13 +764,14 @@ def test_wrong_torch_backend_update_fails(monkeypatch):
     require("torch")
     from nnparity.backends import torch_optimizers
 
-    def damped(opt, params, state):
-        for i, p in enumerate(torch_optimizers.tensors(params)):
+    def damped(opt, params, grads, state):
+        for i, (p, g) in enumerate(zip(torch_optimizers.tensors(params),
+                                       torch_optimizers.tensors(grads))):
             b = torch_optimizers.tensors(state["momentum_buffer"])[i]
             if state["step"] == 0:
-                b.copy_((1 - opt.dampening) * p.grad)
+                b.copy_((1 - opt.dampening) * g)
             else:
-                b.mul_(opt.momentum).add_(p.grad, alpha=1 - opt.dampening)
+                b.mul_(opt.momentum).add_(g, alpha=1 - opt.dampening)
             p.sub_(opt.lr * b)
 
     case = "sgd-momentum0.8-dampening0.3-mse"
