@@ -1,6 +1,8 @@
 """JAX backend: a pure loss, ``jax.value_and_grad``, a functional optimizer
-update, and the whole run compiled: ``lax.scan`` over the epochs, inside each
-epoch over its full batches, then one more step for the partial last batch.
+update, and the whole run compiled: a ``lax.fori_loop`` over the epochs (its
+bound traced, so a new epoch count does not recompile), inside each epoch a
+``lax.scan`` over its full batches, then one more step for the partial last
+batch. Shapes depend only on the data, the network and the batch size.
 
 Every call runs under ``jax.enable_x64(True)`` scoped to the call (float64
 specs need it; float32 arrays stay float32); the user's global JAX
@@ -59,12 +61,14 @@ def record(snapshots, current, s, every, first_k):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kind", "recording"))
-def _train(params, state, x, y, full, tail, hyper, first_step, snapshots, every, first_k,
-           model, kind, recording):
-    """full: (epochs, n_full, batch) rows; tail: (epochs, rest) rows or None.
+def _train(params, state, x, y, full, tail, n_epochs, hyper, first_step, snapshots, every,
+           first_k, model, kind, recording):
+    """Train ``n_epochs`` (traced) of the capacity epochs in ``full`` and ``tail``.
 
-    Returns params, state, per-step losses and finite flags (the loss and the
-    updated parameters all finite), and the snapshot buffers.
+    full: (capacity, n_full, batch) rows; tail: (capacity, rest) rows or None.
+    The epoch count is a traced loop bound, so the shapes, and the compiled code,
+    do not depend on it. Returns params, state, per-step losses and finite flags
+    ((capacity, steps) each; rows past n_epochs are unused), and the snapshots.
     """
     def step(carry, rows):
         params, state, s, snapshots = carry
@@ -74,17 +78,33 @@ def _train(params, state, x, y, full, tail, hyper, first_step, snapshots, every,
         finite = jnp.isfinite(loss) & all_finite(params)
         return (params, state, s + 1, snapshots), (loss, finite)
 
-    def epoch(carry, rows):
-        full_rows, tail_rows = rows
-        carry, out = lax.scan(step, carry, full_rows)                # (n_full,) each
-        if tail_rows is not None:
-            carry, last = step(carry, tail_rows)
-            out = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), out, last)
-        return carry, out
+    def epoch(e, carry):
+        *inner, losses, finite = carry
+        inner, (epoch_losses, epoch_finite) = lax.scan(step, tuple(inner), full[e])
+        if tail is not None:
+            inner, (last_loss, last_finite) = step(inner, tail[e])
+            epoch_losses = jnp.concatenate([epoch_losses, last_loss[None]])
+            epoch_finite = jnp.concatenate([epoch_finite, last_finite[None]])
+        return (*inner, losses.at[e].set(epoch_losses), finite.at[e].set(epoch_finite))
 
-    carry = (params, state, first_step, snapshots)
-    (params, state, _, snapshots), (losses, finite) = lax.scan(epoch, carry, (full, tail))
-    return params, state, losses.reshape(-1), finite.reshape(-1), snapshots
+    steps = full.shape[1] + (tail is not None)
+    dtype = params[0][0].dtype
+    carry = (params, state, first_step, snapshots,
+             jnp.zeros((full.shape[0], steps), dtype), jnp.zeros((full.shape[0], steps), bool))
+    params, state, _, snapshots, losses, finite = lax.fori_loop(0, n_epochs, epoch, carry)
+    return params, state, losses, finite, snapshots
+
+
+def epoch_capacity(n_rows: int) -> int:
+    """Epochs per compiled call: up to 1024, and at most 2**20 row indices."""
+    return max(1, min(1024, 2**20 // max(n_rows, 1)))
+
+
+def padded(rows, capacity):
+    """rows (epochs, ...) padded with row 0 to (capacity, ...); the padding is never run."""
+    out = np.zeros((capacity,) + rows.shape[1:], dtype=rows.dtype)
+    out[:len(rows)] = rows
+    return out
 
 
 def _scope(dtype):
@@ -118,10 +138,20 @@ def train(spec, params, state, x, y, plan, record_every=None):
         hyper = constants(spec.optimizer, spec.dtype)
         buffers = jax.tree.map(lambda a: np.zeros((max(count, 0),) + np.shape(a),
                                                   np.asarray(a).dtype), (params, state))
-        params, state, losses, finite, buffers = _train(
-            params, state, x, y, plan.full, plan.tail, hyper, plan.first_step, buffers, every,
-            first_k, model=model, kind=kind, recording=count > 0)
-        finite = np.array(finite)
+        capacity = epoch_capacity(x.shape[0])
+        state = {**state, "step": np.int64(state["step"])}         # one type on every call
+        losses, finite = [], []
+        for start in range(0, plan.epochs, capacity):               # usually one call
+            n = min(capacity, plan.epochs - start)
+            tail = None if plan.tail is None else padded(plan.tail[start:start + n], capacity)
+            params, state, chunk_losses, chunk_finite, buffers = _train(
+                params, state, x, y, padded(plan.full[start:start + n], capacity), tail, n,
+                hyper, plan.first_step + start * plan.steps_per_epoch, buffers, every, first_k,
+                model=model, kind=kind, recording=count > 0)
+            losses.append(np.array(chunk_losses)[:n].reshape(-1))   # slice in NumPy:
+            finite.append(np.array(chunk_finite)[:n].reshape(-1))   # no jit per n
+        losses = np.concatenate(losses) if losses else np.zeros(0, spec.dtype)
+        finite = np.concatenate(finite) if finite else np.zeros(0, bool)
         if not finite.all():
             step_index = plan.first_step + int(np.argmin(finite))
             raise_divergence(spec, "jax", step_index, plan.steps_per_epoch)
@@ -134,7 +164,7 @@ def train(spec, params, state, x, y, plan, record_every=None):
                     [(w[i], b[i]) for w, b in snap_params],
                     {k: int(v[i]) if k == "step" else [(a[i], b[i]) for a, b in v]
                      for k, v in snap_state.items()}))
-        return to_numpy(params), state_to_numpy(state), np.array(losses), snapshots
+        return to_numpy(params), state_to_numpy(state), losses, snapshots
 
 
 def state_to_numpy(state):
