@@ -124,7 +124,7 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
             progress(first + epochs, spec.epochs, float(chunk_losses[-1]))
     losses = np.concatenate(losses) if losses else np.zeros(0, dtype=spec.dtype)
     return TrainResult(params=params, losses=losses, backend=backend, spec=spec,
-                       opt_state=state, metrics=evaluate(spec, params, data, backend),
+                       opt_state=state, metrics=measure_metrics(spec, params, data, module),
                        snapshots=snapshots)
 
 
@@ -134,10 +134,16 @@ def evaluate(spec: NetworkSpec, params: Params, data: Dataset,
     classification losses (argmax for cross_entropy, logit > 0 vs target > 1/2
     for bce_with_logits). Predictions come from ``backend``; the loss is the
     NumPy reference's."""
+    check_fits(spec, data)
+    return measure_metrics(spec, check_params(spec, params), data, get_backend(backend))
+
+
+def measure_metrics(spec, params, data, module) -> dict[str, float]:
+    """``evaluate`` without the input checks, for parameters a backend just trained."""
     from .numpy_losses import LOSSES as NUMPY_LOSSES
 
     x, y = as_arrays(spec, data.x_test, data.y_test)
-    p = get_backend(backend).predict(spec, params, x)        # (n_test, sizes[-1])
+    p = module.predict(spec, params, x)                      # (n_test, sizes[-1])
     metrics = {"test_loss": float(NUMPY_LOSSES[spec.loss][0](p, y, **spec.loss_kwargs))}
     if spec.loss == "cross_entropy":
         metrics["test_accuracy"] = float(np.mean(p.argmax(axis=1) == y))

@@ -10,6 +10,8 @@ float64 precision; the others are written out:
 - gelu_tanh: ``F.gelu(approximate="tanh")`` has a NaN gradient at |x| ~ 1e300 (x^3
   overflows); the input to tanh is clamped at +-20, where tanh is already +-1.
 - hardsigmoid: ``F.hardsigmoid``'s float64 backward uses the float32 value of 1/6.
+- celu: ``F.celu``'s float64 gradient uses alpha rounded to float32 (celu'(0) is
+  0.999999985 for alpha=0.05).
 - gelu, hardswish: ``F.gelu`` and ``F.hardswish`` overflow to inf for float32 inputs
   near 3e38 (they form x*(x+3) or 2x); here the bounded factor is formed first.
   gelu uses erfc, which keeps its relative accuracy in the negative tail.
@@ -37,6 +39,11 @@ def gelu_tanh(x):
     return 0.5 * x * (1 + torch.tanh(GELU_TANH_C * (xc + GELU_TANH_K * xc ** 3)))
 
 
+def celu(x, alpha):
+    negative = torch.where(x > 0, 0.0, x)     # the discarded branch cannot overflow
+    return torch.where(x > 0, x, alpha * torch.expm1(negative / alpha))
+
+
 def gelu(x):
     return x * (0.5 * torch.special.erfc(-x / math.sqrt(2)))
 
@@ -56,7 +63,7 @@ ACTIVATIONS = {
     "leaky_relu": F.leaky_relu,               # f'(0) = negative_slope
     "elu": F.elu,                             # f'(0) = alpha
     "selu": F.selu,                           # torch's constants are the definition's
-    "celu": F.celu,
+    "celu": celu,
     "gelu": gelu,
     "gelu_tanh": gelu_tanh,
     "sigmoid": torch.sigmoid,

@@ -37,7 +37,7 @@ from .optimizers import SGD
 from .spec import NetworkSpec, notebook_spec
 
 COMPUTE_SPEC = NetworkSpec(sizes=(512, 1024, 1024, 10), activation="relu", init="he_normal",
-                           loss="mse", optimizer=SGD(lr=1e-3), batch_size=512, epochs=1,
+                           loss="mse", optimizer=SGD(lr=1e-3), batch_size=512, epochs=4,
                            seed=0, dtype="float32")
 COMPUTE_ROWS = 512 * 4
 

@@ -33,8 +33,8 @@ class Dataset:
         for split in ("train", "test"):
             x = check_float_array(f"x_{split}", getattr(self, f"x_{split}"), 2)
             y = check_targets_array(f"y_{split}", getattr(self, f"y_{split}"))
-            if x.shape[0] == 0:
-                fail(f"x_{split}.shape", x.shape, "at least one row")
+            if x.shape[0] == 0 or x.shape[1] == 0:
+                fail(f"x_{split}.shape", x.shape, "at least one row and one column")
             if y.shape[0] != x.shape[0]:
                 fail(f"y_{split}.shape", y.shape,
                      f"{x.shape[0]} rows, as many as x_{split} (shape {x.shape})")
@@ -146,5 +146,6 @@ def check_fits(spec: NetworkSpec, data: Dataset) -> None:
         fail("data", data, "a Dataset(x_train, y_train, x_test, y_test)", TypeError)
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        check_float_array(f"x_{split}", x, 2)     # again: the arrays may have changed since
         check_shape(f"x_{split}", x, (x.shape[0], spec.sizes[0]))
         check_targets(spec.loss, f"y_{split}", y, spec.sizes[-1])

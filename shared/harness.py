@@ -207,11 +207,12 @@ def diagnose(parity_ok: bool, teacher: Sequence[StepDifference], first_out: int 
     bad_teacher = [d for d in teacher if not d.ok]
     if bad_teacher and bad_teacher[0] is teacher[0]:
         return (f"implementation differs: step {teacher[0].step} already disagrees "
-                f"(max rel {teacher[0].max_rel:.1e})")
+                f"(max abs {teacher[0].max_abs:.1e}, max rel {teacher[0].max_rel:.1e})")
     if bad_teacher:
         first = bad_teacher[0]
-        return (f"the teacher-forced step at step {first.step} disagrees (max rel "
-                f"{first.max_rel:.1e}) though step {teacher[0].step} agrees: an implementation "
+        return (f"the teacher-forced step at step {first.step} disagrees (max abs "
+                f"{first.max_abs:.1e}, max rel {first.max_rel:.1e}) though step "
+                f"{teacher[0].step} agrees: an implementation "
                 f"difference that shows later (a buffer's update, a rarely hit branch) or an "
                 f"ill-conditioned state")
     worst = max((d.max_rel for d in teacher), default=0.0)

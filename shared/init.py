@@ -34,6 +34,8 @@ def _draw(rule: str, rng: np.random.RandomState, n_out: int, n_in: int) -> np.nd
 
 def init_params(spec: NetworkSpec) -> Params:
     """[(W (out, in), b (out,)), ...] for every layer, in ``spec.dtype``."""
+    if not isinstance(spec, NetworkSpec):
+        fail("spec", spec, "a NetworkSpec", TypeError)
     rng = np.random.RandomState(spec.seed)
     params = []
     for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:]):

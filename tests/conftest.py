@@ -50,3 +50,25 @@ def require_fixture():
 # With --import-mode=importlib this file is not importable as ``conftest`` by
 # default; register it so test modules can write ``from conftest import require``.
 sys.modules.setdefault("conftest", sys.modules[__name__])
+
+
+# ---------------------------------------------------------------- hypothesis profiles
+#
+# "ci" (the default): derandomized, so every run draws the same 50 examples and a
+# failure reproduces; no deadline, because the first example of each new network
+# structure pays for a JAX compilation. "thorough": 1000 fresh random examples,
+# chosen with ``pytest --hypothesis-profile thorough``. The hypothesis pytest
+# plugin applies --hypothesis-profile after this file is imported, so the option
+# overrides the default loaded here.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is a test extra; tests that need it import it themselves
+    pass
+else:
+    settings.register_profile(
+        "ci", derandomize=True, max_examples=50, deadline=None, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile(
+        "thorough", max_examples=1000, deadline=None, derandomize=False, print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.load_profile("ci")

@@ -49,7 +49,7 @@ def test_compute_spec_trains_in_float32(backend):
     assert spec.dtype == "float32" and data.x_train.shape == (bench.COMPUTE_ROWS, 512)
     result = train(spec, data, backend=backend)
     assert result.params[0][0].dtype == np.float32
-    assert len(result.losses) == bench.COMPUTE_ROWS // spec.batch_size
+    assert len(result.losses) == spec.epochs * bench.COMPUTE_ROWS // spec.batch_size
 
 
 def test_flops_per_step_counts_six_per_weight_and_row():
