@@ -14,6 +14,7 @@ depends on them (parity is judged with the tolerance policy, not bitwise).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from types import ModuleType
@@ -39,6 +40,26 @@ def require(framework: str) -> ModuleType:
             pytest.fail(f"CI is set, so {module_name!r} must be installed for this test; "
                         f"importing it failed: {exc!r}", pytrace=False)
     return pytest.importorskip(module_name)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Pin torch to one thread for a module (``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``), for speed only; restored after.
+
+    Results do not depend on it (see test_determinism.py), but on this 2-core
+    machine torch's default 2-thread pool is 50-300 times slower when another
+    process keeps a core busy (160 Adam steps of a 4-32-32-3 network: 12-18 s
+    instead of 0.06 s), which would make the run time of these tests erratic.
+    """
+    if importlib.util.find_spec("torch") is None:
+        yield
+        return
+    import torch
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(name="require")

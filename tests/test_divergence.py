@@ -15,7 +15,6 @@ global step (and epoch) in every backend, and ``compare`` reports it as a result
 """
 from __future__ import annotations
 
-import importlib.util
 import warnings
 
 import numpy as np
@@ -36,23 +35,7 @@ BACKENDS = [pytest.param("numpy", id="numpy"), pytest.param("torch", id="torch")
             pytest.param("jax", id="jax")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Pin torch to one thread for this module, for speed only, and restore it after.
-
-    Results do not depend on it (see test_determinism.py), but on this 2-core
-    machine torch's default 2-thread pool is 50-300 times slower when another
-    process keeps a core busy (160 Adam steps of a 4-32-32-3 network: 12-18 s
-    instead of 0.06 s), which would make the run time of these tests erratic.
-    """
-    if importlib.util.find_spec("torch") is None:
-        yield
-        return
-    import torch
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # see conftest
 
 
 def synthetic(n_train, n_in, seed):
