@@ -110,6 +110,10 @@ def train(spec, params, state, x, y, plan, record_every=None):
     flat_grads, grads = in_one_array(params)
     buffers = {k: in_one_array(v) for k, v in state.items() if k != "step"}
     flat_state = {"step": state["step"], **{k: [(f,)] for k, (f, _) in buffers.items()}}
+
+    def current_state():
+        return {"step": flat_state["step"], **{k: v for k, (_, v) in buffers.items()}}
+
     batches = [(x[rows], y[rows]) for rows in plan.batches(0)]   # the same every epoch
     losses, snapshots = [], []                                    # unless shuffled
     step_index = plan.first_step
@@ -119,17 +123,15 @@ def train(spec, params, state, x, y, plan, record_every=None):
                 batches = [(x[rows], y[rows]) for rows in plan.batches(epoch)]
             for x_batch, y_batch in batches:
                 if record_every and step_index % record_every == 0:
-                    state = {"step": flat_state["step"], **{k: v for k, (_, v) in buffers.items()}}
                     snapshots.append(Snapshot(step_index, copy_params(params),
-                                              copy_state(state)))
+                                              copy_state(current_state())))
                 loss, _ = loss_and_gradients(spec, params, x_batch, y_batch, grads)
                 update(spec.optimizer, [(flat,)], [(flat_grads,)], flat_state)
                 if not (np.isfinite(loss) and np.isfinite(flat).all()):
                     raise_divergence(spec, "numpy", step_index, plan.steps_per_epoch)
                 losses.append(loss)
                 step_index += 1
-    state = {"step": flat_state["step"], **{k: v for k, (_, v) in buffers.items()}}
-    return params, state, np.array(losses, dtype=spec.dtype), snapshots
+    return params, current_state(), np.array(losses, dtype=spec.dtype), snapshots
 
 
 def predict(spec, params, x):
