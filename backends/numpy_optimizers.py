@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def tensors(pairs):
-    """[(W0, b0), (W1, b1), ...] -> [W0, b0, W1, b1, ...] (the same arrays)."""
-    return [array for pair in pairs for array in pair]
+from nnparity.shared.init import tensors
 
 
 def sgd(opt, params, grads, state):

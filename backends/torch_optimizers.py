@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import torch
 
-
-def tensors(pairs):
-    """[(W0, b0), (W1, b1), ...] -> [W0, b0, W1, b1, ...] (the same tensors)."""
-    return [tensor for pair in pairs for tensor in pair]
+from nnparity.shared.init import tensors
 
 
 def sgd(opt, params, grads, state):

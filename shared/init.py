@@ -20,6 +20,11 @@ from .validation import check_float_array, check_shape, fail
 Params = list[tuple[np.ndarray, np.ndarray]]
 
 
+def tensors(pairs) -> list:
+    """[(W0, b0), (W1, b1), ...] -> [W0, b0, W1, b1, ...]: the same arrays (or tensors)."""
+    return [array for pair in pairs for array in pair]
+
+
 def _draw(rule: str, rng: np.random.RandomState, n_out: int, n_in: int) -> np.ndarray:
     if rule == "uniform_fan_in":
         return rng.rand(n_out, n_in) / n_in
