@@ -6,6 +6,8 @@ shape (out, in); a layer computes ``x @ W.T + b``.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from nnparity.shared.divergence import raise_divergence
@@ -98,6 +100,16 @@ def in_one_array(pairs):
     return flat, views
 
 
+def all_finite(loss, flat):
+    """True when the loss and every element of ``flat`` are finite.
+
+    A NaN or infinity anywhere makes the sum non-finite, so one sum usually
+    decides; only when it is not finite (finite values can overflow it) does
+    the elementwise check run.
+    """
+    return math.isfinite(loss) and (math.isfinite(flat.sum()) or bool(np.isfinite(flat).all()))
+
+
 def train(spec, params, state, x, y, plan, record_every=None):
     """Train ``params`` and ``state`` over the batches of ``plan``.
 
@@ -127,7 +139,7 @@ def train(spec, params, state, x, y, plan, record_every=None):
                                               copy_state(current_state())))
                 loss, _ = loss_and_gradients(spec, params, x_batch, y_batch, grads)
                 update(spec.optimizer, [(flat,)], [(flat_grads,)], flat_state)
-                if not (np.isfinite(loss) and np.isfinite(flat).all()):
+                if not all_finite(loss, flat):
                     raise_divergence(spec, "numpy", step_index, plan.steps_per_epoch)
                 losses.append(loss)
                 step_index += 1

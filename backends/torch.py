@@ -6,6 +6,8 @@ Parameters are leaf tensors with ``requires_grad``; each step runs
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -81,6 +83,16 @@ def in_one_tensor(pairs, requires_grad=False):
     return flat, views
 
 
+def all_finite(loss, flat):
+    """True when the loss and every element of ``flat`` are finite.
+
+    A NaN or infinity anywhere makes the sum non-finite, so one sum usually
+    decides; only when it is not finite (finite values can overflow it) does
+    the elementwise check run.
+    """
+    return math.isfinite(loss) and (math.isfinite(flat.sum()) or bool(torch.isfinite(flat).all()))
+
+
 def train(spec, params, state, x, y, plan, record_every=None):
     """Train from NumPy params and state over ``plan``: (params, state, losses, snapshots)
     in NumPy. Raises ``DivergenceError`` at the first non-finite loss or parameter.
@@ -117,7 +129,7 @@ def train(spec, params, state, x, y, plan, record_every=None):
             flat_grads.zero_()                                   # clear the gradients
             loss = loss.detach()
             losses.append(loss)
-            if not bool(torch.isfinite(loss) & torch.isfinite(flat).all()):
+            if not all_finite(loss, flat):
                 raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)
             step_index += 1
     losses = torch.stack(losses) if losses else torch.zeros(0, dtype=x.dtype)

@@ -12,7 +12,8 @@ from .torch_activations import softplus
 
 
 def mse(p, y):
-    return ((p - y) ** 2).mean()
+    r = p - y
+    return (r * r).mean()
 
 
 def mae(p, y):

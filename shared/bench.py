@@ -1,7 +1,9 @@
 """``nnparity bench``: the backends against what users would pick instead.
 
 Measured in one run on one machine, medians over ``repeats`` timings after a
-warm-up (timings on a shared machine are noisy: compare the ratios).
+warm-up. Timings on a shared machine are noisy, so what is compared is timed
+in turn within every repetition (``interleaved_medians``): a change in load
+then slows both sides of a ratio alike.
 
 1. The notebook spec (2000 SGD steps, float64):
    - each backend warm, and cold (the first ``train`` call in a fresh process,
@@ -14,20 +16,21 @@ warm-up (timings on a shared machine are noisy: compare the ratios).
 2. A compute-bound spec, sizes (512, 1024, 1024, 10), float32, batch 512, mse,
    SGD, synthetic data: each backend's achieved GFLOP/s, counting
    6 * batch * sum(in * out) per step, next to the same framework's 1024 x 1024
-   float32 matmul rate measured in the same run.
+   float32 matmul rate, timed in turn with that backend's training.
 
 Every peer returns its trained parameters; the tests check that they equal the
 backends' (so the benchmark compares equal work).
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -40,18 +43,6 @@ COMPUTE_SPEC = NetworkSpec(sizes=(512, 1024, 1024, 10), activation="relu", init=
                            loss="mse", optimizer=SGD(lr=1e-3), batch_size=512, epochs=4,
                            seed=0, dtype="float32")
 COMPUTE_ROWS = 512 * 4
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def installed(module: str) -> bool:
@@ -244,22 +235,37 @@ def compare_cli_seconds() -> float:
     return time.perf_counter() - start
 
 
-def matmul_rate(framework: str, repeats: int) -> float:
-    """GFLOP/s of one 1024 x 1024 float32 matrix product (2 n^3 flops)."""
-    n = 1024
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+MATMUL_N = 1024
+
+
+def matmul(framework: str) -> Callable[[], object]:
+    """One 1024 x 1024 float32 matrix product in ``framework`` (2 n^3 flops)."""
+    a = np.random.default_rng(0).standard_normal((MATMUL_N, MATMUL_N), dtype=np.float32)
     if framework == "numpy":
-        fn = lambda: a @ a  # noqa: E731
-    elif framework == "torch":
+        return lambda: a @ a
+    if framework == "torch":
         import torch
         t = torch.from_numpy(a)
-        fn = lambda: t @ t  # noqa: E731
-    else:
-        import jax
-        j = jax.numpy.asarray(a)
-        product = jax.jit(lambda m: m @ m)
-        fn = lambda: product(j).block_until_ready()  # noqa: E731
-    return 2 * n ** 3 / median_seconds(fn, repeats) / 1e9
+        return lambda: t @ t
+    import jax
+    j = jax.numpy.asarray(a)
+    product = jax.jit(lambda m: m @ m)
+    return lambda: product(j).block_until_ready()
+
+
+def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each function, timed in turn within every repetition
+    (after one warm-up call each), so that a change in the machine's load
+    affects all of them alike and their ratio stays meaningful."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, fn_times in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            fn_times.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def compute_data() -> Dataset:
@@ -281,24 +287,26 @@ def run(backends, repeats: int = 5) -> dict:
     result = {"repeats": repeats, "notebook": {}, "peers": {}, "skipped": {}, "cold": {},
               "compute": {}}
     for backend in backends:
-        result["notebook"][backend] = median_seconds(backend_trainer(backend, spec, data),
-                                                     repeats)
         result["cold"][backend] = cold_seconds(backend)
+    timed = {("notebook", backend): backend_trainer(backend, spec, data) for backend in backends}
     for name, (module, trainer) in PEERS.items():
-        if not installed(module):
+        if installed(module):
+            timed["peers", name] = functools.partial(trainer, spec, data)
+        else:
             result["skipped"][name] = f"{module} is not installed"
-            continue
-        result["peers"][name] = median_seconds(lambda: trainer(spec, data), repeats)
+    for (group, name), seconds in zip(timed, interleaved_medians(list(timed.values()), repeats)):
+        result[group][name] = seconds
     result["compare_cli_cold"] = compare_cli_seconds()
 
     cspec, cdata = COMPUTE_SPEC, compute_data()
     steps = cspec.epochs * COMPUTE_ROWS // cspec.batch_size
     for backend in backends:
-        seconds = median_seconds(backend_trainer(backend, cspec, cdata), repeats)
+        seconds, matmul_seconds = interleaved_medians(
+            [backend_trainer(backend, cspec, cdata), matmul(backend)], repeats)
         result["compute"][backend] = {
             "seconds": seconds,
             "gflops": flops_per_step(cspec) * steps / seconds / 1e9,
-            "matmul_gflops": matmul_rate(backend, repeats),
+            "matmul_gflops": 2 * MATMUL_N ** 3 / matmul_seconds / 1e9,
         }
     return result
 

@@ -10,7 +10,7 @@ import pytest
 from nnparity.backends import train
 from nnparity.shared import POLICY, notebook_data, notebook_spec
 from nnparity.shared import bench
-from nnparity.shared.tolerance import difference
+from nnparity.shared.tolerance import difference, tensorwise_difference
 from conftest import require
 
 SPEC = notebook_spec().replace(epochs=50)
@@ -78,3 +78,27 @@ def test_bench_rejects_fewer_than_five_repeats(capsys):
     from nnparity.shared.cli import main
     assert main(["bench", "--repeats", "2"]) == 2
     assert "--repeats=2" in capsys.readouterr().err
+
+
+def test_interleaved_medians_times_the_functions_in_turn(monkeypatch):
+    calls = []
+    clock = iter(range(1000))
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: float(next(clock)))
+    a = lambda: calls.append("a")  # noqa: E731
+    b = lambda: (calls.append("b"), next(clock), next(clock))  # noqa: E731  (b takes 3 ticks)
+    assert bench.interleaved_medians([a, b], repeats=5) == [1.0, 3.0]
+    assert calls == ["a", "b"] + ["a", "b"] * 5       # one warm-up each, then in turn
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
+def test_matmul_is_the_1024_square_float32_product(framework):
+    """The rate's denominator is the product it claims: a @ a, 1024 x 1024, float32."""
+    if framework != "numpy":
+        require(framework)
+    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+    product = np.asarray(bench.matmul(framework)())
+    assert product.dtype == np.float32 and product.shape == (1024, 1024)
+    exact = a.astype(np.float64) @ a.astype(np.float64)
+    # normwise: each element sums 1024 float32 products, some of them cancelling
+    assert tensorwise_difference([product], [exact], POLICY["float32"]).ok
+    assert not tensorwise_difference([product], [exact + 1], POLICY["float32"]).ok

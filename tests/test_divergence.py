@@ -273,3 +273,36 @@ def test_negative_control_only_the_backend_diverges_is_a_mismatch(monkeypatch):
     assert not report.ok and p.diverged_at == 3
     assert p.diagnosis == ("divergence: torch diverged at step 3, numpy did not diverge "
                            "(MISMATCH)")
+
+
+# ----------------------------------------------- the per-step check itself
+
+def _framework_array(backend, values, dtype):
+    array = np.array(values, dtype=dtype)
+    if backend == "torch":
+        return require("torch").from_numpy(array)
+    return array
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_all_finite_decides_by_the_elements_not_by_their_sum(backend, dtype):
+    """The check sums first; the sum of finite values can overflow (not a
+    divergence), and any NaN or infinity must be caught whatever the sum."""
+    all_finite = get_backend(backend).all_finite
+    big = float(np.finfo(dtype).max)
+    cases = {
+        (0.5, (1.0, -2.0, 3.0)): True,
+        (0.5, (big, big, big)): True,           # the sum overflows, the elements do not
+        (0.5, (-big, -big)): True,
+        (0.5, (1.0, np.nan, 3.0)): False,
+        (0.5, (1.0, np.inf, -np.inf)): False,   # inf - inf: the sum is NaN
+        (0.5, (big, big, np.inf)): False,
+        (np.inf, (1.0, 2.0)): False,
+        (np.nan, (1.0, 2.0)): False,
+    }
+    for (loss, values), expected in cases.items():
+        loss_value = _framework_array(backend, loss, dtype)
+        with np.errstate(over="ignore", invalid="ignore"):
+            assert all_finite(loss_value, _framework_array(backend, values, dtype)) is expected, \
+                (loss, values)
