@@ -25,11 +25,13 @@ from typing import Callable
 import numpy as np
 
 from nnparity.shared.activations import resolve
+from nnparity.shared.checkpoint import Checkpoint, check_opt_state
 from nnparity.shared.losses import LOSSES, check_loss_params, check_targets
 from nnparity.shared.data import Dataset, batch_plan, check_fits
 from nnparity.shared.init import Params, check_params, init_params
 from nnparity.shared.optimizers import init_state
 from nnparity.shared.spec import NetworkSpec
+from nnparity.shared.trajectory import copy_params, copy_state
 from nnparity.shared.validation import (MissingFrameworkError, check_float_array, check_int,
                                        check_shape, fail)
 
@@ -55,6 +57,9 @@ class TrainResult:
         snapshots: ``Snapshot``s before every ``record_every``-th step, if asked.
         opt_state: the optimizer state after training, ``{"step": int, buffer:
             [(W-shaped, b-shaped), ...]}`` (see ``nnparity.shared.optimizers``).
+        epochs_done: epochs the parameters have trained, ``spec.epochs`` (a
+            resumed run included); ``losses`` and ``snapshots`` cover only the
+            epochs this call ran.
     """
 
     params: Params
@@ -64,6 +69,7 @@ class TrainResult:
     opt_state: dict
     metrics: dict[str, float]
     snapshots: list = field(default_factory=list)
+    epochs_done: int = 0
 
 
 def get_backend(name: str) -> ModuleType:
@@ -84,7 +90,7 @@ def available_backends() -> list[str]:
 
 
 def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
-          record_every: int | None = None,
+          resume: Checkpoint | None = None, record_every: int | None = None,
           progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
     """Train ``spec`` on ``data.x_train``/``data.y_train`` with one backend.
 
@@ -93,6 +99,13 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
     to ``spec.dtype``; class labels to int64.
 
     Args:
+        resume: continue from a ``Checkpoint`` (any backend's) instead: its
+            parameters and optimizer state after ``resume.epochs_done`` epochs.
+            Its spec must equal ``spec`` in every field but ``epochs``, which is
+            the total (>= epochs_done); epochs epochs_done .. spec.epochs-1 then
+            run with the batches an uninterrupted run uses, and the result
+            matches that run's. It needs an optimizer state whose step count is
+            epochs_done times the steps per epoch of ``data``.
         record_every: keep a ``Snapshot`` (parameters and optimizer state) before
             every k-th step, in ``TrainResult.snapshots``.
         progress: ``progress(epochs_done, epochs, last_loss)`` is called after
@@ -106,13 +119,17 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
     check_fits(spec, data)
     if record_every is not None:
         check_int("record_every", record_every, 1)
-    module = get_backend(backend)
     x, y = as_arrays(spec, data.x_train, data.y_train)
-    params = init_params(spec)
-    state = init_state(spec.optimizer, params)
-    chunk = spec.epochs if progress is None else max(1, spec.epochs // 20)
+    if resume is None:
+        start = 0
+        params = init_params(spec)
+        state = init_state(spec.optimizer, params)
+    else:
+        start, params, state = resume_point(spec, resume, x.shape[0])
+    module = get_backend(backend)
+    chunk = max(1, spec.epochs - start if progress is None else (spec.epochs - start) // 20)
     losses, snapshots = [], []
-    for first in range(0, spec.epochs, max(chunk, 1)):
+    for first in range(start, spec.epochs, chunk):
         epochs = min(chunk, spec.epochs - first)
         plan = batch_plan(x.shape[0], spec.batch_size, epochs, spec.seed, spec.shuffle,
                           first_epoch=first)
@@ -125,7 +142,34 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
     losses = np.concatenate(losses) if losses else np.zeros(0, dtype=spec.dtype)
     return TrainResult(params=params, losses=losses, backend=backend, spec=spec,
                        opt_state=state, metrics=measure_metrics(spec, params, data, module),
-                       snapshots=snapshots)
+                       snapshots=snapshots, epochs_done=spec.epochs)
+
+
+def resume_point(spec: NetworkSpec, resume, n_rows: int) -> tuple[int, Params, dict]:
+    """(first epoch, params, optimizer state) to continue ``spec`` from ``resume``,
+    checked against the spec and the data; copies, so the checkpoint is left as it is."""
+    if not isinstance(resume, Checkpoint):
+        fail("resume", resume, "a Checkpoint (load_checkpoint(path))", TypeError)
+    mine, theirs = spec.to_dict(), resume.spec.to_dict()
+    differ = [name for name in mine if name != "epochs" and mine[name] != theirs[name]]
+    if differ:
+        name = differ[0]
+        fail(f"resume.spec.{name}", theirs[name], f"{mine[name]!r} as in spec: a resumed run "
+             f"may change only epochs, the total (fields that differ: {', '.join(differ)})")
+    if resume.epochs_done > spec.epochs:
+        fail("spec.epochs", spec.epochs, f"the total, at least resume.epochs_done="
+             f"{resume.epochs_done}")
+    params = check_params(spec, resume.params)
+    if resume.opt_state is None:
+        fail("resume.opt_state", None, "the optimizer state saved with the parameters "
+             "(a checkpoint without one can predict, not resume)")
+    state = check_opt_state(spec, resume.opt_state, "resume.opt_state")
+    steps_per_epoch = batch_plan(n_rows, spec.batch_size, 1, spec.seed, False).steps_per_epoch
+    if state["step"] != resume.epochs_done * steps_per_epoch:
+        fail("resume.opt_state['step']", state["step"],
+             f"epochs_done * steps per epoch = {resume.epochs_done} * {steps_per_epoch} "
+             f"(the data has {n_rows} training rows, batch_size {spec.batch_size})")
+    return resume.epochs_done, copy_params(params), copy_state(state)
 
 
 def evaluate(spec: NetworkSpec, params: Params, data: Dataset,

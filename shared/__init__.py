@@ -1,6 +1,7 @@
 """nnparity.shared: the network specification, data, initialisation, tolerance
 policy and parity harness that every backend shares. Imports NumPy only."""
 from .activations import ACTIVATIONS
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Dataset, notebook_data
 from .datasets import load_dataset
 from .divergence import DivergenceError
@@ -12,9 +13,9 @@ from .tolerance import POLICY, Tolerance
 from .validation import InputTypeError, InputValueError, MissingFrameworkError
 
 __all__ = [
-    "ACTIVATIONS", "Adam", "AdamW", "BackendParity", "Dataset", "DivergenceError",
+    "ACTIVATIONS", "Adam", "AdamW", "BackendParity", "Checkpoint", "Dataset", "DivergenceError",
     "InputTypeError",
     "InputValueError", "MissingFrameworkError", "NetworkSpec", "POLICY", "ParityReport",
-    "RMSprop", "SGD", "StepDifference", "Tolerance", "compare", "init_params", "load_dataset", "notebook_data",
-    "notebook_spec",
+    "RMSprop", "SGD", "StepDifference", "Tolerance", "compare", "init_params", "load_checkpoint", "load_dataset", "notebook_data",
+    "notebook_spec", "save_checkpoint",
 ]

@@ -110,7 +110,7 @@ def check_activation_params(name: str, params, label: str = "activation_params")
     check_choice("activation", name, ACTIVATIONS)
     act = ACTIVATIONS[name]
     if not isinstance(params, Mapping):
-        fail(label, params, f"a mapping of parameter names to numbers", TypeError)
+        fail(label, params, "a mapping of parameter names to numbers", TypeError)
     checked = {}
     for key, value in params.items():
         if key not in act.defaults:

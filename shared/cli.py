@@ -7,15 +7,17 @@ not fit, a missing framework) is printed as one line on stderr with exit code
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Sequence
 
 import numpy as np
 
-from .cli_spec import add_spec_flags, spec_from_args
+from .cli_inputs import read_inputs
+from .cli_spec import add_spec_flags, spec_flags_given, spec_from_args
 from .datasets import load_dataset
-from .validation import InputTypeError, InputValueError, MissingFrameworkError, check_int
+from .validation import InputTypeError, InputValueError, MissingFrameworkError, check_int, fail
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
 #: print every parameter and prediction (as the notebook does) only for runs this small
@@ -60,12 +62,29 @@ class Progress:
 def cmd_train(args) -> int:
     from nnparity.backends import predict, train
 
-    spec = spec_from_args(args)
+    from .checkpoint import load_checkpoint, save_checkpoint
+
+    if args.save is not None:
+        check_save_path(args.save)
+    resume = None
+    if args.resume is None:
+        spec = spec_from_args(args)
+    else:
+        check_resume_flags(args)
+        resume = load_checkpoint(args.resume)
+        spec = resume.spec
+        if args.epochs is not None:
+            if args.epochs < resume.epochs_done:
+                fail("--epochs", args.epochs, f"the total number of epochs, at least the "
+                     f"{resume.epochs_done} that {args.resume} has trained")
+            spec = spec.replace(epochs=args.epochs)
     data = load_dataset(args.dataset or "notebook")
     progress = Progress(sys.stdout) if sys.stdout.isatty() else None
-    result = train(spec, data, backend=args.backend, progress=progress)
+    result = train(spec, data, backend=args.backend, resume=resume, progress=progress)
     if progress is not None:
         progress.close()
+    if resume is not None:
+        print(f"resumed: {args.resume} at epoch {resume.epochs_done} of {spec.epochs}")
     if sum(w.size + b.size for w, b in result.params) <= PRINT_PARAMS_UP_TO:
         for name, (w, b) in zip(layer_names(len(result.params)), result.params):
             print(f"{name} weight: {w}")
@@ -75,16 +94,57 @@ def cmd_train(args) -> int:
     print(f"error: {result.metrics['test_loss']}")
     if "test_accuracy" in result.metrics:
         print(f"accuracy: {result.metrics['test_accuracy']:.4f}")
+    if args.save is not None:
+        try:
+            save_checkpoint(args.save, result.spec, result.params, result.opt_state,
+                            epochs_done=result.epochs_done)
+        except OSError as exc:
+            fail("--save", args.save, f"a writable file path ({exc.strerror or exc})")
+        print(f"saved: {args.save} ({result.epochs_done} epochs)")
+    return 0
+
+
+def check_save_path(path: str) -> None:
+    """--save must name a file in an existing directory: checked before training."""
+    if os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        fail("--save", path, "a file path in an existing directory")
+
+
+def check_resume_flags(args) -> None:
+    """With --resume the spec is the checkpoint's: only --epochs (the total) may be given."""
+    for flag in spec_flags_given(args):
+        if flag != "--epochs":
+            raise UsageError(f"{flag} cannot be used with --resume: the spec comes from the "
+                             "checkpoint; only --epochs (the new total) may be given")
+
+
+def cmd_predict(args) -> int:
+    from nnparity.backends import predict
+
+    from .checkpoint import load_checkpoint
+
+    spec, params, _ = load_checkpoint(args.checkpoint)
+    x = read_inputs(args, spec.sizes[0])                       # (n, sizes[0]) float
+    for row in predict(spec, params, x, backend=args.backend):  # (n, sizes[-1])
+        print(",".join(repr(float(value)) for value in row))
     return 0
 
 
 def cmd_compare(args) -> int:
     from .harness import compare
+    from .report import check_outputs, write_outputs
 
+    outputs = check_outputs(args.json, args.plot, args.html)     # before any training
     spec = spec_from_args(args)
     report = compare(spec, load_dataset(args.dataset or "notebook"),
                      backends=tuple(args.backends), reference=args.reference)
     print(report)
+    try:
+        written = write_outputs(report, outputs)
+    except OSError as exc:
+        raise UsageError(f"could not write the report: {exc}") from None
+    for path in written:
+        print(f"wrote {path}")
     return 0 if report.ok else 1
 
 
@@ -127,7 +187,26 @@ def build_parser() -> Parser:
                                               "the way the notebook does")
     train.add_argument("--backend", choices=BACKEND_NAMES, default="numpy")
     add_spec_flags(train)
+    checkpoints = train.add_argument_group("checkpoints")
+    checkpoints.add_argument("--save", metavar="PATH",
+                             help="write a checkpoint (.npz) after training")
+    checkpoints.add_argument("--resume", metavar="PATH",
+                             help="continue the run of a checkpoint, with its spec; only "
+                                  "--epochs (the new total) may be given with it")
     train.set_defaults(run=cmd_train)
+
+    predict = commands.add_parser("predict", help="print a checkpoint's predictions, one "
+                                                  "line per input row")
+    predict.add_argument("--checkpoint", metavar="PATH", required=True)
+    predict.add_argument("--backend", choices=BACKEND_NAMES, default="numpy")
+    inputs = predict.add_mutually_exclusive_group(required=True)
+    inputs.add_argument("--input", metavar="ROWS",
+                        help="comma-separated features, rows separated by ';', "
+                             "e.g. '28.1,58.0;31.4,45.0'")
+    inputs.add_argument("--input-file", metavar="FILE",
+                        help="a .csv file (one row per line, no header) or a .npy file "
+                             "(a float (n, inputs) array)")
+    predict.set_defaults(run=cmd_predict)
 
     compare = commands.add_parser("compare", help="train every backend and print the parity "
                                                   "table; exit 1 when parity fails")
@@ -135,6 +214,14 @@ def build_parser() -> Parser:
                          default=list(BACKEND_NAMES), metavar="B",
                          help=f"backends to compare (default: {' '.join(BACKEND_NAMES)})")
     compare.add_argument("--reference", choices=BACKEND_NAMES, default="numpy")
+    compare.add_argument("--json", metavar="PATH",
+                         help="also write the report as JSON (docs/compare-report.md)")
+    compare.add_argument("--plot", metavar="FILE.png",
+                         help="also draw the loss curves and the per-step differences "
+                              "(matplotlib: the plot extra)")
+    compare.add_argument("--html", metavar="PATH",
+                         help="also write a self-contained HTML page with the tables and "
+                              "the plot (matplotlib: the plot extra)")
     add_spec_flags(compare)
     compare.set_defaults(run=cmd_compare)
 

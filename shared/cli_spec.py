@@ -64,7 +64,8 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     """Flags for every NetworkSpec field, the optimizer's arguments and the dataset."""
     group = parser.add_argument_group("network spec (each flag overrides --spec)")
     group.add_argument("--spec", metavar="FILE.json",
-                       help="spec as JSON ('-' reads stdin); default: the notebook's")
+                       help="spec as JSON ('-' or /dev/stdin reads stdin); "
+                            "default: the notebook's")
     group.add_argument("--sizes", type=_int_list("--sizes"), metavar="N,N,...",
                        help="layer widths, input first, e.g. 64,64,10")
     group.add_argument("--activation", metavar="NAME[,NAME...]",
@@ -99,9 +100,25 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
                         help="notebook (default), digits or diabetes; see load_dataset")
 
 
+#: argparse destinations of add_spec_flags' spec and optimizer flags (all default to None)
+SPEC_DESTS = ("spec", "sizes", "activation", "activation_params", "init", "loss", "loss_params",
+              "batch_size", "epochs", "seed", "dtype", "shuffle", "optimizer",
+              *OPTIMIZER_FLAGS)
+
+
+def spec_flags_given(args: argparse.Namespace) -> list[str]:
+    """The spec and optimizer flags given on the command line, e.g. ["--lr"]."""
+    return ["--" + dest.replace("_", "-") for dest in SPEC_DESTS
+            if getattr(args, dest) is not None]
+
+
 def read_spec_file(path: str) -> NetworkSpec:
     try:
-        text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        if path in ("-", "/dev/stdin"):
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
     except OSError as exc:
         fail("--spec", path, f"a readable file ({exc.strerror})")
     return NetworkSpec.from_json(text)

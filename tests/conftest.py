@@ -8,14 +8,17 @@ test needs torch or jax and the framework is not installed:
   framework is an error: the test fails, so CI cannot pass by skipping.
 
 Use it as a plain function (``from conftest import require``) or through the
-``require`` fixture. Thread counts are left alone on purpose: no test here
-depends on them (parity is judged with the tolerance policy, not bitwise).
+``require`` fixture. ``require_program(name)`` does the same for a program
+on PATH (the HTML report's browser test needs ``chromium``). Thread counts
+are left alone on purpose: no test here depends on them (parity is judged
+with the tolerance policy, not bitwise).
 """
 from __future__ import annotations
 
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
 from types import ModuleType
 
@@ -40,6 +43,18 @@ def require(framework: str) -> ModuleType:
             pytest.fail(f"CI is set, so {module_name!r} must be installed for this test; "
                         f"importing it failed: {exc!r}", pytrace=False)
     return pytest.importorskip(module_name)
+
+
+def require_program(name: str) -> str:
+    """The path of the program ``name`` for a test (e.g. Debian's ``chromium``);
+    skip when it is not on PATH, or fail under CI (``.ci/run`` installs it)."""
+    path = shutil.which(name)
+    if path is None:
+        if ci_strict():
+            pytest.fail(f"CI is set, so the program {name!r} must be installed for this test; "
+                        f"it is not on PATH", pytrace=False)
+        pytest.skip(f"the program {name!r} is not installed")
+    return path
 
 
 @pytest.fixture(scope="module")

@@ -88,9 +88,9 @@ def test_every_spec_field_and_optimizer_argument_has_a_flag():
         for f in fields(cls):
             assert f.name in args, (cls.__name__, f.name)
     assert "dataset" in args and "spec" in args
-    # and compare takes the same flags
+    # and compare takes the same spec flags
     compare_args = vars(build_parser().parse_args(["compare"]))
-    assert set(args) - {"backend", "run", "command"} <= set(compare_args)
+    assert set(args) - {"backend", "run", "command", "save", "resume"} <= set(compare_args)
 
 
 def test_no_flags_give_the_notebook_spec():
@@ -557,3 +557,17 @@ def test_progress_result_float32_within_policy():
     whole = train(spec, data, backend="jax")
     assert chunked.params[0][0].dtype == np.float32
     assert_same_results(chunked, whole, POLICY["float32"])
+
+
+def test_spec_dests_are_exactly_the_spec_flags():
+    """``--resume`` rejects every spec flag by this list: it must not miss one."""
+    import argparse
+
+    from nnparity.shared.cli_spec import SPEC_DESTS, add_spec_flags, spec_flags_given
+    parser = argparse.ArgumentParser()
+    add_spec_flags(parser)
+    defaults = vars(parser.parse_args([]))
+    assert set(SPEC_DESTS) == set(defaults) - {"dataset"}
+    assert all(defaults[dest] is None for dest in SPEC_DESTS)
+    assert spec_flags_given(parser.parse_args(["--lr", "0.1", "--batch-size", "3"])) == [
+        "--batch-size", "--lr"]

@@ -1,0 +1,490 @@
+"""Checkpoints: the file round trip, resuming on every pair of backends, and every
+way a file or an argument can be wrong."""
+import functools
+import itertools
+import os
+import pickle
+
+import nnparity.shared.checkpoint as checkpoint_module
+import numpy as np
+import pytest
+from conftest import require
+from nnparity.backends import predict, train
+from nnparity.shared import (
+    POLICY,
+    SGD,
+    Adam,
+    AdamW,
+    Checkpoint,
+    Dataset,
+    NetworkSpec,
+    RMSprop,
+    load_checkpoint,
+    save_checkpoint,
+)
+from nnparity.shared.checkpoint import FORMAT_VERSION, checkpoint_arrays
+from nnparity.shared.optimizers import init_state, state_buffers
+from nnparity.shared.tolerance import difference
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+BACKENDS = ("numpy", "torch", "jax")
+N_TRAIN, BATCH = 7, 3                  # batches of 3, 3 and a tail of 1
+STEPS_PER_EPOCH = 3
+TOTAL, DONE = 6, 2                     # epochs of the whole run, and before the checkpoint
+
+
+def make_data(dtype="float64"):
+    """7 training rows (3 features, 2 targets), 3 test rows."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N_TRAIN + 3, 3)).astype(dtype)
+    y = np.stack([np.sin(x[:, 0]) + x[:, 1], x[:, 2] * x[:, 0]], axis=1).astype(dtype)
+    return Dataset(x_train=x[:N_TRAIN], y_train=y[:N_TRAIN], x_test=x[N_TRAIN:],
+                   y_test=y[N_TRAIN:])
+
+
+DATA = make_data()
+
+
+def make_spec(optimizer, dtype="float64", epochs=TOTAL):
+    return NetworkSpec(sizes=(3, 5, 2), activation="tanh", init="xavier_uniform",
+                       optimizer=optimizer, batch_size=BATCH, epochs=epochs, seed=3,
+                       dtype=dtype, shuffle=True)
+
+
+RESUME_SPECS = {
+    "adam": make_spec(Adam(lr=0.05)),
+    "sgd-momentum": make_spec(SGD(lr=0.05, momentum=0.9)),
+    "adam-float32": make_spec(Adam(lr=0.05), dtype="float32"),
+}
+
+ROUND_TRIP_OPTIMIZERS = {
+    "sgd": SGD(lr=0.05),
+    "sgd-momentum": SGD(lr=0.05, momentum=0.9, nesterov=True),
+    "adam": Adam(lr=0.05),
+    "adamw": AdamW(lr=0.05),
+    "rmsprop-centered-momentum": RMSprop(lr=0.01, momentum=0.5, centered=True),
+}
+
+
+@functools.cache
+def uninterrupted(spec, backend):
+    return train(spec, DATA, backend)
+
+
+def checkpoint_after(spec, backend, epochs_done=DONE):
+    """A Checkpoint of ``spec`` (spec.epochs in total) after its first ``epochs_done``
+    epochs."""
+    part = uninterrupted(spec.replace(epochs=epochs_done), backend)
+    return Checkpoint(spec, part.params, part.opt_state, epochs_done)
+
+
+def worst_difference(result, reference):
+    """(all within the policy, max abs difference) over params, test predictions, losses."""
+    tol = POLICY[reference.spec.dtype]
+    pairs = [(a, e) for (w, b), (we, be) in zip(result.params, reference.params)
+             for a, e in ((w, we), (b, be))]
+    pairs.append((predict(result.spec, result.params, DATA.x_test),
+                  predict(reference.spec, reference.params, DATA.x_test)))
+    pairs.append((result.losses, reference.losses[-len(result.losses):]))
+    diffs = [difference(a, e, tol) for a, e in pairs]
+    return all(d.ok for d in diffs), max(d.max_abs for d in diffs)
+
+
+def require_backend(name):
+    if name != "numpy":
+        require(name)
+
+
+# ---------------------------------------------------------------- round trip
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ROUND_TRIP_OPTIMIZERS.values(),
+                         ids=ROUND_TRIP_OPTIMIZERS.keys())
+def test_round_trip_is_exact(tmp_path, optimizer, dtype):
+    spec = make_spec(optimizer, dtype)
+    saved = checkpoint_after(spec, "numpy")
+    path = tmp_path / "run.ckpt"                       # no .npz suffix: none is added
+    save_checkpoint(path, saved.spec, saved.params, saved.opt_state, epochs_done=DONE)
+    assert os.listdir(tmp_path) == ["run.ckpt"]
+    loaded = load_checkpoint(str(path))
+    assert loaded.spec == saved.spec and loaded.epochs_done == DONE
+    for (w, b), (ws, bs) in zip(loaded.params, saved.params):
+        assert w.dtype == ws.dtype == np.dtype(dtype) and np.array_equal(w, ws)
+        assert b.dtype == bs.dtype and np.array_equal(b, bs)
+    assert set(loaded.opt_state) == {"step", *state_buffers(optimizer)}
+    assert loaded.opt_state["step"] == DONE * STEPS_PER_EPOCH
+    for buffer in state_buffers(optimizer):
+        for got, want in zip(loaded.opt_state[buffer], saved.opt_state[buffer]):
+            assert all(g.dtype == w.dtype and np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_checkpoint_unpacks_as_the_issue_s_three_tuple(tmp_path):
+    spec = RESUME_SPECS["adam"]
+    saved = checkpoint_after(spec, "numpy")
+    save_checkpoint(tmp_path / "c", *saved, epochs_done=saved.epochs_done)
+    loaded_spec, params, opt_state = load_checkpoint(tmp_path / "c")
+    assert loaded_spec == spec and opt_state["step"] == saved.opt_state["step"]
+    assert np.array_equal(params[0][0], saved.params[0][0])
+
+
+def test_without_optimizer_state_and_epochs_done_defaults_to_the_total(tmp_path):
+    result = uninterrupted(RESUME_SPECS["adam"], "numpy")
+    save_checkpoint(tmp_path / "c.npz", result.spec, result.params)
+    loaded = load_checkpoint(tmp_path / "c.npz")
+    assert loaded.opt_state is None and loaded.epochs_done == TOTAL
+    assert not any(key.startswith("opt.") for key in np.load(tmp_path / "c.npz").files)
+
+
+def test_file_holds_only_plain_arrays(tmp_path):
+    saved = checkpoint_after(RESUME_SPECS["adam"], "numpy")
+    save_checkpoint(tmp_path / "c.npz", *saved, epochs_done=DONE)
+    with np.load(tmp_path / "c.npz", allow_pickle=False) as npz:
+        assert not any(npz[key].dtype.hasobject for key in npz.files)
+        assert int(npz["version"]) == FORMAT_VERSION
+        assert NetworkSpec.from_json(str(npz["spec"])) == saved.spec
+        assert sorted(npz.files) == sorted(checkpoint_arrays(saved))
+
+
+# ---------------------------------------------------------------- resume
+
+@pytest.mark.parametrize("spec_name", RESUME_SPECS)
+@pytest.mark.parametrize("first, second", list(itertools.product(BACKENDS, repeat=2)))
+def test_resume_on_any_backend_equals_an_uninterrupted_run(tmp_path, first, second, spec_name):
+    require_backend(first)
+    require_backend(second)
+    spec = RESUME_SPECS[spec_name]
+    part = uninterrupted(spec.replace(epochs=DONE), first)
+    save_checkpoint(tmp_path / "c.npz", part.spec, part.params, part.opt_state,
+                    epochs_done=part.epochs_done)
+    resumed = train(spec, DATA, second, resume=load_checkpoint(tmp_path / "c.npz"))
+    reference = uninterrupted(spec, second)
+    ok, worst = worst_difference(resumed, reference)
+    assert ok, f"{first} -> {second}: max abs difference {worst:.3g}"
+    assert resumed.epochs_done == TOTAL and resumed.opt_state["step"] == TOTAL * STEPS_PER_EPOCH
+    assert len(resumed.losses) == (TOTAL - DONE) * STEPS_PER_EPOCH
+
+
+@pytest.mark.parametrize("spec_name", ["adam", "sgd-momentum"])
+def test_negative_control_fresh_optimizer_buffers_differ(spec_name):
+    spec = RESUME_SPECS[spec_name]
+    saved = checkpoint_after(spec, "numpy")
+    fresh = {**init_state(spec.optimizer, saved.params), "step": saved.opt_state["step"]}
+    resumed = train(spec, DATA, resume=Checkpoint(spec, saved.params, fresh, DONE))
+    ok, worst = worst_difference(resumed, uninterrupted(spec, "numpy"))
+    assert not ok and worst > 1e3 * POLICY["float64"].atol
+
+
+def test_negative_control_wrong_start_epoch_differs():
+    """The same epochs of training from the same state, but the batch order of
+    epochs 3..6 instead of 2..5 (SGD's update does not depend on the step count
+    after the first step, so only the order changes)."""
+    spec = RESUME_SPECS["sgd-momentum"]
+    saved = checkpoint_after(spec, "numpy")
+    shifted = {**saved.opt_state, "step": (DONE + 1) * STEPS_PER_EPOCH}
+    resumed = train(spec.replace(epochs=TOTAL + 1), DATA,
+                    resume=Checkpoint(spec.replace(epochs=TOTAL + 1), saved.params, shifted,
+                                      DONE + 1))
+    assert len(resumed.losses) == (TOTAL - DONE) * STEPS_PER_EPOCH
+    ok, worst = worst_difference(resumed, uninterrupted(spec, "numpy"))
+    assert not ok and worst > 1e3 * POLICY["float64"].atol
+
+
+def test_resume_with_a_larger_total_equals_the_longer_uninterrupted_run():
+    spec = RESUME_SPECS["adam"]
+    finished = uninterrupted(spec, "numpy")
+    checkpoint = Checkpoint(finished.spec, finished.params, finished.opt_state,
+                            finished.epochs_done)
+    longer = spec.replace(epochs=TOTAL + 3)
+    ok, worst = worst_difference(train(longer, DATA, resume=checkpoint),
+                                 uninterrupted(longer, "numpy"))
+    assert ok, worst
+
+
+def test_resume_at_the_total_trains_nothing_and_leaves_the_checkpoint_alone():
+    spec = RESUME_SPECS["adam"]
+    saved = checkpoint_after(spec, "numpy", TOTAL)
+    before = saved.params[0][0].copy()
+    result = train(spec, DATA, resume=saved)
+    assert len(result.losses) == 0 and np.array_equal(result.params[0][0], before)
+    result = train(spec.replace(epochs=TOTAL + 1), DATA, resume=saved)
+    assert len(result.losses) == STEPS_PER_EPOCH
+    assert np.array_equal(saved.params[0][0], before)                # not updated in place
+
+
+def test_resume_with_progress_chunks_gives_the_same_result():
+    spec = RESUME_SPECS["adam"].replace(epochs=45)
+    calls = []
+    saved = checkpoint_after(spec, "numpy")
+    result = train(spec, DATA, resume=saved, progress=lambda *a: calls.append(a[:2]))
+    assert calls[0] == (DONE + 2, 45) and calls[-1] == (45, 45)
+    assert worst_difference(result, uninterrupted(spec, "numpy"))[0]
+
+
+def wrong_resumes():
+    spec = RESUME_SPECS["adam"]
+    saved = checkpoint_after(spec, "numpy")
+    state = saved.opt_state
+    return {
+        "not-a-checkpoint": (spec, (spec, saved.params, state), TypeError, "resume="),
+        "other-lr": (spec.replace(optimizer=Adam(lr=0.01)), saved, ValueError,
+                     "resume.spec.optimizer"),
+        "other-seed": (spec.replace(seed=4), saved, ValueError, "resume.spec.seed"),
+        "total-below-done": (spec.replace(epochs=DONE - 1), saved, ValueError, "spec.epochs=1"),
+        "no-opt-state": (spec, Checkpoint(spec, saved.params, None, DONE), ValueError,
+                         "resume.opt_state=None"),
+        "fresh-state-step-0": (spec, Checkpoint(spec, saved.params,
+                                                init_state(spec.optimizer, saved.params), DONE),
+                               ValueError, "resume.opt_state['step']=0"),
+    }
+
+
+@pytest.mark.parametrize("case", wrong_resumes())
+def test_wrong_resume_is_rejected_before_training(case):
+    spec, resume, error, named = wrong_resumes()[case]
+    with pytest.raises(error, match=named.replace("[", r"\[").replace("(", r"\(")):
+        train(spec, DATA, backend="no-such-backend", resume=resume)
+
+
+# ---------------------------------------------------------------- bad files
+
+def valid_arrays():
+    return checkpoint_arrays(checkpoint_after(RESUME_SPECS["adam"], "numpy"))
+
+
+def write_npz(path, arrays):
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+class Sentinel:
+    """Unpickling this creates the file ``path``: proof that the payload ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def saved_file(tmp_path):
+    path = tmp_path / "good.npz"
+    write_npz(path, valid_arrays())
+    return path
+
+
+def without(arrays, key):
+    return {k: v for k, v in arrays.items() if k != key}
+
+
+def bad_files():
+    """name -> (write(path, tmp_path), text the error must contain)."""
+    def truncated(size):
+        return lambda path, tmp: path.write_bytes(saved_file(tmp).read_bytes()[:size])
+
+    def flipped(path, tmp):
+        data = bytearray(saved_file(tmp).read_bytes())
+        start = data.index(b"params.0.W.npy") + 200          # inside that array's data
+        data[start:start + 8] = bytes(255 - b for b in data[start:start + 8])
+        path.write_bytes(bytes(data))
+
+    def npz(change):
+        return lambda path, tmp: write_npz(path, change(valid_arrays()))
+
+    def replaced(key, value):
+        return npz(lambda a: {**a, key: value})
+
+    def spec_of(**changes):
+        return replaced("spec", np.array(make_spec(Adam(lr=0.05)).replace(**changes).to_json()))
+
+    def float32_spec(path, tmp):
+        write_npz(path, {**valid_arrays(), "spec": np.array(
+            make_spec(Adam(lr=0.05), dtype="float32").to_json())})
+
+    return {
+        "empty": (lambda p, t: p.write_bytes(b""), "not an .npz"),
+        "text": (lambda p, t: p.write_text("hello"), "not an .npz"),
+        "npy-file": (lambda p, t: np.save(p.open("wb"), np.zeros(3)), "not an .npz"),
+        "truncated-half": (truncated(1500), "truncated or corrupt"),
+        "truncated-header": (truncated(10), "truncated or corrupt"),
+        "flipped-bytes": (flipped, "corrupt"),
+        "missing-param": (npz(lambda a: without(a, "params.0.W")), "missing params.0.W"),
+        "extra-entry": (replaced("notes", np.array("hi")), "unexpected notes"),
+        "missing-version": (npz(lambda a: without(a, "version")), "no entry 'version'"),
+        "unknown-version": (replaced("version", np.array(FORMAT_VERSION + 1)),
+                            "format version 2 is unknown"),
+        "version-as-text": (replaced("version", np.array("1")), "entry 'version' is str"),
+        "wrong-format": (replaced("format", np.array("something else")), "entry 'format'"),
+        "spec-not-json": (replaced("spec", np.array("{not json")), "embedded spec is invalid"),
+        "spec-invalid": (replaced("spec", np.array('{"sizes": [3, 0, 2]}')), "sizes[1]=0"),
+        "spec-as-bytes": (replaced("spec", np.frombuffer(b"{}", np.uint8)), "entry 'spec'"),
+        "spec-other-sizes": (spec_of(sizes=(3, 4, 2)), ("params.0.W' is float64 (5, 3), "
+                                                       "expected float64 (4, 3)")),
+        "transposed-weight": (npz(lambda a: {**a, "params.0.W": a["params.0.W"].T.copy()}),
+                              "expected float64 (5, 3)"),
+        "float32-params-in-float64-spec": (
+            npz(lambda a: {**a, "params.1.b": a["params.1.b"].astype(np.float32)}),
+            "'params.1.b' is float32 (2,), expected float64"),
+        "float64-params-in-float32-spec": (float32_spec, "expected float32"),
+        "int-params": (npz(lambda a: {**a, "params.0.b": np.zeros(5, np.int64)}),
+                       "'params.0.b' is int64"),
+        "nan-param": (npz(lambda a: {**a, "params.0.W": np.full((5, 3), np.nan)}),
+                      "non-finite"),
+        "opt-of-another-optimizer": (spec_of(optimizer=SGD(lr=0.1, momentum=0.9)),
+                                     "unexpected opt.exp_avg.0.W"),
+        "opt-buffer-missing": (npz(lambda a: without(a, "opt.exp_avg_sq.1.b")),
+                               "missing opt.exp_avg_sq.1.b"),
+        "opt-buffer-wrong-shape": (replaced("opt.exp_avg.1.W", np.zeros((5, 2))),
+                                   "'opt.exp_avg.1.W' is float64 (5, 2)"),
+        "opt-step-negative": (replaced("opt.step", np.array(-1)), "'opt.step' is -1"),
+        "opt-buffers-without-step": (npz(lambda a: without(a, "opt.step")),
+                                     "missing opt.step"),
+        "epochs-done-beyond-total": (replaced("epochs_done", np.array(TOTAL + 1)),
+                                     "epochs_done=7 is outside 0..6"),
+    }
+
+
+@pytest.mark.parametrize("case", bad_files())
+def test_bad_file_raises_value_error_saying_what_is_wrong(tmp_path, case):
+    write, named = bad_files()[case]
+    path = tmp_path / "bad.npz"
+    write(path, tmp_path)
+    with pytest.raises(ValueError, match="checkpoint .*bad.npz") as exc:
+        load_checkpoint(path)
+    assert named in str(exc.value)
+
+
+def test_missing_file_raises_value_error(tmp_path):
+    with pytest.raises(ValueError, match="a readable file"):
+        load_checkpoint(tmp_path / "nothing.npz")
+
+
+@pytest.mark.parametrize("where", ["whole-file", "object-array-entry"])
+def test_pickle_payload_is_never_executed(tmp_path, where):
+    sentinel = tmp_path / "payload-ran"
+    path = tmp_path / "evil.npz"
+    if where == "whole-file":
+        path.write_bytes(pickle.dumps(Sentinel(sentinel)))
+        named = "not an .npz"
+    else:
+        arrays = valid_arrays()
+        arrays["spec"] = np.array([Sentinel(sentinel)], dtype=object)
+        write_npz(path, arrays)                           # np.savez pickles object arrays
+        named = "pickled data"
+    assert not sentinel.exists()
+    with pytest.raises(ValueError, match=named):
+        load_checkpoint(path)
+    assert not sentinel.exists()
+
+
+def test_negative_control_the_pickle_payload_is_live(tmp_path):
+    """Unpickling the payload (as allow_pickle=True would) does create the file."""
+    sentinel = tmp_path / "payload-ran"
+    path = tmp_path / "evil.npz"
+    arrays = valid_arrays()
+    arrays["spec"] = np.array([Sentinel(sentinel)], dtype=object)
+    write_npz(path, arrays)
+    with np.load(path, allow_pickle=True) as npz:
+        npz["spec"]
+    assert sentinel.exists()
+    sentinel.unlink()
+    pickle.loads(pickle.dumps(Sentinel(sentinel)))
+    assert sentinel.exists()
+
+
+# ---------------------------------------------------------------- bad arguments to save
+
+def bad_saves():
+    spec = RESUME_SPECS["adam"]
+    saved = checkpoint_after(spec, "numpy")
+    params, state = saved.params, saved.opt_state
+    return {
+        "spec-not-a-spec": ((spec.to_dict(), params, state), {}, TypeError, "spec="),
+        "params-not-a-list": ((spec, params[0][0], state), {}, TypeError, "params="),
+        "params-wrong-shape": ((spec, [(params[0][0].T, params[0][1]), params[1]], state),
+                               {}, ValueError, "params[0].W.shape"),
+        "params-float32": ((spec, [(w.astype(np.float32), b) for w, b in params], state), {},
+                           TypeError, "params[0].W.dtype"),
+        "state-of-sgd": ((spec, params, init_state(SGD(lr=1, momentum=0.5), params)), {},
+                         ValueError, "opt_state keys"),
+        "state-step-float": ((spec, params, {**state, "step": 6.0}), {}, TypeError,
+                             "opt_state['step']=6.0"),
+        "state-buffer-shape": ((spec, params, {**state, "exp_avg": state["exp_avg"][:1]}), {},
+                               TypeError, "opt_state['exp_avg']"),
+        "epochs-done-beyond-total": ((spec, params, state), {"epochs_done": TOTAL + 1},
+                                     ValueError, "epochs_done=7"),
+        "epochs-done-bool": ((spec, params, state), {"epochs_done": True}, TypeError,
+                             "epochs_done=True"),
+    }
+
+
+@pytest.mark.parametrize("case", bad_saves())
+def test_bad_save_arguments_raise_before_writing(tmp_path, case):
+    args, kwargs, error, named = bad_saves()[case]
+    with pytest.raises(error) as exc:
+        save_checkpoint(tmp_path / "c.npz", *args, **kwargs)
+    assert named in str(exc.value)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("path", [3, None, b"c.npz"])
+def test_save_path_must_be_a_path(tmp_path, path):
+    saved = checkpoint_after(RESUME_SPECS["adam"], "numpy")
+    with pytest.raises(TypeError, match="path="):
+        save_checkpoint(path, *saved)
+
+
+# ---------------------------------------------------------------- atomic write
+
+@pytest.mark.parametrize("existing", [False, True])
+@pytest.mark.parametrize("fails_in", ["savez", "replace"])
+def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, existing, fails_in):
+    saved = checkpoint_after(RESUME_SPECS["adam"], "numpy")
+    path = tmp_path / "c.npz"
+    if existing:
+        save_checkpoint(path, *saved, epochs_done=DONE)
+        before = path.read_bytes()
+
+    def half_written(f, **arrays):
+        f.write(b"PK\x03\x04 half of a zip")
+        raise OSError("disk full")
+
+    def no_replace(src, dst):
+        raise OSError("rename failed")
+
+    if fails_in == "savez":
+        monkeypatch.setattr(checkpoint_module.np, "savez", half_written)
+    else:
+        monkeypatch.setattr(checkpoint_module.os, "replace", no_replace)
+    with pytest.raises(OSError):
+        save_checkpoint(path, *saved, epochs_done=DONE)
+    monkeypatch.undo()
+    if existing:
+        assert os.listdir(tmp_path) == ["c.npz"] and path.read_bytes() == before
+        assert load_checkpoint(path).epochs_done == DONE
+    else:
+        assert os.listdir(tmp_path) == []
+
+
+def test_negative_control_a_failed_plain_write_would_leave_a_partial_file(tmp_path):
+    """What the temp file + rename prevents: writing in place leaves half a file."""
+    path = tmp_path / "c.npz"
+    with pytest.raises(OSError), open(path, "wb") as f:
+        f.write(b"PK\x03\x04 half of a zip")
+        raise OSError("disk full")
+    assert path.exists()
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_checkpoint(path)
+
+
+# ---------------------------------------------------------------- Checkpoint itself
+
+def test_checkpoint_validates_its_fields():
+    spec = RESUME_SPECS["adam"]
+    saved = checkpoint_after(spec, "numpy")
+    with pytest.raises(TypeError, match="spec="):
+        Checkpoint(None, saved.params, None, 0)
+    with pytest.raises(ValueError, match="epochs_done=-1"):
+        Checkpoint(spec, saved.params, None, -1)
+    with pytest.raises(ValueError, match="opt_state keys"):
+        Checkpoint(spec, saved.params, {"step": 0}, 0)
