@@ -6,8 +6,10 @@ it matches; the others are written with ``jnp.where``, whose gradient at a tie
 follows the selected branch (``jnp.maximum``/``jnp.clip`` split it 0.5/0.5):
 
 - leaky_relu: ``jax.nn.leaky_relu``'s gradient at 0 is 1, not negative_slope.
-- relu6, hardtanh, hardsigmoid, hardswish: ``jax.nn`` gives 0.5 or 1 at the
-  breakpoints where torch gives 0.
+- hardtanh: ``jax.nn.hard_tanh``'s gradient at -1 and 1 is 1, not 0.
+- relu6, hardsigmoid, hardswish: written with where too, so that their
+  breakpoint derivatives are the shared table's by construction (jax 0.10.2's
+  built-ins happen to agree with it).
 - gelu: ``jax.nn.gelu`` defaults to the tanh approximation; written here with erfc,
   as in the other backends.
 - gelu_tanh: ``jax.nn.gelu(approximate=True)`` has a NaN gradient at |x| ~ 1e300.

@@ -207,7 +207,7 @@ def optimizer_from_dict(d: Mapping[str, Any]) -> Optimizer:
         fail("optimizer", d, "a mapping with a 'name' key, e.g. {'name': 'sgd', 'lr': 1e-5}",
              TypeError)
     name = d["name"]
-    if name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
         fail("optimizer.name", name, f"one of {', '.join(map(repr, OPTIMIZERS))}")
     cls = OPTIMIZERS[name]
     allowed = [f.name for f in fields(cls)]

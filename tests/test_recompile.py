@@ -1,7 +1,6 @@
 """JAX compiles the training loop once per structure: a new learning rate, epoch
 count, seed or shuffle order reuses it (issue 6). Counted with JAX's own
 compile event, not timed."""
-import jax.monitoring
 import pytest
 
 from nnparity.backends import train
@@ -20,6 +19,7 @@ def _listen(event, duration, **kwargs):
 @pytest.fixture(scope="module", autouse=True)
 def listener():
     require("jax")
+    import jax.monitoring
     jax.monitoring.register_event_duration_secs_listener(_listen)
     yield
 

@@ -471,6 +471,8 @@ def test_from_dict_fills_defaults():
     pytest.param({}, ValueError, "sizes", id="empty"),
     pytest.param({"sizes": [2, 1], "optimizer": {"name": BOGUS, "lr": 0.1}}, ValueError,
                  named(r"optimizer\.name", repr(BOGUS)), id="optimizer-unknown-name"),
+    pytest.param({"sizes": [2, 1], "optimizer": {"name": [], "lr": 0.1}}, ValueError,
+                 named(r"optimizer\.name", "[]"), id="optimizer-unhashable-name"),
     pytest.param({"sizes": [2, 1], "optimizer": {"lr": 0.1}}, TypeError, "optimizer",
                  id="optimizer-without-name"),
     pytest.param({"sizes": [2, 1], "optimizer": {"name": "sgd", "lr": 0.1, "bogus_arg": 0.9}},
