@@ -35,9 +35,7 @@ from .optimizers import state_buffers
 from .spec import NetworkSpec
 from .validation import (
     InputValueError,
-    check_float_array,
     check_int,
-    check_shape,
     fail,
 )
 
@@ -97,21 +95,7 @@ def check_opt_state(spec: NetworkSpec, state: Any, name: str = "opt_state") -> d
         step = int(step)
     checked = {"step": check_int(f"{name}['step']", step, 0)}
     for buffer in buffers:
-        pairs = state[buffer]
-        if not isinstance(pairs, (list, tuple)) or len(pairs) != len(spec.param_shapes):
-            fail(f"{name}[{buffer!r}]", pairs,
-                 f"a list of {len(spec.param_shapes)} (W, b) pairs", TypeError)
-        for layer, (pair, shapes) in enumerate(zip(pairs, spec.param_shapes)):
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                fail(f"{name}[{buffer!r}][{layer}]", pair, "a (W, b) pair", TypeError)
-            for part, array, shape in zip("Wb", pair, shapes):
-                label = f"{name}[{buffer!r}][{layer}].{part}"
-                check_float_array(label, array, len(shape))
-                check_shape(label, array, shape)
-                if array.dtype.name != spec.dtype:
-                    fail(f"{label}.dtype", array.dtype.name, f"the spec's dtype {spec.dtype}",
-                         TypeError)
-        checked[buffer] = [(w, b) for w, b in pairs]
+        checked[buffer] = check_params(spec, state[buffer], f"{name}[{buffer!r}]")
     return checked
 
 

@@ -50,16 +50,17 @@ def init_params(spec: NetworkSpec) -> Params:
     return params
 
 
-def check_params(spec: NetworkSpec, params) -> Params:
-    """Check that ``params`` has the layers, shapes and dtype ``spec`` asks for."""
+def check_params(spec: NetworkSpec, params, name: str = "params") -> Params:
+    """Check that ``params`` (or an optimizer buffer shaped like them, called
+    ``name`` in errors) has the layers, shapes and dtype ``spec`` asks for."""
     shapes = spec.param_shapes
     if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
-        fail("params", params, f"a list of {len(shapes)} (W, b) pairs", TypeError)
+        fail(name, params, f"a list of {len(shapes)} (W, b) pairs", TypeError)
     for layer, (pair, (w_shape, b_shape)) in enumerate(zip(params, shapes)):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            fail(f"params[{layer}]", pair, "a (W, b) pair", TypeError)
-        for name, array, shape in (("W", pair[0], w_shape), ("b", pair[1], b_shape)):
-            label = f"params[{layer}].{name}"
+            fail(f"{name}[{layer}]", pair, "a (W, b) pair", TypeError)
+        for part, array, shape in (("W", pair[0], w_shape), ("b", pair[1], b_shape)):
+            label = f"{name}[{layer}].{part}"
             check_float_array(label, array, len(shape))
             check_shape(label, array, shape)
             if array.dtype.name != spec.dtype:

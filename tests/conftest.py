@@ -77,6 +77,19 @@ def one_torch_thread():
     torch.set_num_threads(old)
 
 
+def perturb_torch(monkeypatch) -> None:
+    """Negative control: torch's final W0[0, 0] moved by 1e-6 (parity must fail)."""
+    import nnparity.backends.torch as torch_backend
+    real_train = torch_backend.train
+
+    def perturbed(*args):
+        params, state, losses, snapshots = real_train(*args)
+        params[0][0][0, 0] += 1e-6
+        return params, state, losses, snapshots
+
+    monkeypatch.setattr(torch_backend, "train", perturbed)
+
+
 @pytest.fixture(name="require")
 def require_fixture():
     """The ``require`` function as a fixture."""

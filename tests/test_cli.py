@@ -7,7 +7,7 @@ import pytest
 
 from nnparity.shared import NetworkSpec, notebook_spec
 from nnparity.shared.cli import main
-from conftest import require
+from conftest import perturb_torch, require
 
 
 def run_cli(*args, stdin=None):
@@ -64,15 +64,7 @@ def test_compare_reads_a_spec_file_and_passes(tmp_path, capsys):
 
 
 def test_compare_exits_1_when_parity_fails(monkeypatch, capsys):
-    import nnparity.backends.torch as torch_backend
-    real_train = torch_backend.train
-
-    def perturbed(*args):
-        params, state, losses, snapshots = real_train(*args)
-        params[0][0][0, 0] += 1e-6
-        return params, state, losses, snapshots
-
-    monkeypatch.setattr(torch_backend, "train", perturbed)
+    perturb_torch(monkeypatch)
     assert main(["compare", "--backends", "numpy", "torch"]) == 1
     assert "PARITY FAILED: torch" in capsys.readouterr().out
 

@@ -24,7 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import require, require_program
+from conftest import perturb_torch, require, require_program
 from nnparity.shared import SGD, NetworkSpec, compare, notebook_data, notebook_spec
 from nnparity.shared import report as reports
 from nnparity.shared.cli import main
@@ -38,19 +38,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOT_SIZE = (1300, 800)
 
 
-def perturbed_torch(monkeypatch) -> None:
-    """Negative control: torch's final W0[0, 0] moved by 1e-6 (parity must fail)."""
-    import nnparity.backends.torch as torch_backend
-    real_train = torch_backend.train
-
-    def perturbed(*args):
-        params, state, losses, snapshots = real_train(*args)
-        params[0][0][0, 0] += 1e-6
-        return params, state, losses, snapshots
-
-    monkeypatch.setattr(torch_backend, "train", perturbed)
-
-
 @pytest.fixture(scope="module")
 def ok_report():
     require("torch")
@@ -62,7 +49,7 @@ def ok_report():
 def failed_report():
     require("torch")
     with pytest.MonkeyPatch.context() as m:
-        perturbed_torch(m)
+        perturb_torch(m)
         return compare(notebook_spec().replace(epochs=20), notebook_data(),
                        backends=("numpy", "torch"))
 
@@ -465,7 +452,7 @@ def test_cli_writes_json_plot_and_html(tmp_path, capsys):
 
 def test_cli_writes_the_report_and_exits_1_when_parity_fails(tmp_path, monkeypatch, capsys):
     require("torch")
-    perturbed_torch(monkeypatch)
+    perturb_torch(monkeypatch)
     path = tmp_path / "r.json"
     assert main(["compare", "--backends", "numpy", "torch", "--epochs", "5",
                  "--json", str(path)]) == 1
