@@ -165,6 +165,25 @@ def test_resume_on_any_backend_equals_an_uninterrupted_run(tmp_path, first, seco
     assert len(resumed.losses) == (TOTAL - DONE) * STEPS_PER_EPOCH
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("first, second", list(itertools.product(BACKENDS, repeat=2)))
+def test_a_checkpoint_predicts_the_same_in_every_backend(tmp_path, first, second, dtype):
+    """Trained in ``first``, saved, loaded, predicting in ``second``: the predictions
+    are ``first``'s own, within the policy; a perturbed weight is caught."""
+    require_backend(first)
+    require_backend(second)
+    spec = RESUME_SPECS["adam"].replace(dtype=dtype)
+    trained = uninterrupted(spec, first)
+    save_checkpoint(tmp_path / "c.npz", spec, trained.params, trained.opt_state)
+    loaded_spec, params, _ = load_checkpoint(tmp_path / "c.npz")
+    x = DATA.x_test.astype(dtype)
+    expected = predict(spec, trained.params, x, backend=first)
+    tol = POLICY[dtype]
+    assert difference(predict(loaded_spec, params, x, backend=second), expected, tol).ok
+    params[0][0][0, 0] += 1e-3                            # negative control
+    assert not difference(predict(loaded_spec, params, x, backend=second), expected, tol).ok
+
+
 @pytest.mark.parametrize("spec_name", ["adam", "sgd-momentum"])
 def test_negative_control_fresh_optimizer_buffers_differ(spec_name):
     spec = RESUME_SPECS[spec_name]
