@@ -107,7 +107,7 @@ def padded(rows, capacity):
     return out
 
 
-def _scope(dtype):
+def _scope():
     """x64 switched on for this call only: float64 specs need it, and float32 specs
     use float64 for the optimizers' bias corrections (arrays keep their dtype)."""
     return jax.enable_x64(True)
@@ -134,7 +134,7 @@ def train(spec, params, state, x, y, plan, record_every=None):
     every = record_every or 1
     first_k = -(-plan.first_step // every)                         # first multiple of every
     count = (plan.first_step + n_steps - 1) // every - first_k + 1 if record_every else 0
-    with _scope(spec.dtype):
+    with _scope():
         hyper = constants(spec.optimizer, spec.dtype)
         buffers = jax.tree.map(lambda a: np.zeros((max(count, 0),) + np.shape(a),
                                                   np.asarray(a).dtype), (params, state))
@@ -176,7 +176,7 @@ def state_to_numpy(state):
 def step(spec, params, state, x, y):
     """One step from NumPy ``params`` and ``state``: (loss, grads, params, state) in NumPy."""
     model, kind = static_parts(spec)
-    with _scope(spec.dtype):
+    with _scope():
         hyper = constants(spec.optimizer, spec.dtype)
         loss, grads = _value_and_grad(params, x, y, model)
         new_params, new_state = _update(params, grads, state, hyper, kind)
@@ -194,14 +194,14 @@ def _update(params, grads, state, hyper, kind):
 
 
 def predict(spec, params, x):
-    with _scope(spec.dtype):
+    with _scope():
         return np.array(jax.jit(forward, static_argnums=0)(spec.hidden_activations, params, x))
 
 
 def activation_with_grad(activation, x):
     """(f(x), f'(x)) elementwise, f' from the vector-Jacobian product with ones."""
     f = functools.partial(ACTIVATIONS[activation.name], **activation.kwargs)
-    with _scope(x.dtype):
+    with _scope():
         y, vjp = jax.vjp(f, jnp.asarray(x))
         (grad,) = vjp(jnp.ones_like(y))
         return np.array(y), np.array(grad)
@@ -209,6 +209,6 @@ def activation_with_grad(activation, x):
 
 def loss_with_grad(loss, params, p, y):
     """(L(p, y), dL/dp), dL/dp from jax.value_and_grad."""
-    with _scope(p.dtype):
+    with _scope():
         value, grad = jax.value_and_grad(LOSSES[loss])(jnp.asarray(p), jnp.asarray(y), **params)
         return np.array(value), np.array(grad)
