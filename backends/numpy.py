@@ -101,12 +101,8 @@ def in_one_array(pairs):
 
 
 def all_finite(loss, flat):
-    """True when the loss and every element of ``flat`` are finite.
-
-    A NaN or infinity anywhere makes the sum non-finite, so one sum usually
-    decides; only when it is not finite (finite values can overflow it) does
-    the elementwise check run.
-    """
+    """True when the loss and every element of ``flat`` are finite, usually
+    decided by one sum (see ``nnparity.shared.divergence``)."""
     return math.isfinite(loss) and (math.isfinite(flat.sum()) or bool(np.isfinite(flat).all()))
 
 

@@ -7,6 +7,8 @@ one-line ``ValueError`` naming the flag, the value and what is allowed.
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .validation import check_float_array, fail
@@ -37,28 +39,34 @@ def read_inputs(args, width: int) -> np.ndarray:
         if x is None:
             fail("--input-file", path, "a .npy file (it does not start with b'\\x93NUMPY')")
         check_float_array(f"--input-file {path}", x, 2)
-        if x.shape[1] != width:
+        if x.shape[0] == 0 or x.shape[1] != width:
             fail(f"--input-file {path}.shape", x.shape,
-                 f"(n, {width}): {width} columns, the network's input width")
+                 f"(n, {width}) with n >= 1: {width} columns, the network's input width")
         return x
     fail("--input-file", path, "a file ending in .csv or .npy")
 
 
+#: one finite decimal number, e.g. 28.1, -3, .5, 1e-3 (not 1_000, inf or nan)
+NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
 def parse_rows(name: str, rows: list[str], width: int) -> np.ndarray:
-    """Rows of ``width`` comma-separated finite numbers -> (len(rows), width) float64."""
+    """At least one row of ``width`` comma-separated finite decimal numbers
+    -> (len(rows), width) float64."""
+    if not rows:
+        fail(name, "", f"at least one row of {width} comma-separated numbers")
     values = []
     for i, row in enumerate(rows):
-        numbers = []
-        for part in row.split(","):
-            try:
-                numbers.append(float(part))
-            except ValueError:
-                fail(f"{name} row {i + 1}", row,
-                     f"{width} comma-separated numbers ({part.strip()!r} is not a number)")
-        if len(numbers) != width:
+        parts = row.split(",")
+        for part in parts:
+            if not NUMBER.fullmatch(part):
+                fail(f"{name} row {i + 1}", row, f"{width} comma-separated finite decimal "
+                     f"numbers ({part.strip()!r} is not one)")
+        if len(parts) != width:
             fail(f"{name} row {i + 1}", row,
                  f"{width} comma-separated numbers (the network's input width)")
-        if not all(np.isfinite(numbers)):
+        numbers = [float(part) for part in parts]
+        if not all(np.isfinite(numbers)):                   # e.g. 1e999 overflows
             fail(f"{name} row {i + 1}", row, "finite numbers")
         values.append(numbers)
     return np.array(values, dtype=np.float64)

@@ -121,6 +121,9 @@ def read_spec_file(path: str) -> NetworkSpec:
                 text = f.read()
     except OSError as exc:
         fail("--spec", path, f"a readable file ({exc.strerror})")
+    except UnicodeDecodeError as exc:
+        fail("--spec", path, f"UTF-8 JSON text (byte {exc.start} is "
+                             f"{exc.object[exc.start:exc.start + 1]!r})")
     return NetworkSpec.from_json(text)
 
 

@@ -3,6 +3,12 @@
 Step s diverges when its minibatch loss (computed before its update) is not
 finite, or when its update leaves a parameter that is not finite. Every
 backend reports the first such step; steps are numbered globally from 0.
+
+The NumPy and torch loops check every step with ``all_finite(loss, flat)``
+over all parameters as one vector. A NaN or infinity anywhere makes the sum
+non-finite, so one sum usually decides; only when the sum is not finite
+(finite values can overflow it) are the elements checked one by one. The
+JAX loop computes the same flag inside the compiled step.
 """
 from __future__ import annotations
 

@@ -100,3 +100,28 @@ def test_activations_plot_without_matplotlib_names_the_extra(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nnparity[plot]" in err
     assert not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_spec_that_is_not_utf8_is_one_line(tmp_path, source):
+    """Bytes that are not UTF-8 (here UTF-16) in --spec: exit 2, one line naming the
+    spec, no traceback; the same JSON as UTF-8 is accepted. (From stdin, Python may
+    decode with surrogate escapes instead of failing; the JSON parser then rejects it.)"""
+    text = notebook_spec().replace(epochs=1).to_json()
+    path = tmp_path / "spec.json"
+    for data, expected in ((text.encode("utf-16"), 2), (text.encode("utf-8"), 0)):
+        path.write_bytes(data)
+        if source == "file":
+            proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", "train",
+                                   "--spec", str(path)], capture_output=True, timeout=300)
+        else:
+            proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", "train",
+                                   "--spec", "-"], input=data, capture_output=True, timeout=300)
+        assert proc.returncode == expected, proc.stderr
+        if expected == 2:
+            err = proc.stderr.decode()
+            assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+            if source == "file":
+                assert "--spec" in err and "UTF-8" in err, err
+            else:
+                assert ("--spec" in err and "UTF-8" in err) or "spec JSON" in err, err

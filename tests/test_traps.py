@@ -130,8 +130,9 @@ def test_trap_summation_order_changes_the_result():
 
 def test_backends_agree_within_the_policy_not_bitwise():
     """The notebook's 2000 SGD steps: torch and JAX end within the float64 policy of
-    NumPy, and not bitwise equal to it (measured largest relative differences: torch
-    3.3e-15, JAX 2.5e-15)."""
+    NumPy, and not bitwise equal to it. The differences are rounding: within 100
+    float64 ulps (measured largest relative differences over all parameters: torch
+    4.8e-15 in b0, JAX 2.8e-15 in b1)."""
     require("torch")
     require("jax")
     spec, data = notebook_spec(), notebook_data()
@@ -142,7 +143,7 @@ def test_backends_agree_within_the_policy_not_bitwise():
         assert not all(np.array_equal(a, e) for a, e in tensors), backend
         for a, e in tensors:
             d = difference(a, e, POLICY["float64"])
-            assert d.ok and d.max_rel < 1e-13, (backend, d)
+            assert d.ok and d.max_rel < 100 * np.finfo(np.float64).eps, (backend, d)
 
 
 # ---------------------------------------------------------------- the (out, in) layout
