@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from nnparity.shared.activations import resolve
-from nnparity.shared.checkpoint import Checkpoint, check_opt_state
+from nnparity.shared.checkpoint import Checkpoint
 from nnparity.shared.losses import LOSSES, check_loss_params, check_targets
 from nnparity.shared.data import Dataset, batch_plan, check_fits
 from nnparity.shared.init import Params, check_params, init_params
@@ -146,8 +146,11 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
 
 
 def resume_point(spec: NetworkSpec, resume, n_rows: int) -> tuple[int, Params, dict]:
-    """(first epoch, params, optimizer state) to continue ``spec`` from ``resume``,
-    checked against the spec and the data; copies, so the checkpoint is left as it is."""
+    """(first epoch, params, optimizer state) to continue ``spec`` from ``resume``;
+    copies, so the checkpoint is left as it is.
+
+    A ``Checkpoint`` is consistent with its own spec (it checks itself when built);
+    what is checked here is how it relates to the new ``spec`` and the data."""
     if not isinstance(resume, Checkpoint):
         fail("resume", resume, "a Checkpoint (load_checkpoint(path))", TypeError)
     mine, theirs = spec.to_dict(), resume.spec.to_dict()
@@ -159,11 +162,10 @@ def resume_point(spec: NetworkSpec, resume, n_rows: int) -> tuple[int, Params, d
     if resume.epochs_done > spec.epochs:
         fail("spec.epochs", spec.epochs, f"the total, at least resume.epochs_done="
              f"{resume.epochs_done}")
-    params = check_params(spec, resume.params)
     if resume.opt_state is None:
         fail("resume.opt_state", None, "the optimizer state saved with the parameters "
              "(a checkpoint without one can predict, not resume)")
-    state = check_opt_state(spec, resume.opt_state, "resume.opt_state")
+    params, state = resume.params, resume.opt_state
     steps_per_epoch = batch_plan(n_rows, spec.batch_size, 1, spec.seed, False).steps_per_epoch
     if state["step"] != resume.epochs_done * steps_per_epoch:
         fail("resume.opt_state['step']", state["step"],

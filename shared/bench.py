@@ -35,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .data import Dataset, batch_plan, notebook_data
+from .files import check_output_path, write_atomic
 from .init import init_params
 from .optimizers import SGD
 from .spec import NetworkSpec, notebook_spec
@@ -344,5 +345,7 @@ def table(result: dict) -> str:
 
 
 def write_json(result: dict, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
+    """Write ``result`` to ``path`` as JSON, atomically (``files.write_atomic``)."""
+    path = check_output_path("path", path)
+    data = (json.dumps(result, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    write_atomic(path, lambda f: f.write(data))

@@ -13,15 +13,22 @@ exactly the path given (no suffix is added), with these entries:
   ``opt.{buffer}.{l}.W`` / ``opt.{buffer}.{l}.b`` for every buffer the spec's
   optimizer keeps (``state_buffers``), shaped and typed like the parameters
 
-It is written atomically (a temporary file in the same directory, then
-``os.replace``) and read with ``allow_pickle=False``; every entry is checked
-against the embedded spec, so nothing from the file is ever executed and a
-file that does not match raises ``ValueError`` saying what is wrong.
+It is written atomically (``files.write_atomic``: a temporary file in the same
+directory, then ``os.replace``). Reading never unpickles: the zip records are
+checked first (stored entries only, no encryption, sizes within the file), then
+the entry names and each entry's ``.npy`` header against what the embedded spec
+implies, all before any array data is read; the arrays then become a
+``Checkpoint``, whose own checks are the one validation of their values. A
+file that does not match raises ``ValueError`` saying what is wrong; nothing
+from the file is ever executed.
 """
 from __future__ import annotations
 
+import io
+import math
 import os
-import secrets
+import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -30,18 +37,19 @@ from typing import Any
 
 import numpy as np
 
+from .files import check_output_path, write_atomic
 from .init import Params, check_params
 from .optimizers import state_buffers
 from .spec import NetworkSpec
-from .validation import (
-    InputValueError,
-    check_int,
-    fail,
-)
+from .validation import INT64_MAX, InputValueError, check_int, dtype_name, fail
 
 FORMAT = "nnparity checkpoint"
 FORMAT_VERSION = 1
 ZIP_MAGIC = b"PK\x03\x04"
+#: the longest ``format`` and ``spec`` entries read, in characters (a spec's JSON is
+#: well under a kilobyte; the bound keeps a crafted file from claiming gigabytes)
+MAX_FORMAT_CHARS = 64
+MAX_SPEC_CHARS = 2**20
 
 
 @dataclass(frozen=True, eq=False)      # arrays have no single truth value
@@ -56,6 +64,10 @@ class Checkpoint:
         opt_state: ``{"step": int, buffer: [(W-shaped, b-shaped), ...]}`` for the
             spec's optimizer, or None (enough to predict, not to resume).
         epochs_done: epochs trained, 0 <= epochs_done <= spec.epochs.
+
+    Every field is checked here (the arrays' layers, shapes, dtype and
+    finiteness; the optimizer state; the range of epochs_done), so a Checkpoint,
+    from ``load_checkpoint`` or built by hand, is always consistent with its spec.
     """
 
     spec: NetworkSpec
@@ -69,7 +81,7 @@ class Checkpoint:
         object.__setattr__(self, "params", check_params(self.spec, self.params))
         if self.opt_state is not None:
             object.__setattr__(self, "opt_state", check_opt_state(self.spec, self.opt_state))
-        epochs_done = check_int("epochs_done", self.epochs_done, 0)
+        epochs_done = check_int("epochs_done", self.epochs_done, 0, INT64_MAX)
         if epochs_done > self.spec.epochs:
             fail("epochs_done", epochs_done,
                  f"at most spec.epochs={self.spec.epochs} (the run's total)")
@@ -81,8 +93,9 @@ class Checkpoint:
 
 def check_opt_state(spec: NetworkSpec, state: Any, name: str = "opt_state") -> dict:
     """Check that ``state`` is a state of ``spec.optimizer`` for parameters shaped by
-    ``spec``: exactly the keys "step" (an integer >= 0) and ``state_buffers``, each
-    buffer a list of (W (out, in), b (out,)) pairs in ``spec.dtype``, finite."""
+    ``spec``: exactly the keys "step" (an integer in the int64 range, >= 0) and
+    ``state_buffers``, each buffer a list of (W (out, in), b (out,)) pairs in
+    ``spec.dtype``, finite."""
     buffers = state_buffers(spec.optimizer)
     expected = ("step",) + buffers
     if not isinstance(state, dict):
@@ -90,10 +103,7 @@ def check_opt_state(spec: NetworkSpec, state: Any, name: str = "opt_state") -> d
     if set(state) != set(expected):
         fail(f"{name} keys", sorted(state, key=str),
              f"exactly {expected}, the state of {spec.optimizer}")
-    step = state["step"]
-    if isinstance(step, np.integer):
-        step = int(step)
-    checked = {"step": check_int(f"{name}['step']", step, 0)}
+    checked = {"step": check_int(f"{name}['step']", state["step"], 0, INT64_MAX)}
     for buffer in buffers:
         checked[buffer] = check_params(spec, state[buffer], f"{name}[{buffer!r}]")
     return checked
@@ -105,33 +115,17 @@ def save_checkpoint(path: str | os.PathLike, spec: NetworkSpec, params: Params,
 
     ``epochs_done`` defaults to ``spec.epochs`` (a finished run). Everything is
     checked before anything is written; the file appears at ``path`` complete
-    or not at all (an existing file there is replaced).
+    or not at all (an existing file there is replaced). ``path`` must be a file
+    in an existing, writable directory (``files.check_output_path``).
     """
-    if not isinstance(path, (str, os.PathLike)):
-        fail("path", path, "a file path (str or os.PathLike)", TypeError)
-    path = os.fspath(path)
-    if not isinstance(path, str) or not path:
-        fail("path", path, "a non-empty str path", TypeError)
+    path = check_output_path("path", path)
     if not isinstance(spec, NetworkSpec):
         fail("spec", spec, "a NetworkSpec", TypeError)
     checkpoint = Checkpoint(spec, params, opt_state,
                             spec.epochs if epochs_done is None else epochs_done)
     arrays = checkpoint_arrays(checkpoint)
-    directory, base = os.path.split(os.path.abspath(path))
-    temp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:          # a file object: np.savez adds no ".npz"
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
+    # a file object: np.savez adds no ".npz", and stores (never compresses) its entries
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def checkpoint_arrays(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
@@ -159,43 +153,176 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     has ``.epochs_done``. Raises ``ValueError`` naming the file and what is wrong
     when it is not a readable checkpoint of this format version or does not match
     its own spec (entries, shapes, dtypes, optimizer buffers).
+
+    Nothing is unpickled, and no entry is read before its ``.npy`` header is
+    checked against what the embedded spec implies, so a crafted file cannot make
+    this allocate much more than its own size.
     """
     if not isinstance(path, (str, os.PathLike)):
         fail("path", path, "a file path (str or os.PathLike)", TypeError)
     path = os.fspath(path)
-    arrays = read_npz(path)
+    check_zip_magic(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            reader = EntryReader(path, archive)
+            spec, has_state = read_spec(reader)
+            params = reader.layers("params", spec)
+            opt_state = None
+            if has_state:
+                opt_state = {"step": int(reader.read("opt.step", INT64_SCALAR)[()]),
+                             **{buffer: reader.layers(f"opt.{buffer}", spec)
+                                for buffer in state_buffers(spec.optimizer)}}
+            epochs_done = int(reader.read("epochs_done", INT64_SCALAR)[()])
+    except InputValueError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, ValueError,
+            RuntimeError, NotImplementedError, MemoryError) as exc:    # the last resort
+        bad(path, f"the file is truncated or corrupt ({type(exc).__name__}: {exc})")
+    try:                        # the one validation of what the file holds
+        return Checkpoint(spec, params, opt_state, epochs_done)
+    except (ValueError, TypeError) as exc:
+        bad(path, str(exc))
 
-    def entry(key: str, kind: str) -> np.ndarray:
-        """A 0-d entry: kind "U" a unicode string, "i" an integer."""
-        if key not in arrays:
-            bad(path, f"no entry {key!r} (entries: {', '.join(sorted(arrays)) or 'none'})")
-        value = arrays[key]
-        if value.dtype.kind != kind or value.ndim != 0:
-            wanted = {"U": "a unicode string", "i": "an integer scalar"}[kind]
-            bad(path, f"entry {key!r} is {value.dtype.name} {value.shape}, expected {wanted}")
-        return value[()]
 
-    if entry("format", "U") != FORMAT:
-        bad(path, f"entry 'format' is {str(arrays['format'])!r}, expected {FORMAT!r}")
-    version = int(entry("version", "i"))
+def bad(path: str, problem: str) -> None:
+    """Raise the ValueError for a file that is not a valid checkpoint."""
+    raise InputValueError(f"checkpoint {path}: {problem}") from None
+
+
+def check_zip_magic(path: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(len(ZIP_MAGIC))
+    except OSError as exc:
+        fail("checkpoint", path, f"a readable file ({exc.strerror})")
+    if magic != ZIP_MAGIC:
+        bad(path, f"not an .npz (zip) file: it starts with {magic!r}, not {ZIP_MAGIC!r}")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What an entry must be: ``dtype`` and ``shape``, or, when ``dtype`` is None, a
+    0-d unicode string of at most ``max_chars`` characters."""
+
+    shape: tuple = ()
+    dtype: np.dtype | None = None
+    max_chars: int = 0
+
+    def wanted(self) -> str:
+        if self.dtype is None:
+            return f"a unicode string of at most {self.max_chars} characters"
+        if self.shape == ():
+            return f"an {self.dtype.name} scalar"
+        return f"{self.dtype.name} {self.shape}"
+
+    def matches(self, shape: tuple, dtype: np.dtype) -> bool:
+        if self.dtype is None:
+            return (dtype.kind == "U" and dtype.isnative and shape == ()
+                    and dtype.itemsize <= 4 * self.max_chars)
+        return dtype == self.dtype and shape == self.shape
+
+
+INT64_SCALAR = Entry((), np.dtype(np.int64))
+
+
+class EntryReader:
+    """The entries of an open checkpoint zip, each read only after its zip record
+    and its ``.npy`` header are checked."""
+
+    def __init__(self, path: str, archive: zipfile.ZipFile) -> None:
+        self.path, self.archive = path, archive
+        size = os.path.getsize(path)
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in archive.infolist():
+            key = info.filename[:-len(".npy")]
+            if not info.filename.endswith(".npy") or not key:
+                bad(path, f"member {info.filename!r} is not an .npy array")
+            if key in self.members:
+                bad(path, f"entry {key!r} appears more than once")
+            if info.flag_bits & 0x1:
+                bad(path, f"entry {key!r} is encrypted; save_checkpoint never encrypts")
+            if info.compress_type != zipfile.ZIP_STORED:
+                bad(path, f"entry {key!r} is compressed (zip method {info.compress_type}); "
+                          "save_checkpoint writes stored (uncompressed) entries only")
+            if info.header_offset + info.compress_size > size:
+                bad(path, f"the file is truncated or corrupt: entry {key!r} claims "
+                          f"{info.compress_size} bytes, more than the file's {size}")
+            self.members[key] = info
+
+    def read(self, key: str, entry: Entry, why: str = "") -> np.ndarray:
+        """The array in entry ``key``, which must be as ``entry`` describes: the header
+        is checked before any data is read."""
+        if key not in self.members:
+            bad(self.path, f"no entry {key!r} (entries: "
+                           f"{', '.join(sorted(self.members)) or 'none'})")
+        info = self.members[key]
+        with self.archive.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                if version not in ((1, 0), (2, 0)):
+                    raise ValueError(f".npy format version {version} (1.0 and 2.0 are read)")
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read_header(f)
+            except (ValueError, SyntaxError, tokenize.TokenError) as exc:   # numpy's parser
+                problem = f"entry {key!r} has a malformed .npy header ({exc})"
+            else:
+                problem = None
+            header_size = f.tell()
+        if problem is not None:
+            bad(self.path, problem)
+        if dtype.hasobject:
+            bad(self.path, f"entry {key!r} is an object array (pickled data), which is "
+                           "never loaded")
+        if not entry.matches(shape, dtype):
+            found = (f"a unicode string of length {dtype.itemsize // 4}"
+                     if dtype.kind == "U" and shape == () else f"{dtype_name(dtype)} {shape}")
+            bad(self.path, f"entry {key!r} is {found}, expected {entry.wanted()}{why}")
+        data_size = math.prod(shape) * dtype.itemsize
+        if info.file_size != header_size + data_size:
+            bad(self.path, f"entry {key!r} holds {info.file_size - header_size} bytes of "
+                           f"data, but its header {dtype_name(dtype)} {shape} needs {data_size}")
+        data = self.archive.read(info)                          # checks the CRC
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+
+    def layers(self, prefix: str, spec: NetworkSpec) -> Params:
+        """[(W, b), ...] from entries ``{prefix}.{l}.W`` and ``.b``, shaped by ``spec``."""
+        dtype = np.dtype(spec.dtype)
+        return [tuple(self.read(f"{prefix}.{layer}.{part}", Entry(shape, dtype),
+                                " as the embedded spec implies")
+                      for part, shape in zip("Wb", shapes))
+                for layer, shapes in enumerate(spec.param_shapes)]
+
+
+def read_spec(reader: EntryReader) -> tuple[NetworkSpec, bool]:
+    """The embedded spec, after the format and version entries are checked and
+    before anything else is read; and whether the file has an optimizer state.
+    The file's entries must be exactly the ones this spec implies."""
+    path = reader.path
+    text = Entry(max_chars=MAX_FORMAT_CHARS)
+    found = str(reader.read("format", text)[()])
+    if found != FORMAT:
+        bad(path, f"entry 'format' is {found!r}, expected {FORMAT!r}")
+    version = int(reader.read("version", INT64_SCALAR)[()])
     if version != FORMAT_VERSION:
         bad(path, f"format version {version} is unknown; this nnparity reads version "
                   f"{FORMAT_VERSION}")
-    spec_json = str(entry("spec", "U"))
+    spec_json = str(reader.read("spec", Entry(max_chars=MAX_SPEC_CHARS))[()])
     try:
         spec = NetworkSpec.from_json(spec_json)
     except (ValueError, TypeError) as exc:      # untrusted text: any rejection is "invalid"
         bad(path, f"the embedded spec is invalid: {exc}")
 
     buffers = state_buffers(spec.optimizer)
-    has_state = any(key.startswith("opt.") for key in arrays)
+    has_state = any(key.startswith("opt.") for key in reader.members)
     expected = {"format", "version", "spec", "epochs_done"}
     expected |= set(layer_arrays("params", spec.param_shapes))
     if has_state:
         expected.add("opt.step")
         for buffer in buffers:
             expected |= set(layer_arrays(f"opt.{buffer}", spec.param_shapes))
-    missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
+    found_keys = set(reader.members)
+    missing, extra = sorted(expected - found_keys), sorted(found_keys - expected)
     if missing or extra:
         problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
             [f"unexpected {', '.join(extra)}"] if extra else [])
@@ -204,71 +331,4 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             note = (f" (the optimizer state of {spec.optimizer} is opt.step and the buffers "
                     f"{', '.join(buffers) or 'none'})")
         bad(path, f"entries do not match the embedded spec: {'; '.join(problems)}{note}")
-
-    epochs_done = int(entry("epochs_done", "i"))
-    if not 0 <= epochs_done <= spec.epochs:
-        bad(path, f"epochs_done={epochs_done} is outside 0..{spec.epochs} (the spec's epochs)")
-
-    def pairs(prefix: str) -> Params:
-        result = []
-        for layer, shapes in enumerate(spec.param_shapes):
-            pair = []
-            for part, shape in zip("Wb", shapes):
-                key = f"{prefix}.{layer}.{part}"
-                value = arrays[key]
-                if value.dtype.name != spec.dtype or value.shape != shape:
-                    bad(path, f"entry {key!r} is {value.dtype.name} {value.shape}, expected "
-                              f"{spec.dtype} {shape} as the embedded spec implies")
-                if not np.all(np.isfinite(value)):
-                    bad(path, f"entry {key!r} holds non-finite values")
-                pair.append(value)
-            result.append(tuple(pair))
-        return result
-
-    params = pairs("params")
-    opt_state = None
-    if has_state:
-        step = int(entry("opt.step", "i"))
-        if step < 0:
-            bad(path, f"entry 'opt.step' is {step}, expected an integer >= 0")
-        opt_state = {"step": step, **{buffer: pairs(f"opt.{buffer}") for buffer in buffers}}
-    return Checkpoint(spec, params, opt_state, epochs_done)
-
-
-def bad(path: str, problem: str) -> None:
-    """Raise the ValueError for a file that is not a valid checkpoint."""
-    raise InputValueError(f"checkpoint {path}: {problem}")
-
-
-def read_npz(path: str) -> dict[str, np.ndarray]:
-    """Every entry of the .npz file at ``path``, read with ``allow_pickle=False``.
-
-    Raises ``ValueError`` for a file that is not a zip, is truncated or corrupt,
-    or holds anything but plain ``.npy`` arrays (object arrays are pickles).
-    """
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(len(ZIP_MAGIC))
-    except OSError as exc:
-        fail("checkpoint", path, f"a readable file ({exc.strerror})")
-    if magic != ZIP_MAGIC:
-        bad(path, f"not an .npz (zip) file: it starts with {magic!r}, not {ZIP_MAGIC!r}")
-    arrays, problem = {}, None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            for key in npz.files:
-                value = npz[key]
-                if not isinstance(value, np.ndarray):
-                    problem = f"entry {key!r} is not a .npy array"
-                    break
-                if value.dtype.hasobject:
-                    problem = f"entry {key!r} is an object array"
-                    break
-                arrays[key] = value
-    except ValueError as exc:      # an object array (pickled data) or a malformed .npy header
-        problem = f"an entry is pickled data or malformed, and is not loaded ({exc})"
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        problem = f"the file is truncated or corrupt ({type(exc).__name__}: {exc})"
-    if problem is not None:
-        bad(path, problem)
-    return arrays
+    return spec, has_state

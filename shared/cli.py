@@ -7,7 +7,6 @@ not fit, a missing framework) is printed as one line on stderr with exit code
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import Sequence
@@ -63,9 +62,10 @@ def cmd_train(args) -> int:
     from nnparity.backends import predict, train
 
     from .checkpoint import load_checkpoint, save_checkpoint
+    from .files import check_output_path
 
-    if args.save is not None:
-        check_save_path(args.save)
+    if args.save is not None:                    # before training: --save '' fails here
+        check_output_path("--save", args.save)
     resume = None
     if args.resume is None:
         spec = spec_from_args(args)
@@ -102,12 +102,6 @@ def cmd_train(args) -> int:
             fail("--save", args.save, f"a writable file path ({exc.strerror or exc})")
         print(f"saved: {args.save} ({result.epochs_done} epochs)")
     return 0
-
-
-def check_save_path(path: str) -> None:
-    """--save must name a file in an existing directory: checked before training."""
-    if os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        fail("--save", path, "a file path in an existing directory")
 
 
 def check_resume_flags(args) -> None:
@@ -151,12 +145,17 @@ def cmd_compare(args) -> int:
 def cmd_activations(args) -> int:
     from nnparity.backends import get_backend
 
+    from .files import check_output_path
     from .plots import import_pyplot, plot_activations
 
+    check_output_path("--plot", args.plot, suffix=".png")      # before any work
     import_pyplot()                                  # missing extra: fail before any work
     for backend in args.backends:
         get_backend(backend)
-    plot_activations(args.plot, args.backends)
+    try:
+        plot_activations(args.plot, args.backends)
+    except OSError as exc:
+        raise UsageError(f"could not write {args.plot}: {exc}") from None
     print(f"wrote {args.plot}")
     return 0
 
@@ -165,14 +164,20 @@ def cmd_bench(args) -> int:
     from nnparity.backends import get_backend
 
     from . import bench
+    from .files import check_output_path
 
     check_int("--repeats", args.repeats, 5)
+    if args.json is not None:
+        check_output_path("--json", args.json)               # before the benchmark runs
     for backend in args.backends:
         get_backend(backend)
     result = bench.run(args.backends, repeats=args.repeats)
     print(bench.table(result))
-    if args.json:
-        bench.write_json(result, args.json)
+    if args.json is not None:
+        try:
+            bench.write_json(result, args.json)
+        except OSError as exc:
+            raise UsageError(f"could not write {args.json}: {exc}") from None
         print(f"wrote {args.json}")
     return 0
 

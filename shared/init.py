@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .spec import NetworkSpec
-from .validation import check_float_array, check_shape, fail
+from .validation import check_float_array, check_shape, dtype_name, fail
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 
@@ -63,7 +63,7 @@ def check_params(spec: NetworkSpec, params, name: str = "params") -> Params:
             label = f"{name}[{layer}].{part}"
             check_float_array(label, array, len(shape))
             check_shape(label, array, shape)
-            if array.dtype.name != spec.dtype:
-                fail(f"{label}.dtype", array.dtype.name, f"the spec's dtype {spec.dtype}",
+            if array.dtype != np.dtype(spec.dtype):          # native byte order only
+                fail(f"{label}.dtype", dtype_name(array.dtype), f"the spec's dtype {spec.dtype}",
                      TypeError)
     return [(np.asarray(w), np.asarray(b)) for w, b in params]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .activations import ACTIVATIONS, breakpoints
+from .files import check_output_path, write_atomic
 from .validation import MissingFrameworkError
 
 #: backend -> (line style, width): overlaid curves stay distinguishable where they coincide
@@ -31,12 +32,16 @@ def import_pyplot():
 
 
 def plot_activations(path: str, backends: Sequence[str]) -> None:
-    """One panel per activation: f and f' from every backend overlaid, breakpoints marked.
+    """One panel per activation: f and f' from every backend overlaid, breakpoints
+    marked, written to the PNG file ``path`` atomically (``files.write_atomic``).
 
     The backends' curves must coincide; a visible second curve is a disagreement.
     """
+    import io
+
     from nnparity.backends import activation_with_grad
 
+    path = check_output_path("path", path, suffix=".png")
     plt = import_pyplot()
     x = np.linspace(-5.0, 7.0, 1201)                           # includes -3, -1, 0, 1, 3, 6 exactly
     styles = LINE_STYLES
@@ -56,8 +61,11 @@ def plot_activations(path: str, backends: Sequence[str]) -> None:
     axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.suptitle("f (blue) and f' (orange) per backend; red dots: f' at breakpoints", y=0.995)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
+    png = buffer.getvalue()
+    write_atomic(path, lambda f: f.write(png))
 
 
 def plot_report(report) -> bytes:
@@ -74,7 +82,7 @@ def plot_report(report) -> bytes:
     """
     import io
 
-    from .report import backend_names, check_report, verdict_text
+    from .report_json import backend_names, check_report, verdict_text
 
     check_report(report)
     plt = import_pyplot()

@@ -172,10 +172,14 @@ class NetworkSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "NetworkSpec":
+        if not isinstance(text, str):
+            fail("spec JSON", text, "a str", TypeError)
         try:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             fail("spec JSON", text, f"valid JSON ({exc})")
+        except RecursionError:
+            fail("spec JSON", text, "a spec object, not JSON nested too deeply to parse")
         return cls.from_dict(d)
 
 

@@ -13,6 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 
 FLOAT_DTYPES = ("float64", "float32")
+#: the largest value of an int64, e.g. a step count in a checkpoint file
+INT64_MAX = 2**63 - 1
 
 
 class InputValueError(ValueError):
@@ -37,13 +39,19 @@ def fail(name: str, value: Any, allowed: str, error: type = ValueError) -> None:
     raise error(f"{name}={shown} is not allowed: expected {allowed}")
 
 
-def check_int(name: str, value: Any, minimum: int | None = None) -> int:
-    """A true integer (not bool, not float) >= ``minimum``."""
+def check_int(name: str, value: Any, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """A true integer (not bool, not float) >= ``minimum`` and <= ``maximum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         fail(name, value, "an integer", TypeError)
-    if minimum is not None and value < minimum:
+    value = int(value)
+    too_small = minimum is not None and value < minimum
+    if maximum is not None and (too_small or value > maximum):
+        fail(name, value, f"an integer <= {maximum}" if minimum is None
+             else f"an integer in {minimum} .. {maximum}")
+    if too_small:
         fail(name, value, f"an integer >= {minimum}")
-    return int(value)
+    return value
 
 
 def check_float(name: str, value: Any, *, low: float | None = None,
@@ -88,15 +96,21 @@ def check_float_array(name: str, value: Any, ndim: int | None) -> np.ndarray:
     """
     if not isinstance(value, np.ndarray):
         fail(name, value, "a NumPy array of float32 or float64", TypeError)
-    if value.dtype.name not in FLOAT_DTYPES:
-        fail(f"{name}.dtype", value.dtype.name, "float32 or float64 (convert explicitly)",
-             TypeError)
+    if value.dtype not in tuple(map(np.dtype, FLOAT_DTYPES)):   # '>f8' is not float64 here
+        fail(f"{name}.dtype", dtype_name(value.dtype),
+             "float32 or float64 in native byte order (convert explicitly)", TypeError)
     if ndim is not None and value.ndim != ndim:
         fail(f"{name}.shape", value.shape, f"{ndim} dimensions")
     if not np.all(np.isfinite(value)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(value))[0])
         fail(f"{name}[{', '.join(map(str, bad))}]", value[bad].item(), "finite values")
     return value
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """``dtype.name`` ("float64"), or ``dtype.str`` (">f8") when the byte order is
+    not native, which ``.name`` does not show."""
+    return dtype.name if dtype.isnative else dtype.str
 
 
 def check_shape(name: str, value: np.ndarray, expected: tuple) -> None:

@@ -101,6 +101,19 @@ def require_fixture():
 sys.modules.setdefault("conftest", sys.modules[__name__])
 
 
+def _register_helper(name: str) -> None:
+    """Make tests/{name}.py importable as ``name`` (helpers shared by test modules)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+
+
+_register_helper("crafted_checkpoints")        # checkpoint files crafted to attack the reader
+
+
 # ---------------------------------------------------------------- hypothesis profiles
 #
 # "ci" (the default): derandomized, so every run draws the same 50 examples and a

@@ -1,6 +1,7 @@
 """Checkpoints: the file round trip, resuming on every pair of backends, and every
 way a file or an argument can be wrong."""
 import functools
+import io
 import itertools
 import os
 import pickle
@@ -9,6 +10,7 @@ import nnparity.shared.checkpoint as checkpoint_module
 import numpy as np
 import pytest
 from conftest import require
+from crafted_checkpoints import METHOD, crafted_files, members_of, patched, zip_bytes
 from nnparity.backends import predict, train
 from nnparity.shared import (
     POLICY,
@@ -180,8 +182,18 @@ def test_a_checkpoint_predicts_the_same_in_every_backend(tmp_path, first, second
     expected = predict(spec, trained.params, x, backend=first)
     tol = POLICY[dtype]
     assert difference(predict(loaded_spec, params, x, backend=second), expected, tol).ok
-    params[0][0][0, 0] += 1e-3                            # negative control
-    assert not difference(predict(loaded_spec, params, x, backend=second), expected, tol).ok
+
+    def nudged(times):
+        """The loaded parameters with W0[0, 0] moved by ``times`` the tolerance at its
+        own scale (atol + rtol * |w|); the outputs are O(1), so about one tolerance
+        on the weight is one on the outputs."""
+        copy = [(w.copy(), b.copy()) for w, b in params]
+        w = copy[0][0]
+        w[0, 0] += times * (tol.atol + tol.rtol * abs(float(w[0, 0])))
+        return predict(loaded_spec, copy, x, backend=second)
+
+    assert not difference(nudged(10), expected, tol).ok    # negative control: caught
+    assert difference(nudged(0.1), expected, tol).ok       # and not by any change at all
 
 
 @pytest.mark.parametrize("spec_name", ["adam", "sgd-momentum"])
@@ -332,7 +344,9 @@ def bad_files():
         "missing-version": (npz(lambda a: without(a, "version")), "no entry 'version'"),
         "unknown-version": (replaced("version", np.array(FORMAT_VERSION + 1)),
                             "format version 2 is unknown"),
-        "version-as-text": (replaced("version", np.array("1")), "entry 'version' is str"),
+        "version-as-text": (replaced("version", np.array("1")),
+                            ("entry 'version' is a unicode string of length 1, expected an "
+                             "int64 scalar")),
         "wrong-format": (replaced("format", np.array("something else")), "entry 'format'"),
         "spec-not-json": (replaced("spec", np.array("{not json")), "embedded spec is invalid"),
         "spec-invalid": (replaced("spec", np.array('{"sizes": [3, 0, 2]}')), "sizes[1]=0"),
@@ -348,19 +362,54 @@ def bad_files():
         "int-params": (npz(lambda a: {**a, "params.0.b": np.zeros(5, np.int64)}),
                        "'params.0.b' is int64"),
         "nan-param": (npz(lambda a: {**a, "params.0.W": np.full((5, 3), np.nan)}),
-                      "non-finite"),
+                      "params[0].W[0, 0]=nan is not allowed: expected finite values"),
+        "nan-in-an-optimizer-buffer": (
+            npz(lambda a: {**a, "opt.exp_avg.1.b": np.array([0.0, np.inf])}),
+            "opt_state['exp_avg'][1].b[1]=inf is not allowed: expected finite values"),
         "opt-of-another-optimizer": (spec_of(optimizer=SGD(lr=0.1, momentum=0.9)),
                                      "unexpected opt.exp_avg.0.W"),
         "opt-buffer-missing": (npz(lambda a: without(a, "opt.exp_avg_sq.1.b")),
                                "missing opt.exp_avg_sq.1.b"),
         "opt-buffer-wrong-shape": (replaced("opt.exp_avg.1.W", np.zeros((5, 2))),
                                    "'opt.exp_avg.1.W' is float64 (5, 2)"),
-        "opt-step-negative": (replaced("opt.step", np.array(-1)), "'opt.step' is -1"),
+        "opt-step-negative": (replaced("opt.step", np.array(-1)),
+                              "opt_state['step']=-1 is not allowed"),
+        "opt-step-int32": (replaced("opt.step", np.array(6, np.int32)),
+                           "entry 'opt.step' is int32 (), expected an int64 scalar"),
         "opt-buffers-without-step": (npz(lambda a: without(a, "opt.step")),
                                      "missing opt.step"),
         "epochs-done-beyond-total": (replaced("epochs_done", np.array(TOTAL + 1)),
-                                     "epochs_done=7 is outside 0..6"),
+                                     ("epochs_done=7 is not allowed: expected at most "
+                                      "spec.epochs=6")),
+        **{name: (lambda p, t, data=data: p.write_bytes(data), named)
+           for name, (data, named) in crafted_files(valid_arrays()).items()},
     }
+
+
+@pytest.mark.parametrize("craft", ["zip-stored", "method-0-flags-0", "fortran-order",
+                                   "npy-version-2"])
+def test_negative_control_the_crafting_tools_write_a_loadable_file(tmp_path, craft):
+    """The bad files above differ from a good one only in what each case changes:
+    the same tools with nothing wrong give a file that loads (a Fortran-ordered or
+    version 2.0 .npy entry is valid; np.save writes them)."""
+    arrays = valid_arrays()
+    members = members_of(arrays)
+    if craft == "fortran-order":
+        w = np.asfortranarray(arrays["params.0.W"])
+        members = members_of({**arrays, "params.0.W": w})
+    data = zip_bytes(members)
+    if craft == "method-0-flags-0":
+        data = patched(data, METHOD, 0)
+    if craft == "npy-version-2":
+        buffer = io.BytesIO()
+        np.lib.format.write_array(buffer, arrays["params.0.W"], version=(2, 0))
+        data = zip_bytes([(n, buffer.getvalue() if n == "params.0.W.npy" else d)
+                          for n, d in members])
+    path = tmp_path / "good.npz"
+    path.write_bytes(data)
+    loaded = load_checkpoint(path)
+    assert np.array_equal(loaded.params[0][0], arrays["params.0.W"])
+    assert loaded.params[0][0].dtype == np.float64 and loaded.opt_state["step"] == 6
 
 
 @pytest.mark.parametrize("case", bad_files())
@@ -434,14 +483,38 @@ def bad_saves():
                                      ValueError, "epochs_done=7"),
         "epochs-done-bool": ((spec, params, state), {"epochs_done": True}, TypeError,
                              "epochs_done=True"),
+        "params-big-endian": ((spec, [(w.astype(">f8"), b) for w, b in params], state), {},
+                              TypeError, "params[0].W.dtype='>f8'"),
+        "state-buffer-big-endian": (
+            (spec, params, {**state, "exp_avg": [(w, b.astype(">f8"))
+                                                 for w, b in state["exp_avg"]]}), {},
+            TypeError, "opt_state['exp_avg'][0].b.dtype='>f8'"),
+        "path-empty": ((spec, params, state), {"path": ""}, ValueError, "path='' is not allowed"),
+        "state-step-beyond-int64": ((spec, params, {**state, "step": 2**63}), {}, ValueError,
+                                    "opt_state['step']=9223372036854775808"),
+        "state-step-uint64": ((spec, params, {**state, "step": np.uint64(2**64 - 1)}), {},
+                              ValueError, "opt_state['step']=18446744073709551615"),
+        "epochs-done-beyond-int64": ((spec.replace(epochs=2**64), params, state),
+                                     {"epochs_done": 2**63}, ValueError,
+                                     "epochs_done=9223372036854775808"),
     }
+
+
+def test_negative_control_the_largest_int64_step_and_epoch_count_round_trip(tmp_path):
+    spec = RESUME_SPECS["adam"].replace(epochs=2**64)
+    saved = checkpoint_after(RESUME_SPECS["adam"], "numpy")
+    state = {**saved.opt_state, "step": np.uint64(2**63 - 1)}
+    save_checkpoint(tmp_path / "c.npz", spec, saved.params, state, epochs_done=2**63 - 1)
+    loaded = load_checkpoint(tmp_path / "c.npz")
+    assert loaded.opt_state["step"] == loaded.epochs_done == 2**63 - 1
 
 
 @pytest.mark.parametrize("case", bad_saves())
 def test_bad_save_arguments_raise_before_writing(tmp_path, case):
     args, kwargs, error, named = bad_saves()[case]
+    path = kwargs.pop("path", tmp_path / "c.npz")
     with pytest.raises(error) as exc:
-        save_checkpoint(tmp_path / "c.npz", *args, **kwargs)
+        save_checkpoint(path, *args, **kwargs)
     assert named in str(exc.value)
     assert os.listdir(tmp_path) == []
 
@@ -485,13 +558,24 @@ def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch, existing, fa
         assert os.listdir(tmp_path) == []
 
 
-def test_negative_control_a_failed_plain_write_would_leave_a_partial_file(tmp_path):
-    """What the temp file + rename prevents: writing in place leaves half a file."""
+def test_negative_control_a_non_atomic_replace_would_leave_a_partial_file(tmp_path,
+                                                                          monkeypatch):
+    """The test above catches a writer that is not atomic: the real writer with
+    os.replace swapped for an in-place copy that fails halfway leaves half a file,
+    which the test's checks (and load_checkpoint) see."""
+    saved = checkpoint_after(RESUME_SPECS["adam"], "numpy")
     path = tmp_path / "c.npz"
-    with pytest.raises(OSError), open(path, "wb") as f:
-        f.write(b"PK\x03\x04 half of a zip")
+
+    def copy_in_place(src, dst):
+        with open(src, "rb") as f, open(dst, "wb") as out:
+            out.write(f.read()[:1000])
         raise OSError("disk full")
-    assert path.exists()
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", copy_in_place)
+    with pytest.raises(OSError):
+        save_checkpoint(path, *saved, epochs_done=DONE)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["c.npz"]              # what the test above rules out
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load_checkpoint(path)
 

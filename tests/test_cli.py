@@ -47,6 +47,7 @@ def test_bad_flags_give_one_line_and_exit_2(argv):
     pytest.param('{"sizes": [3, 4, 1]}', "x_train.shape", id="width-does-not-fit-data"),
     pytest.param('{"sizes": [2, 4, 1], "colour": "red"}', "colour", id="unknown-key"),
     pytest.param('{"sizes": [2, 4, 1]', "valid JSON", id="broken-json"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "nested too deeply", id="nested-too-deeply"),
 ])
 def test_bad_spec_from_stdin_gives_one_line_and_exit_2(spec_text, named):
     code, out, err = run_cli("train", "--spec", "-", stdin=spec_text)
@@ -92,6 +93,79 @@ def test_activations_plot_writes_a_png(tmp_path, capsys):
     assert main(["activations", "--plot", str(path), "--backends", "numpy", "torch", "jax"]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 20_000          # 18 panels, not an empty canvas
+
+
+def one_error_line(capsys, named):
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("nnparity: error: ") and err.count("\n") == 1, err
+    assert named in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("path, named", [
+    ("/nonexistent/x.png", ("--plot='/nonexistent/x.png' is not allowed: expected a path in "
+                            "an existing directory")),
+    ("{tmp}/x.txt", "expected a file name ending in .png"),
+    ("{tmp}", "expected a file name ending in .png"),
+    ("", "--plot='' is not allowed"),
+])
+def test_activations_bad_plot_path_fails_before_any_work(tmp_path, monkeypatch, capsys, path,
+                                                         named):
+    from nnparity.shared import plots
+
+    def no_work(*args):
+        raise AssertionError("plotted before the path was checked")
+
+    monkeypatch.setattr(plots, "plot_activations", no_work)
+    monkeypatch.setattr(plots, "import_pyplot", no_work)
+    assert main(["activations", "--plot", path.format(tmp=tmp_path)]) == 2
+    one_error_line(capsys, named)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_negative_control_activations_reaches_the_plot_with_a_good_path(tmp_path, monkeypatch,
+                                                                         capsys):
+    from nnparity.shared import plots
+
+    calls = []
+    monkeypatch.setattr(plots, "plot_activations", lambda *args: calls.append(args))
+    monkeypatch.setattr(plots, "import_pyplot", lambda: None)
+    assert main(["activations", "--plot", str(tmp_path / "x.png"), "--backends", "numpy"]) == 0
+    assert calls == [(str(tmp_path / "x.png"), ["numpy"])]
+
+
+BENCH_RESULT = {"repeats": 5, "notebook": {"numpy": 0.03}, "cold": {"numpy": 0.05},
+                "peers": {}, "skipped": {}, "compare_cli_cold": 5.0,
+                "compute": {"numpy": {"seconds": 1.0, "gflops": 40.0, "matmul_gflops": 50.0}}}
+
+
+@pytest.mark.parametrize("path, named", [
+    ("/nonexistent/x.json", ("--json='/nonexistent/x.json' is not allowed: expected a path "
+                             "in an existing directory")),
+    ("{tmp}", "--json='{tmp}' is not allowed: expected a file path, not a directory"),
+    ("", "--json='' is not allowed: expected a non-empty file path"),
+])
+def test_bench_bad_json_path_fails_before_benchmarking(tmp_path, monkeypatch, capsys, path,
+                                                       named):
+    from nnparity.shared import bench
+
+    def no_benchmark(*args, **kwargs):
+        raise AssertionError("benchmarked before --json was checked")
+
+    monkeypatch.setattr(bench, "run", no_benchmark)
+    assert main(["bench", "--backends", "numpy", "--json", path.format(tmp=tmp_path)]) == 2
+    one_error_line(capsys, named.format(tmp=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_negative_control_bench_with_a_good_json_path_runs_and_writes(tmp_path, monkeypatch,
+                                                                      capsys):
+    from nnparity.shared import bench
+
+    monkeypatch.setattr(bench, "run", lambda backends, repeats: BENCH_RESULT)
+    path = tmp_path / "b.json"
+    assert main(["bench", "--backends", "numpy", "--json", str(path)]) == 0
+    assert json.loads(path.read_text()) == BENCH_RESULT
+    assert f"wrote {path}" in capsys.readouterr().out
 
 
 def test_activations_plot_without_matplotlib_names_the_extra(tmp_path, monkeypatch, capsys):

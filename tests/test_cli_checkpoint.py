@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import require
+from crafted_checkpoints import crafted_files
 from nnparity.backends import predict, train
 from nnparity.shared import (
     POLICY,
@@ -15,7 +16,10 @@ from nnparity.shared import (
     notebook_data,
     save_checkpoint,
 )
+from nnparity.shared.checkpoint import Checkpoint, checkpoint_arrays
 from nnparity.shared.cli import main
+from nnparity.shared.init import init_params
+from nnparity.shared.optimizers import init_state
 from nnparity.shared.tolerance import difference
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -151,6 +155,20 @@ def write_inputs(tmp_path):
     state_free = tmp_path / "params-only.npz"
     result = train(SPEC, notebook_data())
     save_checkpoint(state_free, SPEC, result.params)
+    arrays = checkpoint_arrays(Checkpoint(SPEC, result.params, result.opt_state, SPEC.epochs))
+    for name, (data, _) in crafted_files(arrays).items():
+        (tmp_path / f"crafted-{name}.npz").write_bytes(data)
+
+
+def initial_arrays():
+    """The file entries of SPEC's untrained checkpoint (the texts below depend only on
+    the shapes, which write_inputs' trained checkpoint shares)."""
+    params = init_params(SPEC)
+    return checkpoint_arrays(Checkpoint(SPEC, params, init_state(SPEC.optimizer, params), 0))
+
+
+#: a checkpoint crafted to attack the reader (tests/crafted_checkpoints.py) -> expected text
+CRAFTED = {name: named for name, (_, named) in crafted_files(initial_arrays()).items()}
 
 
 MISTAKES = {
@@ -173,6 +191,8 @@ MISTAKES = {
     "save-missing-directory": (["train", "--save", "{tmp}/no/such/dir/c.npz"],
                                "--save='"),
     "save-to-a-directory": (["train", "--save", "{tmp}"], "--save='"),
+    "save-empty": (["train", "--epochs", "2", "--save", ""],
+                   "--save='' is not allowed: expected a non-empty file path"),
     # predict
     "predict-no-checkpoint": (["predict", "--input", "1,2"], "--checkpoint"),
     "predict-no-input": (["predict", "--checkpoint", "{ck}"],
@@ -183,11 +203,12 @@ MISTAKES = {
                             "--input row 1='1,2,3' is not allowed: expected 2 comma-separated"),
     "predict-not-a-number": (["predict", "--checkpoint", "{ck}", "--input", "1,abc"],
                              ("--input row 1='1,abc' is not allowed: expected 2 comma-separated "
-                             "numbers ('abc' is not a number)")),
+                             "finite decimal numbers ('abc' is not one)")),
     "predict-nan": (["predict", "--checkpoint", "{ck}", "--input", "nan,1"],
-                    "expected finite numbers"),
+                    "finite decimal numbers ('nan' is not one)"),
     "predict-inf": (["predict", "--checkpoint", "{ck}", "--input", "1,2;2,-inf"],
-                    "--input row 2='2,-inf' is not allowed: expected finite numbers"),
+                    ("--input row 2='2,-inf' is not allowed: expected 2 comma-separated "
+                     "finite decimal numbers ('-inf' is not one)")),
     "predict-ragged-rows": (["predict", "--checkpoint", "{ck}", "--input", "1,2;3"],
                             "--input row 2='3'"),
     "predict-trailing-separator": (["predict", "--checkpoint", "{ck}", "--input", "1,2;"],
@@ -219,6 +240,11 @@ MISTAKES = {
                                     "--input", "1,2"], "a readable file"),
     "predict-unknown-backend": (["predict", "--checkpoint", "{ck}", "--input", "1,2",
                                  "--backend", "tensorflow"], "invalid choice"),
+    **{f"predict-crafted-{name}": (["predict", "--checkpoint", f"{{tmp}}/crafted-{name}.npz",
+                                    "--input", "1,2"], named)
+       for name, named in CRAFTED.items()},
+    **{f"resume-crafted-{name}": (["train", "--resume", f"{{tmp}}/crafted-{name}.npz"], named)
+       for name, named in CRAFTED.items() if name in ("deflated", "big-endian-param")},
 }
 
 

@@ -369,6 +369,13 @@ def predict_errors():
         pytest.param(p, np.ones(2), ValueError, named(r"x\.shape", "(2,)"), id="x-1d"),
         pytest.param(p, np.ones((1, 2), dtype=np.int64), TypeError, named(r"x\.dtype", "'int64'"),
                      id="x-int"),
+        # big-endian float64 is named float64 too: compared as dtypes, it is rejected
+        pytest.param([(w0.astype(">f8"), b0), (w1, b1)], x, TypeError,
+                     named(r"params\[0\]\.W\.dtype", "'>f8'"), id="W-big-endian"),
+        pytest.param([(w0, b0), (w1, b1.astype(">f8"))], x, TypeError,
+                     named(r"params\[1\]\.b\.dtype", "'>f8'"), id="b-big-endian"),
+        pytest.param(p, x.astype(">f8"), TypeError, named(r"x\.dtype", "'>f8'"),
+                     id="x-big-endian"),
     ]
 
 
@@ -485,6 +492,31 @@ def test_from_dict_fills_defaults():
 def test_from_dict_rejects(d, error, match):
     with pytest.raises(error, match=match):
         NetworkSpec.from_dict(d)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000,
+                                  '{"sizes": ' + "[" * 100_000 + "]" * 100_000 + "}"])
+def test_from_json_rejects_json_nested_too_deeply(text):
+    """json.loads raises RecursionError here; from_json makes it the usual ValueError."""
+    with pytest.raises(ValueError, match=r"spec JSON='.* nested too deeply"):
+        NetworkSpec.from_json(text)
+    with pytest.raises(RecursionError):                     # negative control: json itself
+        json.loads(text)
+
+
+def test_from_json_accepts_nesting_a_spec_has():
+    """Negative control: a spec's own JSON (lists in an object) parses."""
+    spec = notebook_spec().replace(sizes=(2, 3, 3, 1), activation=("relu", "tanh"))
+    assert NetworkSpec.from_json(spec.to_json()) == spec
+
+
+def test_check_int_bounds_both_ends():
+    from nnparity.shared.validation import check_int
+    assert check_int("n", 4, 0, 4) == 4 and check_int("n", np.uint64(0), 0, 4) == 0
+    with pytest.raises(ValueError, match=named("n", "5") + ".*an integer in 0 .. 4"):
+        check_int("n", 5, 0, 4)
+    with pytest.raises(ValueError, match=named("n", "-1") + ".*an integer in 0 .. 4"):
+        check_int("n", -1, 0, 4)
 
 
 # ---------------------------------------------------------------- lazy imports
