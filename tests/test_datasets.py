@@ -347,3 +347,35 @@ def test_recipe_with_unshuffled_raw_order_is_worse(digits, raw_digits):
     raw = train(RECIPE, raw_split, backend="numpy").metrics["test_accuracy"]
     ours = train(RECIPE, digits, backend="numpy").metrics["test_accuracy"]
     assert ours > raw, (ours, raw)
+
+
+# ---------------------------------------------------------------- synthetic sets
+
+def test_synthetic_sets_have_the_documented_shapes_and_dtypes():
+    from nnparity.shared import synthetic
+    reg = synthetic.regression(10, 3, 2, seed=1, n_test=4)
+    assert (reg.x_train.shape, reg.y_train.shape, reg.x_test.shape) == ((10, 3), (10, 2), (4, 3))
+    assert reg.y_train.dtype == np.float64 and np.all(np.abs(reg.y_train) < 2)
+    cls = synthetic.classification(12, 4, 3, seed=3)
+    assert cls.y_train.shape == (12,) and cls.y_train.dtype.kind == "i"
+    assert cls.x_test.shape == (16, 4) and set(np.unique(cls.y_train)) <= {0, 1, 2}
+    bin_ = synthetic.binary(8, 5, 2, seed=2)
+    assert set(np.unique(bin_.y_train)) <= {0.0, 1.0} and bin_.y_train.shape == (8, 2)
+
+
+def test_synthetic_sets_depend_only_on_the_seed():
+    from nnparity.shared import synthetic
+    a, b = synthetic.regression(6, 2, 1, seed=5), synthetic.regression(6, 2, 1, seed=5)
+    assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.y_test, b.y_test)
+    other = synthetic.regression(6, 2, 1, seed=6)                    # negative control
+    assert not np.array_equal(a.x_train, other.x_train)
+
+
+def test_synthetic_classification_without_noise_is_the_argmax_of_the_scores():
+    from nnparity.shared import synthetic
+    data = synthetic.classification(20, 4, 3, seed=7, n_test=1, noise_scale=0)
+    rs = np.random.RandomState(7)
+    x = rs.randn(21, 4)
+    assert np.array_equal(data.y_train, np.argmax(x @ rs.randn(4, 3), axis=1)[:20])
+    noisy = synthetic.classification(20, 4, 3, seed=7, n_test=1, noise_scale=5.0)
+    assert not np.array_equal(noisy.y_train, data.y_train)           # the noise is drawn

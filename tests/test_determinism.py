@@ -16,30 +16,23 @@ covers the pinned setting, restoring the old value after.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from nnparity.backends import get_backend, train
-from nnparity.shared import (SGD, Adam, Dataset, NetworkSpec, RMSprop, notebook_data,
+from nnparity.shared import (SGD, Adam, NetworkSpec, RMSprop, notebook_data,
                              notebook_spec)
+from nnparity.shared import synthetic
 from conftest import require
+
+#: 4 test rows; class labels without noise
+regression = functools.partial(synthetic.regression, n_test=4)
+classification = functools.partial(synthetic.classification, n_test=4, noise_scale=0)
 
 BACKENDS = [pytest.param("numpy", id="numpy"), pytest.param("torch", id="torch"),
             pytest.param("jax", id="jax")]
-
-
-def regression(n, n_in, n_out, seed, n_test=4):
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n + n_test, n_in)
-    y = np.tanh(x @ rs.randn(n_in, n_out)) + 0.1 * rs.randn(n + n_test, n_out)
-    return Dataset(x[:n], y[:n], x[n:], y[n:])
-
-
-def classification(n, n_in, k, seed, n_test=4):
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n + n_test, n_in)
-    labels = np.argmax(x @ rs.randn(n_in, k), axis=1)
-    return Dataset(x[:n], labels[:n], x[n:], labels[n:])
 
 
 CASES = {

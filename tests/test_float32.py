@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 from nnparity.backends import as_arrays, get_backend, predict, train
-from nnparity.shared import (POLICY, SGD, Adam, Dataset, NetworkSpec, RMSprop, compare,
+from nnparity.shared import (POLICY, SGD, Adam, NetworkSpec, RMSprop, compare,
                              init_params, notebook_data, notebook_spec)
 from nnparity.shared.optimizers import init_state
+from nnparity.shared.synthetic import binary, classification, regression
 from nnparity.shared.tolerance import difference
 from conftest import require
 
@@ -29,27 +30,6 @@ BACKENDS = [pytest.param("numpy", id="numpy"), pytest.param("torch", id="torch")
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # see conftest
-
-
-def regression(n, n_in, n_out, seed, n_test=16):
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n + n_test, n_in)
-    y = np.tanh(x @ rs.randn(n_in, n_out)) + 0.1 * rs.randn(n + n_test, n_out)
-    return Dataset(x[:n], y[:n], x[n:], y[n:])
-
-
-def classification(n, n_in, k, seed, n_test=16):
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n + n_test, n_in)
-    labels = np.argmax(x @ rs.randn(n_in, k) + 0.3 * rs.randn(n + n_test, k), axis=1)
-    return Dataset(x[:n], labels[:n], x[n:], labels[n:])
-
-
-def binary(n, n_in, n_out, seed, n_test=16):
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n + n_test, n_in)
-    y = (x @ rs.randn(n_in, n_out) > 0).astype(np.float64)
-    return Dataset(x[:n], y[:n], x[n:], y[n:])
 
 
 #: three specs of tools/measure_float32.py's suite where the policy holds with margin

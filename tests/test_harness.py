@@ -17,6 +17,7 @@
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -32,7 +33,11 @@ from nnparity.shared.optimizers import init_state, state_buffers
 from nnparity.shared.tolerance import difference, tensorwise_difference
 from nnparity.shared.trajectory import (MAX_SNAPSHOT_BYTES, MAX_SNAPSHOTS, copy_params,
                                         copy_state, default_record_every)
+from nnparity.shared.synthetic import regression
 from conftest import require
+
+#: a small float64 regression set with 3 test rows
+synthetic = functools.partial(regression, n_test=3)
 
 TOL = POLICY["float64"]
 OTHERS = [pytest.param("torch", id="torch"), pytest.param("jax", id="jax")]
@@ -42,12 +47,6 @@ ALL = [pytest.param("numpy", id="numpy")] + OTHERS
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # see conftest
 
 
-def synthetic(n_train, n_in, n_out, seed, n_test=3):
-    """A small float64 regression set drawn from RandomState(seed)."""
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n_train + n_test, n_in)
-    y = np.tanh(x @ rs.randn(n_in, n_out)) + 0.1 * rs.randn(n_train + n_test, n_out)
-    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
 
 
 def chaotic_case(lr=0.1):

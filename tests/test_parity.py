@@ -8,6 +8,7 @@ and on a ReLU with derivative 0.5 at 0 (only the kink case can catch that).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 
@@ -17,18 +18,16 @@ import pytest
 from nnparity.backends import train
 from nnparity.shared import (POLICY, SGD, Dataset, NetworkSpec, compare, init_params,
                              notebook_data, notebook_spec)
+from nnparity.shared.synthetic import regression
 from conftest import require
+
+#: a small float64 regression set with 3 test rows
+synthetic = functools.partial(regression, n_test=3)
 
 TOL = POLICY["float64"]
 BACKENDS = [pytest.param("torch", id="torch"), pytest.param("jax", id="jax")]
 
 
-def synthetic(n_train, n_in, n_out, seed, n_test=3):
-    """A small float64 regression set drawn from RandomState(seed)."""
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n_train + n_test, n_in)
-    y = np.tanh(x @ rs.randn(n_in, n_out)) + 0.1 * rs.randn(n_train + n_test, n_out)
-    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
 
 
 def kink_data(all_rows_zero=False):

@@ -35,32 +35,12 @@ from nnparity.shared import (POLICY, SGD, Adam, AdamW, Dataset, NetworkSpec, RMS
                              compare, notebook_data, notebook_spec)
 from nnparity.shared.data import batch_plan
 from nnparity.shared.harness import teacher_difference, tensors
+from nnparity.shared.synthetic import binary, classification, regression
 from nnparity.shared.tolerance import difference
 
 TOL32 = POLICY["float32"]
 NO_FLOOR = Tolerance(rtol=1.0, atol=0.0)        # max_rel over every vector with max|e| > 0
 OTHERS = ("torch", "jax")
-
-
-def regression(n, n_in, n_out, seed, n_test=16):
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n + n_test, n_in)
-    y = np.tanh(x @ rs.randn(n_in, n_out)) + 0.1 * rs.randn(n + n_test, n_out)
-    return Dataset(x[:n], y[:n], x[n:], y[n:])
-
-
-def classification(n, n_in, k, seed, n_test=16):
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n + n_test, n_in)
-    labels = np.argmax(x @ rs.randn(n_in, k) + 0.3 * rs.randn(n + n_test, k), axis=1)
-    return Dataset(x[:n], labels[:n], x[n:], labels[n:])
-
-
-def binary(n, n_in, n_out, seed, n_test=16):
-    rs = np.random.RandomState(seed)
-    x = rs.randn(n + n_test, n_in)
-    y = (x @ rs.randn(n_in, n_out) > 0).astype(np.float64)
-    return Dataset(x[:n], y[:n], x[n:], y[n:])
 
 
 def suite() -> dict[str, tuple[NetworkSpec, Dataset]]:
