@@ -1,6 +1,7 @@
 """Figures. matplotlib is the optional extra ``plot``, imported only here."""
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,25 +32,30 @@ def import_pyplot():
     return plt
 
 
+def to_png(plt, fig, dpi: int) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def plot_activations(path: str, backends: Sequence[str]) -> None:
     """One panel per activation: f and f' from every backend overlaid, breakpoints
     marked, written to the PNG file ``path`` atomically (``files.write_atomic``).
 
     The backends' curves must coincide; a visible second curve is a disagreement.
     """
-    import io
-
     from nnparity.backends import activation_with_grad
 
     path = check_output_path("path", path, suffix=".png")
     plt = import_pyplot()
     x = np.linspace(-5.0, 7.0, 1201)                           # includes -3, -1, 0, 1, 3, 6 exactly
-    styles = LINE_STYLES
     fig, axes = plt.subplots(6, 3, figsize=(12, 18), sharex=True)
     for ax, name in zip(axes.flat, ACTIVATIONS):
         for backend in backends:
             y, dy = activation_with_grad(name, x, backend=backend)
-            style, width = styles[backend]
+            style, width = LINE_STYLES[backend]
             ax.plot(x, y, style, lw=width, color="tab:blue", label=f"f ({backend})")
             ax.plot(x, dy, style, lw=width, color="tab:orange", label=f"f' ({backend})")
         for x0, d0 in breakpoints(name).items():
@@ -61,10 +67,7 @@ def plot_activations(path: str, backends: Sequence[str]) -> None:
     axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.suptitle("f (blue) and f' (orange) per backend; red dots: f' at breakpoints", y=0.995)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    plt.close(fig)
-    png = buffer.getvalue()
+    png = to_png(plt, fig, dpi=80)
     write_atomic(path, lambda f: f.write(png))
 
 
@@ -80,8 +83,6 @@ def plot_report(report) -> bytes:
     (``FLOOR_FACTOR`` times the smallest positive value); non-finite values on a
     labelled ceiling line. Nothing is dropped or replaced silently.
     """
-    import io
-
     from .report_json import backend_names, check_report, verdict_text
 
     check_report(report)
@@ -93,10 +94,7 @@ def plot_report(report) -> bytes:
     fig.suptitle(f"nnparity compare: {verdict_text(report)} "
                  f"({report.spec.dtype}, reference {report.reference})")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
+    return to_png(plt, fig, dpi=100)
 
 
 def _plot_losses(ax, report, names) -> None:

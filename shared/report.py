@@ -51,11 +51,10 @@ def write_json(report: ParityReport, path) -> None:
 
 def write_plot(report: ParityReport, path) -> bytes:
     """Draw ``plots.plot_report(report)`` to the PNG file ``path``; returns the PNG bytes."""
-    from .plots import import_pyplot, plot_report
+    from .plots import plot_report
 
     check_report(report)
     path = check_output_path("path", path, suffix=".png")
-    import_pyplot()
     png = plot_report(report)
     write_atomic(path, lambda f: f.write(png))
     return png
@@ -64,12 +63,11 @@ def write_plot(report: ParityReport, path) -> bytes:
 def write_html(report: ParityReport, path, png: bytes | None = None) -> None:
     """Write ``render_html(report, png)`` to ``path`` atomically; the plot is drawn
     (matplotlib needed) unless its PNG bytes are given."""
-    from .plots import import_pyplot, plot_report
+    from .plots import plot_report
 
     check_report(report)
     path = check_output_path("path", path)
     if png is None:
-        import_pyplot()
         png = plot_report(report)
     data = render_html(report, png).encode("utf-8")
     write_atomic(path, lambda f: f.write(data))
