@@ -28,7 +28,9 @@ from .data import Dataset, batch_plan, check_fits
 from .divergence import DivergenceError
 from .optimizers import state_buffers
 from .spec import NetworkSpec
-from .tolerance import POLICY, Difference, Tolerance, difference, tensorwise_difference
+from .rounding import step_sensitivity
+from .tolerance import (POLICY, Difference, Element, Tolerance, difference,
+                        tensorwise_difference)
 from .trajectory import default_record_every
 from .validation import check_int, fail
 
@@ -38,13 +40,24 @@ MAX_TEACHER_STEPS = 50
 
 @dataclass(frozen=True)
 class StepDifference:
-    """A difference at one global step: the trajectory's (free-running) or a
-    teacher-forced step's, over all parameters (and optimizer state, gradients)."""
+    """A difference at one global step: a free-running snapshot's parameters, or a
+    teacher-forced step's outputs (loss, gradients, new parameters, new optimizer
+    state), judged tensor by tensor (``tensorwise_difference``).
+
+    used: the largest fraction of its allowance a tensor uses (ok is used <= 1).
+    worst: the element of the tensor with the largest ``used``.
+    sensitivity: teacher-forced steps only: the step's measured rounding
+        sensitivity, the largest over tensors of sensitivity / max|e| (0 for
+        snapshots, which get no rounding allowance).
+    """
 
     step: int
     max_abs: float
     max_rel: float
     ok: bool
+    used: float = 0.0
+    worst: Element | None = None
+    sensitivity: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -100,24 +113,35 @@ class ParityReport:
         return all(p.ok for p in self.parity)
 
     def __str__(self) -> str:
-        lines = [f"parity against {self.reference} "
-                 f"({self.spec.dtype}: {self.tolerance}; ok when |a-e| <= atol + rtol*|e|)"]
+        lines = [f"parity against {self.reference} ({self.spec.dtype}: {self.tolerance}; a "
+                 f"tensor is ok when max|a-e| <= atol + rtol*max|e|, each loss when "
+                 f"|a-e| <= atol + rtol*|e|)"]
         if any(p.differences for p in self.parity):
-            lines.append(f"{'backend':<8} {'quantity':<12} {'max abs':>10} {'max rel':>10}  ok")
+            lines.append(f"{'backend':<8} {'quantity':<12} {'max abs':>10} {'max rel':>10} "
+                         f"{'used':>8}  ok")
         for p in self.parity:
             for quantity, d in p.differences.items():
                 lines.append(f"{p.backend:<8} {quantity:<12} {d.max_abs:>10.2e} "
-                             f"{d.max_rel:>10.2e}  {'yes' if d.ok else 'NO'}")
+                             f"{d.max_rel:>10.2e} {d.used:>8.2g}  {'yes' if d.ok else 'NO'}")
+            for quantity, d in p.differences.items():
+                if not d.ok:
+                    lines.append(f"  {p.backend} {quantity} worst: {d.worst}")
         lines.append(f"trajectory: a snapshot every {self.record_every} steps; "
                      f"teacher-forced steps from {self.reference}'s snapshots")
         for p in self.parity:
             if p.trajectory:
                 curve = ", ".join(f"{d.step}: {d.max_rel:.1e}" for d in _sample(p.trajectory, 5))
                 lines.append(f"  {p.backend}: free-running max rel by step {{{curve}}}")
+                out = next((d for d in p.trajectory if not d.ok), None)
+                if out is not None:
+                    lines.append(f"  {p.backend}: first snapshot out at step {out.step}, "
+                                 f"worst {out.worst}")
             if p.teacher:
-                worst = max(p.teacher, key=lambda d: d.max_rel)
-                lines.append(f"  {p.backend}: {len(p.teacher)} teacher-forced steps, worst max "
-                             f"rel {worst.max_rel:.1e} at step {worst.step}")
+                worst = max(p.teacher, key=lambda d: d.used)
+                lines.append(f"  {p.backend}: {len(p.teacher)} teacher-forced steps, the "
+                             f"closest call at step {worst.step} used {worst.used:.2g} of its "
+                             f"allowance (max rel {worst.max_rel:.1e}, rounding sensitivity "
+                             f"{worst.sensitivity:.1e})")
         timing = ", ".join([f"{self.reference} {self.reference_seconds:.3f}"]
                            + [f"{p.backend} {p.seconds:.3f}" for p in self.parity])
         lines.append(f"train seconds: {timing}")
@@ -136,60 +160,126 @@ def _sample(points: Sequence, count: int) -> list:
     return [points[i] for i in idx]
 
 
-def quantities(params, predictions: np.ndarray, losses: np.ndarray) -> dict[str, np.ndarray]:
-    """The final arrays the harness compares, by name: W0, b0, W1, b1, ..., predictions, losses."""
+def named_params(params, prefix: str = "") -> dict[str, np.ndarray]:
+    """[(W0, b0), (W1, b1), ...] -> {"W0": W0, "b0": b0, ...}, each name after ``prefix``."""
     named = {}
     for layer, (w, b) in enumerate(params):
-        named[f"W{layer}"] = w
-        named[f"b{layer}"] = b
-    named["predictions"] = predictions
-    named["losses"] = losses
+        named[f"{prefix}W{layer}"] = w
+        named[f"{prefix}b{layer}"] = b
     return named
 
 
-def tensors(tree) -> list[np.ndarray]:
-    """Every array in a nest of lists, tuples and dicts (dicts in sorted key order,
-    so two optimizer states line up buffer by buffer), as float64 arrays."""
-    if isinstance(tree, dict):
-        return [t for key in sorted(tree) for t in tensors(tree[key])]
-    if isinstance(tree, (list, tuple)):
-        return [t for item in tree for t in tensors(item)]
-    return [np.asarray(tree, dtype=np.float64)]
+def named_state(state: dict) -> dict[str, np.ndarray]:
+    """An optimizer state as named arrays: "step" and every buffer's tensors
+    ("momentum_buffer W0", ...), buffers in sorted order."""
+    named = {"step": np.asarray(state["step"])}
+    for buffer in sorted(k for k in state if k != "step"):
+        named.update(named_params(state[buffer], f"{buffer} "))
+    return named
+
+
+def named_step(out) -> dict[str, np.ndarray]:
+    """One step's (loss, grads, params, state) as named arrays: "loss",
+    "grad W0", ..., "W0", ..., "step", "momentum_buffer W0", ..."""
+    loss, grads, params, state = out
+    return {"loss": np.asarray(loss), **named_params(grads, "grad "), **named_params(params),
+            **named_state(state)}
+
+
+def quantities(params, predictions: np.ndarray, losses: np.ndarray) -> dict[str, np.ndarray]:
+    """The final arrays the harness compares, by name: W0, b0, W1, b1, ..., predictions, losses."""
+    return {**named_params(params), "predictions": predictions, "losses": losses}
+
+
+def final_difference(quantity: str, actual, expected, tol: Tolerance) -> Difference:
+    """A final quantity: every step's loss elementwise (each is its own number),
+    every other tensor normwise."""
+    if quantity == "losses":
+        return difference(actual, expected, tol, name=quantity)
+    return tensorwise_difference({quantity: actual}, {quantity: expected}, tol)
+
+
+def step_difference(step: int, actual: dict, expected: dict, tol: Tolerance,
+                    sensitivity: dict[str, float] | None = None) -> StepDifference:
+    """Named tensors at one step, each judged normwise (with its rounding
+    allowance when ``sensitivity`` is given)."""
+    d = tensorwise_difference(actual, expected, tol, sensitivity)
+    relative = 0.0
+    for name, s in (sensitivity or {}).items():
+        e = np.asarray(expected[name], dtype=np.float64)
+        scale = float(np.abs(e[np.isfinite(e)]).max()) if np.isfinite(e).any() else 0.0
+        if s > 0:
+            relative = max(relative, s / scale if scale > 0 else np.inf)
+    return StepDifference(step, d.max_abs, d.max_rel, d.ok, d.used, d.worst, relative)
 
 
 def trajectory_difference(step: int, actual, expected, tol: Tolerance) -> StepDifference:
-    """Elementwise, as the final parameters: the free-running snapshots' difference."""
-    ravel = lambda tree: np.concatenate([t.ravel() for t in tensors(tree)])  # noqa: E731
-    d = difference(ravel(actual), ravel(expected), tol)
-    return StepDifference(step, d.max_abs, d.max_rel, d.ok)
+    """A free-running snapshot's parameters, tensor by tensor, normwise.
 
-
-def teacher_difference(step: int, actual, expected, tol: Tolerance) -> StepDifference:
-    """One step's (loss, grads, params, state), each quantity as one vector and
-    normwise: the loss, the gradient, the new parameters, each optimizer buffer.
-
-    Whole vectors, not layer by layer: a saturated layer's gradient is tiny and
-    cancels (1 - tanh^2), so its own relative error is large while its share of
-    the step is not. A wrong rule moves the step by far more than rtol anyway.
+    The optimizer's buffers are judged in the teacher-forced steps, where their
+    own rounding sensitivity is measured; along the run they matter through the
+    parameters they move. (A buffer of pure rounding noise, 1e-19 / eps, differs
+    from backend to backend by 1e-11 while the parameters agree to 1e-15.)
     """
-    def parts(out):
-        loss, grads, params, state = out
-        vector = lambda tree: np.concatenate([t.ravel() for t in tensors(tree)])  # noqa: E731
-        return ([np.asarray(loss, dtype=np.float64), vector(grads), vector(params)]
-                + [vector(state[k]) for k in sorted(state)])
-    d = tensorwise_difference(parts(actual), parts(expected), tol)
-    return StepDifference(step, d.max_abs, d.max_rel, d.ok)
+    return step_difference(step, named_params(actual), named_params(expected), tol)
 
 
 def _first_loss_out(losses: np.ndarray, reference: np.ndarray, tol: Tolerance) -> int | None:
-    for step, (a, e) in enumerate(zip(losses, reference)):
+    for step, (a, e) in enumerate(zip(losses, reference, strict=True)):
         if not difference(a, e, tol).ok:
             return step
     return None
 
 
-def teacher_forced(spec, data, snapshots, reference_module, module, tol) -> list[StepDifference]:
-    """One step of ``module`` and of ``reference_module`` from each snapshot, compared."""
+def _steps_text(steps: Sequence[int]) -> str:
+    shown = ", ".join(map(str, steps[:10]))
+    return shown + (f", ... ({len(steps)} in all)" if len(steps) > 10 else "")
+
+
+def incomplete(name: str, result, reference: str, expected) -> str | None:
+    """Why ``result`` cannot be paired with the reference's run step by step
+    (missing or extra snapshots, a different number of losses), or None."""
+    ours = [s.step for s in result.snapshots]
+    theirs = [s.step for s in expected.snapshots]
+    problems = []
+    if ours != theirs:
+        missing = sorted(set(theirs) - set(ours))
+        extra = sorted(set(ours) - set(theirs))
+        text = f"{name} recorded {len(ours)} snapshots, {reference} {len(theirs)}"
+        if missing:
+            text += f"; missing steps {_steps_text(missing)}"
+        if extra:
+            text += f"; extra steps {_steps_text(extra)}"
+        if not missing and not extra:
+            text += "; the same steps in another order or repeated"
+        problems.append(text)
+    if len(result.losses) != len(expected.losses):
+        problems.append(f"{name} returned {len(result.losses)} losses, {reference} "
+                        f"{len(expected.losses)}")
+    if not problems:
+        return None
+    return "incomplete: " + "; ".join(problems) + " (nothing is compared on missing steps)"
+
+
+def sampled_sensitivities(spec, data, snapshots) -> dict[int, dict[str, float]]:
+    """The rounding sensitivity of the step from each sampled snapshot (see
+    ``nnparity.shared.rounding``), by step."""
+    from nnparity.backends import as_arrays
+
+    x, y = as_arrays(spec, data.x_train, data.y_train)
+    plan = batch_plan(x.shape[0], spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
+    return {snap.step: step_sensitivity(spec, snap.params, snap.state, x[plan.rows(snap.step)],
+                                        y[plan.rows(snap.step)], seed=snap.step,
+                                        named_outputs=named_step)
+            for snap in _sample(snapshots, MAX_TEACHER_STEPS)}
+
+
+def teacher_forced(spec, data, snapshots, reference_module, module, tol,
+                   sensitivities: dict[int, dict[str, float]] | None = None
+                   ) -> list[StepDifference]:
+    """One step of ``module`` and of ``reference_module`` from each sampled snapshot,
+    compared tensor by tensor with each step's rounding allowance (``sensitivities``
+    by step, from ``sampled_sensitivities``; none when not given)."""
     from nnparity.backends import as_arrays
 
     x, y = as_arrays(spec, data.x_train, data.y_train)
@@ -199,29 +289,30 @@ def teacher_forced(spec, data, snapshots, reference_module, module, tol) -> list
         rows = plan.rows(snap.step)
         expected = reference_module.step(spec, snap.params, snap.state, x[rows], y[rows])
         actual = module.step(spec, snap.params, snap.state, x[rows], y[rows])
-        points.append(teacher_difference(snap.step, actual, expected, tol))
+        allowance = sensitivities[snap.step] if sensitivities is not None else None
+        points.append(step_difference(snap.step, named_step(actual), named_step(expected),
+                                      tol, allowance))
     return points
 
 
 def diagnose(parity_ok: bool, teacher: Sequence[StepDifference], first_out: int | None) -> str:
+    """One sentence: ok, amplification, or an implementation difference (naming the
+    first disagreeing teacher-forced step's worst element)."""
     bad_teacher = [d for d in teacher if not d.ok]
     if bad_teacher and bad_teacher[0] is teacher[0]:
-        return (f"implementation differs: step {teacher[0].step} already disagrees "
-                f"(max abs {teacher[0].max_abs:.1e}, max rel {teacher[0].max_rel:.1e})")
+        return (f"implementation differs: step {teacher[0].step} already disagrees; "
+                f"worst {teacher[0].worst}")
     if bad_teacher:
         first = bad_teacher[0]
-        return (f"the teacher-forced step at step {first.step} disagrees (max abs "
-                f"{first.max_abs:.1e}, max rel {first.max_rel:.1e}) though step "
-                f"{teacher[0].step} agrees: an implementation "
-                f"difference that shows later (a buffer's update, a rarely hit branch) or an "
-                f"ill-conditioned state")
-    worst = max((d.max_rel for d in teacher), default=0.0)
+        return (f"the teacher-forced step at step {first.step} disagrees though step "
+                f"{teacher[0].step} agrees: an implementation difference that shows later "
+                f"(a buffer's update, a rarely hit branch); worst {first.worst}")
     if not parity_ok:
         where = (f" from step {first_out}" if first_out is not None
                  else " after the last snapshot (only the final results leave tolerance)")
-        return (f"amplification: every teacher-forced step agrees (max rel {worst:.1e}); "
-                f"the free-running trajectories separate{where}")
-    return f"ok: within tolerance; teacher-forced steps agree to {worst:.1e}"
+        return ("amplification: every teacher-forced step agrees within its rounding "
+                f"allowance; the free-running trajectories separate{where}")
+    return "ok: within tolerance; every teacher-forced step agrees"
 
 
 def compare(spec: NetworkSpec, data: Dataset,
@@ -271,7 +362,7 @@ def compare(spec: NetworkSpec, data: Dataset,
         predictions[name] = modules[name].predict(spec, result.params, x_test)
         named[name] = quantities(result.params, predictions[name], result.losses)
 
-    parity = []
+    parity, sensitivities = [], None              # measured once, for every backend
     for name in backends:
         if name == reference:
             continue
@@ -283,15 +374,23 @@ def compare(spec: NetworkSpec, data: Dataset,
                 same, seconds[name]))
             continue
         ref, res = results[reference], results[name]
-        differences = {q: difference(named[name][q], e, tol) for q, e in named[reference].items()}
+        differences = {q: final_difference(q, named[name][q], e, tol)
+                       for q, e in named[reference].items()}
+        unpaired = incomplete(name, res, reference, ref)
+        if unpaired is not None:
+            parity.append(BackendParity(name, differences, (), (), None, None, unpaired,
+                                        False, seconds[name]))
+            continue
         trajectory = tuple(
-            trajectory_difference(s.step, (s.params, s.state), (r.params, r.state), tol)
-            for s, r in zip(res.snapshots, ref.snapshots))
+            trajectory_difference(s.step, s.params, r.params, tol)
+            for s, r in zip(res.snapshots, ref.snapshots, strict=True))
         outs = [d.step for d in trajectory if not d.ok]
         loss_out = _first_loss_out(res.losses, ref.losses, tol)
         first_out = min([s for s in outs + [loss_out] if s is not None], default=None)
+        if sensitivities is None:
+            sensitivities = sampled_sensitivities(spec, data, ref.snapshots)
         teacher = tuple(teacher_forced(spec, data, ref.snapshots, modules[reference],
-                                       modules[name], tol))
+                                       modules[name], tol, sensitivities))
         final_ok = all(d.ok for d in differences.values()) and all(d.ok for d in trajectory)
         ok = final_ok and all(d.ok for d in teacher)
         parity.append(BackendParity(name, differences, trajectory, teacher, first_out, None,

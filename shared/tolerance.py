@@ -29,6 +29,7 @@ measured up to 2.5e-6 absolute.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -62,66 +63,157 @@ def relative_floor(tol: Tolerance) -> float:
     return tol.atol / tol.rtol if tol.rtol > 0 else np.inf
 
 
+#: The rounding allowance of a teacher-forced step (see the module docstring):
+#: every floating-point result of the NumPy reference's step is moved by a random
+#: whole number of ulps in [-ROUNDING_ULPS, ROUNDING_ULPS], ROUNDING_SAMPLES times,
+#: and a tensor may differ by ROUNDING_MULTIPLE times the largest change seen.
+ROUNDING_ULPS = 4
+ROUNDING_SAMPLES = 3
+ROUNDING_MULTIPLE = 8.0
+
+
+@dataclass(frozen=True)
+class Element:
+    """The element a comparison found worst, named for a reader.
+
+    tensor: the tensor's name ("W0", "grad b1", "momentum_buffer W0", "losses", ...).
+    index: the element's index in that tensor (() for a scalar or a shape mismatch).
+    expected, actual: the reference's value and the compared backend's (NaN where
+        a shape mismatch leaves no element to name).
+    criterion: which test the tensor was held to, and with what numbers; for a
+        failing tensor, the one it failed.
+    """
+
+    tensor: str
+    index: tuple[int, ...]
+    expected: float
+    actual: float
+    criterion: str
+
+    def __str__(self) -> str:
+        where = f"{self.tensor}[{', '.join(map(str, self.index))}]" if self.index else self.tensor
+        return (f"{where}: expected {self.expected!r}, actual {self.actual!r} "
+                f"({self.criterion})")
+
+
 @dataclass(frozen=True)
 class Difference:
     """How far ``actual`` is from ``expected``.
 
     max_abs: max |a - e| (inf where the non-finite values differ).
-    max_rel: max |a - e| / |e| over the elements where the relative tolerance
-        governs, |e| >= atol / rtol (0 if there are none); smaller elements are
-        judged by atol, and their relative error says nothing.
-    ok: every element matches under the tolerance (see module docstring).
+    max_rel: elementwise (``difference``): max |a - e| / |e| over the elements
+        where the relative tolerance governs, |e| >= atol / rtol (0 if there are
+        none); normwise (``tensorwise_difference``): the largest
+        max|a - e| / max|e| over tensors with max|e| >= atol / rtol.
+    ok: every element (or tensor) is within its allowance.
+    used: the largest fraction of its allowance an element (or tensor) uses:
+        |a - e| / allowed; ok is used <= 1 (inf for a non-finite or shape mismatch).
+    worst: the element with the largest ``used`` (the first failing one found
+        for a non-finite or shape mismatch), or None when there is no element.
     """
 
     max_abs: float
     max_rel: float
     ok: bool
+    used: float = 0.0
+    worst: Element | None = None
 
 
-def difference(actual, expected, tol: Tolerance) -> Difference:
-    """Compare two arrays elementwise under ``tol``."""
+def _mismatch(a: np.ndarray, e: np.ndarray, name: str) -> Difference | None:
+    """The failing Difference when shapes or non-finite values disagree, else None."""
+    if a.shape != e.shape:
+        return Difference(np.inf, np.inf, False, np.inf, Element(
+            name, (), np.nan, np.nan,
+            f"shape: {a.shape} against the reference's {e.shape}"))
+    matched = (np.isnan(a) & np.isnan(e)) | (a == e)          # NaN = NaN, inf = inf
+    bad = ~(np.isfinite(a) & np.isfinite(e)) & ~matched
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        return Difference(np.inf, np.inf, False, np.inf, Element(
+            name, index, float(e[index]), float(a[index]),
+            "non-finite: a NaN or infinity must be matched by the same value"))
+    return None
+
+
+def difference(actual, expected, tol: Tolerance, name: str = "value") -> Difference:
+    """Compare two arrays elementwise under ``tol``: |a - e| <= atol + rtol * |e|
+    for every element (see the module docstring); ``name`` names the tensor in
+    ``worst``."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
-    if a.shape != e.shape:
-        return Difference(np.inf, np.inf, False)
-    if a.size == 0:
+    failed = _mismatch(a, e, name)
+    if failed is not None:
+        return failed
+    finite = np.isfinite(e)                       # non-finite entries matched exactly
+    if not finite.any():
         return Difference(0.0, 0.0, True)
-    matched_nonfinite = (np.isnan(a) & np.isnan(e)) | (np.isinf(a) & (a == e))
-    finite = np.isfinite(a) & np.isfinite(e)
-    gap = np.full(a.shape, np.inf)                       # stays inf where one side is non-finite
-    with np.errstate(over="ignore"):                     # a gap beyond 1.8e308 is rightly inf
-        gap[finite] = np.abs(a[finite] - e[finite])
-        gap[matched_nonfinite] = 0.0
-        within = gap[finite] <= tol.atol + tol.rtol * np.abs(e[finite])
-        nonzero = finite & (np.abs(e) >= relative_floor(tol)) & (e != 0)
-        rel = gap[nonzero] / np.abs(e[nonzero])
-    ok = bool(np.all(finite | matched_nonfinite) and np.all(within))
-    max_rel = float(rel.max()) if rel.size else 0.0
-    if not np.all(finite | matched_nonfinite):
-        max_rel = np.inf
-    return Difference(float(gap.max()), max_rel, ok)
+    with np.errstate(over="ignore"):              # a gap beyond 1.8e308 is rightly inf
+        gap = np.where(finite, np.abs(a - np.where(finite, e, 0.0)), 0.0)
+        allowed = tol.atol + tol.rtol * np.abs(np.where(finite, e, 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        used = np.where(gap == 0, 0.0, gap / allowed)
+    governs = finite & (np.abs(e) >= relative_floor(tol)) & (e != 0)
+    max_rel = float((gap[governs] / np.abs(e[governs])).max()) if governs.any() else 0.0
+    index = np.unravel_index(int(np.argmax(used)), used.shape) if used.ndim else ()
+    index = tuple(int(i) for i in index)
+    worst_used = float(used[index])
+    ok = worst_used <= 1.0
+    verb = "within" if ok else "beyond"
+    criterion = (f"elementwise: |a - e| = {float(gap[index]):.3g} {verb} "
+                 f"atol + rtol*|e| = {float(allowed[index]):.3g}")
+    return Difference(float(gap.max()), max_rel, ok, worst_used,
+                      Element(name, index, float(e[index]), float(a[index]), criterion))
 
 
-def tensorwise_difference(actual, expected, tol: Tolerance) -> Difference:
-    """Compare two equal-length sequences of arrays tensor by tensor, normwise:
+def tensorwise_difference(actual, expected, tol: Tolerance,
+                          sensitivity: Mapping[str, float] | None = None) -> Difference:
+    """Compare tensors one by one, normwise: for every tensor
 
-        max|a - e| <= atol + rtol * max|e|      for every tensor,
+        max|a - e| <= atol + rtol * max|e| + ROUNDING_MULTIPLE * s
 
-    i.e. each tensor's error relative to its own scale. This is the criterion
-    for one teacher-forced step, whose gradients can hold elements that cancel
-    to near zero (1 - tanh^2 at large |x|) where no elementwise relative error
-    is meaningful. max_rel is the largest max|a - e| / max|e| over tensors with
-    max|e| >= atol / rtol. Non-finite values are matched as in ``difference``.
+    i.e. each tensor's error relative to its own scale, where s is that tensor's
+    measured rounding sensitivity (``sensitivity[name]``, 0 when not given; see
+    ``nnparity.shared.rounding``). ``actual`` and ``expected`` are two mappings
+    with the same names (or two equal-length sequences, named "0", "1", ...).
+    Non-finite values and shapes are matched as in ``difference``.
     """
-    worst_abs, worst_rel, ok = 0.0, 0.0, True
-    for a, e in zip(actual, expected, strict=True):
-        d = difference(a, e, Tolerance(rtol=0.0, atol=np.inf))   # shapes and non-finite only
-        a, e = np.asarray(a, dtype=np.float64), np.asarray(e, dtype=np.float64)
+    if not isinstance(expected, Mapping):
+        actual = {str(i): t for i, t in enumerate(actual)}
+        expected = {str(i): t for i, t in enumerate(expected)}
+    if list(actual) != list(expected):
+        raise ValueError(f"tensor names differ: {list(actual)} against {list(expected)}")
+    sensitivity = sensitivity or {}
+    worst_abs, worst_rel, parts = 0.0, 0.0, []
+    for name, e in expected.items():
+        a = np.asarray(actual[name], dtype=np.float64)
+        e = np.asarray(e, dtype=np.float64)
+        failed = _mismatch(a, e, name)
+        if failed is not None:
+            parts.append(failed)
+            continue
         finite = np.isfinite(e)
-        scale = float(np.abs(e[finite]).max()) if finite.any() else 0.0
-        gap = d.max_abs
-        worst_abs = max(worst_abs, gap)
-        if scale >= relative_floor(tol) and scale > 0:
-            worst_rel = max(worst_rel, gap / scale)
-        ok = ok and d.ok and gap <= tol.atol + tol.rtol * scale
-    return Difference(worst_abs, worst_rel, ok)
+        if not finite.any():
+            parts.append(Difference(0.0, 0.0, True))
+            continue
+        with np.errstate(over="ignore"):
+            gap = np.where(finite, np.abs(a - np.where(finite, e, 0.0)), 0.0)
+        scale = float(np.abs(e[finite]).max())
+        s = float(sensitivity.get(name, 0.0))
+        allowed = tol.atol + tol.rtol * scale + ROUNDING_MULTIPLE * s
+        index = np.unravel_index(int(np.argmax(gap)), gap.shape) if gap.ndim else ()
+        index = tuple(int(i) for i in index)
+        largest = float(gap[index])
+        used = 0.0 if largest == 0 else largest / allowed
+        rel = largest / scale if scale >= relative_floor(tol) and scale > 0 else 0.0
+        verb = "within" if used <= 1.0 else "beyond"
+        rounding = f" + {ROUNDING_MULTIPLE:g}*sensitivity {s:.3g}" if s else ""
+        criterion = (f"normwise: max|a - e| = {largest:.3g} {verb} atol + rtol*max|e| "
+                     f"{tol.atol + tol.rtol * scale:.3g}{rounding} = {allowed:.3g}")
+        parts.append(Difference(largest, rel, used <= 1.0, used, Element(
+            name, index, float(e[index]), float(a[index]), criterion)))
+    if not parts:
+        return Difference(0.0, 0.0, True)
+    worst = max(parts, key=lambda d: d.used)
+    worst_abs = max(d.max_abs for d in parts)
+    worst_rel = max(d.max_rel for d in parts)
+    return Difference(worst_abs, worst_rel, all(d.ok for d in parts), worst.used, worst.worst)

@@ -29,7 +29,9 @@ class Snapshot:
 
 
 def copy_params(params) -> Params:
-    return [(np.array(w), np.array(b)) for w, b in params]
+    """A copy of [(W, b), ...]; an array subclass stays that subclass
+    (``nnparity.shared.rounding`` runs the NumPy step on one)."""
+    return [(np.array(w, subok=True), np.array(b, subok=True)) for w, b in params]
 
 
 def copy_state(state: dict) -> dict:
