@@ -66,19 +66,23 @@ def _differences_table(report: ParityReport) -> str:
     for p in report.parity:
         if not p.differences:
             rows.append(_row([(p.backend, False), ("(none)", False), ("", True), ("", True),
-                              ("yes" if p.ok else "NO", False)], failed=not p.ok))
+                              ("", True), ("", False), ("yes" if p.ok else "NO", False)],
+                             failed=not p.ok))
         for quantity, d in p.differences.items():
             rows.append(_row([(p.backend, False), (quantity, False), (_fmt(d.max_abs), True),
-                              (_fmt(d.max_rel), True), ("yes" if d.ok else "NO", False)],
+                              (_fmt(d.max_rel), True), (_fmt(d.used), True),
+                              ("" if d.ok else str(d.worst), False),
+                              ("yes" if d.ok else "NO", False)],
                              failed=not d.ok))
-    return _table("differences", ["backend", "quantity", "max abs", "max rel", "ok"], rows)
+    return _table("differences", ["backend", "quantity", "max abs", "max rel",
+                                  "allowance used", "worst element (when failed)", "ok"], rows)
 
 
 def _worst(points) -> str:
     if not points:
         return "(none)"
-    worst = max(points, key=lambda d: d.max_rel)
-    return f"{_fmt(worst.max_rel)} at step {worst.step}"
+    worst = max(points, key=lambda d: d.used)
+    return f"{_fmt(worst.max_rel)} at step {worst.step} (allowance used {_fmt(worst.used)})"
 
 
 def _summary_table(report: ParityReport) -> str:
@@ -87,9 +91,9 @@ def _summary_table(report: ParityReport) -> str:
                   (str(len(p.teacher)), True), (_worst(p.teacher), True),
                   (p.diagnosis, False), ("yes" if p.ok else "NO", False)], failed=not p.ok)
             for p in report.parity]
-    return _table("summary", ["backend", "snapshots", "worst free-running max rel",
+    return _table("summary", ["backend", "snapshots", "worst free-running snapshot",
                               "first step out", "teacher-forced steps",
-                              "worst teacher-forced max rel", "diagnosis", "ok"], rows)
+                              "closest teacher-forced step", "diagnosis", "ok"], rows)
 
 
 def _backends_table(doc: dict) -> str:

@@ -19,12 +19,12 @@ import platform
 from typing import Any
 
 from .harness import ParityReport, StepDifference
-from .tolerance import Difference
+from .tolerance import ROUNDING_MULTIPLE, ROUNDING_SAMPLES, ROUNDING_ULPS, Difference, Element
 from .validation import fail
 
 SCHEMA = "nnparity.compare-report"
 #: bumped whenever a key is added, removed or changes meaning
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: how a non-finite number is written in the JSON
 NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 #: distributions whose version the report records (besides Python)
@@ -58,13 +58,21 @@ def check_report(report: Any) -> ParityReport:
     return report
 
 
-def _difference(d: Difference) -> dict:
-    return {"max_abs": number(d.max_abs), "max_rel": number(d.max_rel), "ok": bool(d.ok)}
+def _element(e: Element | None) -> dict | None:
+    if e is None:
+        return None
+    return {"tensor": e.tensor, "index": [int(i) for i in e.index],
+            "expected": number(e.expected), "actual": number(e.actual),
+            "criterion": e.criterion}
+
+
+def _difference(d: Difference | StepDifference) -> dict:
+    return {"max_abs": number(d.max_abs), "max_rel": number(d.max_rel), "ok": bool(d.ok),
+            "used": number(d.used), "worst": _element(d.worst)}
 
 
 def _step(d: StepDifference) -> dict:
-    return {"step": int(d.step), "max_abs": number(d.max_abs), "max_rel": number(d.max_rel),
-            "ok": bool(d.ok)}
+    return {"step": int(d.step), **_difference(d), "sensitivity": number(d.sensitivity)}
 
 
 def backend_names(report: ParityReport) -> list[str]:
@@ -102,7 +110,9 @@ def report_to_dict(report: ParityReport) -> dict:
         "spec": report.spec.to_dict(),
         "versions": library_versions(),
         "tolerance": {"dtype": report.spec.dtype, "rtol": number(report.tolerance.rtol),
-                      "atol": number(report.tolerance.atol)},
+                      "atol": number(report.tolerance.atol),
+                      "rounding_ulps": ROUNDING_ULPS, "rounding_samples": ROUNDING_SAMPLES,
+                      "rounding_multiple": number(ROUNDING_MULTIPLE)},
         "reference": report.reference,
         "record_every": int(report.record_every),
         "backends": backends,

@@ -140,3 +140,56 @@ def test_negative_control_without_the_rounding_allowance_another_libm_fails(othe
     (p,) = report.parity
     assert not all(d.ok for d in p.teacher)
     assert not p.diagnosis.startswith("amplification")
+
+
+# ---------------------------------------------------------------- thread counts
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_verdicts_hold_with_1_and_2_blas_threads(threads):
+    """NumPy's OpenBLAS splits a product over its threads; the verdicts stay."""
+    require("torch")
+    require("jax")
+    threadpoolctl = require("threadpoolctl")
+    with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+        assert {info["num_threads"] for info in threadpoolctl.threadpool_info()
+                if info["user_api"] == "blas"} == {threads}
+        assert_chaotic_verdict(compare(*chaotic_case()))
+        report = compare(WELL_CONDITIONED, WELL_DATA)
+    assert report.ok, str(report)
+
+
+#: run in a fresh process: the verdicts on the chaotic and the well-conditioned spec
+VERDICTS_SCRIPT = """
+import json
+from nnparity.shared import compare
+from nnparity.shared.synthetic import chaotic_case
+import test_portability as here
+chaotic = compare(*chaotic_case(), backends=("numpy", "jax"))
+well = compare(here.WELL_CONDITIONED, here.WELL_DATA, backends=("numpy", "jax"))
+print(json.dumps({"chaotic": chaotic.parity[0].diagnosis, "well_ok": well.ok,
+                  "teacher_ok": all(d.ok for d in chaotic.parity[0].teacher)}))
+"""
+
+
+@pytest.mark.parametrize("flags", ["--xla_cpu_multi_thread_eigen=false", ""],
+                         ids=["eigen-one-thread", "default"])
+def test_verdicts_hold_with_xla_single_threaded_eigen(flags):
+    require("jax")
+    env = {**os.environ, "XLA_FLAGS": flags,
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__),
+                                          os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", VERDICTS_SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdicts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert verdicts["chaotic"].startswith("amplification"), verdicts
+    assert verdicts["teacher_ok"] and verdicts["well_ok"], verdicts
+
+
+def test_negative_control_xla_reads_the_flags():
+    """XLA refuses a flag it does not know, so the flag above is really read."""
+    require("jax")
+    env = {**os.environ, "XLA_FLAGS": "--xla_cpu_no_such_flag_for_nnparity=false"}
+    done = subprocess.run([sys.executable, "-c", "import jax.numpy as j; j.ones(2).sum()"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "Unknown flag" in done.stderr

@@ -28,7 +28,8 @@ from conftest import perturb_torch, require, require_program
 from nnparity.shared import SGD, NetworkSpec, compare, notebook_data, notebook_spec
 from nnparity.shared import report as reports
 from nnparity.shared.cli import main
-from nnparity.shared.tolerance import Difference
+from nnparity.shared.tolerance import (ROUNDING_MULTIPLE, ROUNDING_SAMPLES, ROUNDING_ULPS,
+                                      Difference)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # see conftest
 
@@ -76,7 +77,7 @@ def test_json_round_trips_and_is_strict(ok_report, tmp_path):
     reports.write_json(ok_report, path)
     doc = strict_loads(path.read_text(encoding="utf-8"))
     assert doc == reports.report_to_dict(ok_report)
-    assert doc["schema"] == "nnparity.compare-report" and doc["schema_version"] == 1
+    assert doc["schema"] == "nnparity.compare-report" and doc["schema_version"] == 2
     assert list(doc["backends"]) == ["numpy", "torch", "jax"]
     assert list(doc["parity"]) == ["torch", "jax"]
     assert doc["verdict"] == {"ok": True, "failed": [], "text": "PARITY OK"}
@@ -148,7 +149,9 @@ def test_json_numbers_are_the_reports(ok_report):
     doc = strict_loads(reports.to_json(ok_report))
     assert NetworkSpec.from_dict(doc["spec"]) == ok_report.spec
     assert doc["tolerance"] == {"dtype": "float64", "rtol": ok_report.tolerance.rtol,
-                                "atol": ok_report.tolerance.atol}
+                                "atol": ok_report.tolerance.atol, "rounding_ulps": ROUNDING_ULPS,
+                                "rounding_samples": ROUNDING_SAMPLES,
+                                "rounding_multiple": ROUNDING_MULTIPLE}
     assert doc["reference"] == "numpy" and doc["record_every"] == ok_report.record_every
     for name, entry in doc["backends"].items():
         result = ok_report.results[name]
@@ -161,11 +164,15 @@ def test_json_numbers_are_the_reports(ok_report):
         assert doc["backends"][p.backend]["seconds"] == p.seconds
         assert (entry["ok"], entry["diagnosis"], entry["first_step_out"]) == (
             p.ok, p.diagnosis, p.first_step_out)
-        assert entry["differences"] == {q: dataclasses.asdict(d)
-                                        for q, d in p.differences.items()}
-        assert entry["trajectory"] == [dataclasses.asdict(d) for d in p.trajectory]
-        assert entry["teacher"] == [dataclasses.asdict(d) for d in p.teacher]
+        assert entry["differences"] == {q: as_json(d) for q, d in p.differences.items()}
+        assert entry["trajectory"] == [as_json(d) for d in p.trajectory]
+        assert entry["teacher"] == [as_json(d) for d in p.teacher]
         assert len(entry["trajectory"]) == 40 and 0 < len(entry["teacher"]) <= 50
+
+
+def as_json(d) -> dict:
+    """A difference's fields as JSON has them (tuples become lists; finite numbers)."""
+    return json.loads(json.dumps(dataclasses.asdict(d), allow_nan=False))
 
 
 def test_non_finite_numbers_are_strings_not_replaced(ok_report):
@@ -175,7 +182,7 @@ def test_non_finite_numbers_are_strings_not_replaced(ok_report):
         dataclasses.replace(p, differences=differences, ok=False),) + ok_report.parity[1:])
     doc = strict_loads(reports.to_json(broken))
     assert doc["parity"][p.backend]["differences"]["W0"] == {
-        "max_abs": "inf", "max_rel": "nan", "ok": False}
+        "max_abs": "inf", "max_rel": "nan", "ok": False, "used": 0.0, "worst": None}
     assert doc["verdict"]["ok"] is False and doc["verdict"]["failed"] == [p.backend]
     assert [reports.number(x) for x in (-math.inf, 0.0, 1.5)] == ["-inf", 0.0, 1.5]
 
@@ -503,7 +510,7 @@ def test_cli_json_needs_no_matplotlib(tmp_path, monkeypatch, capsys):
     path = tmp_path / "r.json"
     assert main(["compare", "--backends", "numpy", "torch", "--epochs", "2",
                  "--json", str(path)]) == 0
-    assert strict_loads(path.read_text(encoding="utf-8"))["schema_version"] == 1
+    assert strict_loads(path.read_text(encoding="utf-8"))["schema_version"] == 2
 
 
 def test_cli_write_failure_after_training_is_one_line(tmp_path, monkeypatch, capsys):

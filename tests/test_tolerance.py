@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nnparity.shared import POLICY, Tolerance
-from nnparity.shared.tolerance import difference
+from nnparity.shared.tolerance import difference, tensorwise_difference
 
 F64 = POLICY["float64"]           # rtol 1e-10, atol 1e-12
 F32 = POLICY["float32"]
@@ -178,3 +178,54 @@ def test_extreme_finite_values_give_no_floating_point_warnings(actual, expected,
         d = difference(actual, expected, F64)
     assert d.ok is ok
     assert d.max_rel == max_rel
+
+
+# ------------------------------------------------------- tensorwise (normwise)
+
+def test_tensorwise_is_normwise_per_tensor():
+    """max|a - e| <= atol + rtol * max|e| for each tensor on its own: a small
+    element may move by rtol times its tensor's largest, a small tensor may not
+    borrow a large tensor's scale."""
+    e = {"W0": np.array([1.0, 1e-6]), "b0": np.array([1e-6])}
+    inside = {"W0": np.array([1.0, 1e-6 + 5e-11]), "b0": np.array([1e-6])}
+    assert tensorwise_difference(inside, e, F64).ok
+    assert not difference(inside["W0"], e["W0"], F64).ok         # elementwise it fails
+    borrowing = {"W0": np.array([1.0, 1e-6]), "b0": np.array([1e-6 + 5e-11])}
+    d = tensorwise_difference(borrowing, e, F64)
+    assert not d.ok
+    assert d.worst.tensor == "b0" and d.worst.index == (0,)
+    assert d.worst.expected == 1e-6 and d.worst.actual == 1e-6 + 5e-11
+    assert d.worst.criterion.startswith("normwise: max|a - e| = 5e-11 beyond")
+    assert d.used == pytest.approx(5e-11 / (1e-12 + 1e-10 * 1e-6), rel=1e-6)
+
+
+def test_tensorwise_rounding_allowance_is_the_multiple_of_the_sensitivity():
+    from nnparity.shared.tolerance import ROUNDING_MULTIPLE
+    e = {"grad W0": np.array([1e-3, -2e-3])}
+    gap = 1e-9                                           # beyond atol + rtol * 2e-3
+    a = {"grad W0": e["grad W0"] + np.array([0.0, gap])}
+    assert not tensorwise_difference(a, e, F64).ok
+    just_enough = (gap - F64.atol - F64.rtol * 2e-3) / ROUNDING_MULTIPLE
+    assert tensorwise_difference(a, e, F64, {"grad W0": just_enough * 1.01}).ok
+    d = tensorwise_difference(a, e, F64, {"grad W0": just_enough * 0.99})
+    assert not d.ok and "sensitivity" in d.worst.criterion
+    assert d.worst.index == (1,)
+
+
+def test_tensorwise_mismatches_name_their_element():
+    d = tensorwise_difference({"W0": np.array([1.0, NAN])}, {"W0": np.array([1.0, 2.0])}, F64,
+                              {"W0": INF})
+    assert not d.ok and d.used == INF                     # no allowance excuses a NaN
+    assert d.worst.index == (1,) and d.worst.criterion.startswith("non-finite")
+    d = tensorwise_difference({"b1": np.zeros(2)}, {"b1": np.zeros(3)}, F64)
+    assert not d.ok and d.worst.criterion == "shape: (2,) against the reference's (3,)"
+    with pytest.raises(ValueError, match="tensor names differ"):
+        tensorwise_difference({"W0": np.zeros(1)}, {"W1": np.zeros(1)}, F64)
+
+
+def test_elementwise_difference_names_its_worst_element():
+    d = difference(np.array([[1.0, 2.0], [3.0, 4.0 + 1e-6]]), np.array([[1.0, 2.0], [3.0, 4.0]]),
+                   F64, name="predictions")
+    assert not d.ok and d.worst.tensor == "predictions" and d.worst.index == (1, 1)
+    assert str(d.worst).startswith("predictions[1, 1]: expected 4.0, actual 4.000001")
+    assert "elementwise" in d.worst.criterion and "beyond" in d.worst.criterion

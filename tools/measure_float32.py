@@ -7,9 +7,9 @@ backends, it measures against numpy:
 
 (a) teacher-forced steps: from numpy's float32 snapshots (about 25 per run),
     one step of each backend vs one step of numpy on the same batch, compared
-    as ``shared.harness.teacher_difference`` does: loss, gradient, new
-    parameters and each optimizer buffer as whole vectors, normwise
-    (max|a - e| / max|e|). Reported twice: over every vector with max|e| > 0
+    as ``shared.harness.step_difference`` does without its rounding
+    allowance: the loss, every gradient, parameter and buffer tensor,
+    normwise (max|a - e| / max|e|); the per-part columns give whole vectors. Reported twice: over every vector with max|e| > 0
     ("no floor"), and as the harness reports it under POLICY["float32"], where
     vectors with max|e| < atol/rtol are judged by atol only ("policy");
 (b) free-running: the final parameters after the whole run, elementwise max
@@ -34,7 +34,7 @@ from nnparity.backends import as_arrays, get_backend, train
 from nnparity.shared import (POLICY, SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, Tolerance,
                              compare, notebook_data, notebook_spec)
 from nnparity.shared.data import batch_plan
-from nnparity.shared.harness import teacher_difference, tensors
+from nnparity.shared.harness import named_step, step_difference
 from nnparity.shared.synthetic import binary, classification, regression
 from nnparity.shared.tolerance import difference
 
@@ -91,10 +91,20 @@ def suite() -> dict[str, tuple[NetworkSpec, Dataset]]:
     }
 
 
+def tensors(tree) -> list[np.ndarray]:
+    """Every array in a nest of lists, tuples and dicts (dicts in sorted key order,
+    the step count included), as float64 arrays."""
+    if isinstance(tree, dict):
+        return [t for key in sorted(tree) for t in tensors(tree[key])]
+    if isinstance(tree, (list, tuple)):
+        return [t for item in tree for t in tensors(item)]
+    return [np.asarray(tree, dtype=np.float64)]
+
+
 def normwise(actual, expected) -> float:
     """max over tensors of max|a - e| / max|e| (tensors with max|e| > 0)."""
     worst = 0.0
-    for a, e in zip(tensors(actual), tensors(expected)):
+    for a, e in zip(tensors(actual), tensors(expected), strict=True):
         scale = float(np.abs(e).max())
         if scale > 0:
             worst = max(worst, float(np.abs(a - e).max()) / scale)
@@ -106,7 +116,7 @@ def vector(tree) -> np.ndarray:
 
 
 def step_parts(out) -> dict[str, np.ndarray]:
-    """One step's vectors, as teacher_difference splits it: loss, grads, params, each buffer."""
+    """One step's parts as whole vectors: loss, grads, params, each buffer."""
     loss, grads, params, state = out
     parts = {"loss": np.asarray(loss, dtype=np.float64), "grads": vector(grads),
              "params": vector(params)}
@@ -127,7 +137,7 @@ def used_elementwise(a, e) -> float:
 
 def teacher_parts(spec, data, snapshots, name):
     """Worst teacher-forced normwise rel: overall (no floor), as compare reports it under
-    the policy, per part (whole vectors, as teacher_difference), and the policy used."""
+    the policy (per tensor), per part (whole vectors), and the policy used."""
     ref, module = get_backend("numpy"), get_backend(name)
     x, y = as_arrays(spec, data.x_train, data.y_train)
     plan = batch_plan(x.shape[0], spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
@@ -137,9 +147,11 @@ def teacher_parts(spec, data, snapshots, name):
         rows = plan.rows(snap.step)
         e = ref.step(spec, snap.params, snap.state, x[rows], y[rows])
         a = module.step(spec, snap.params, snap.state, x[rows], y[rows])
+        named_a, named_e = named_step(a), named_step(e)
         worst["no floor"] = max(worst["no floor"],
-                                teacher_difference(snap.step, a, e, NO_FLOOR).max_rel)
-        worst["policy"] = max(worst["policy"], teacher_difference(snap.step, a, e, TOL32).max_rel)
+                                step_difference(snap.step, named_a, named_e, NO_FLOOR).max_rel)
+        worst["policy"] = max(worst["policy"],
+                              step_difference(snap.step, named_a, named_e, TOL32).max_rel)
         pa, pe = step_parts(a), step_parts(e)
         for part in pe:
             scale = float(np.abs(pe[part]).max())
@@ -175,7 +187,7 @@ def measure(name, spec, data):
                                         report.predictions["numpy"]),
                        max(used_elementwise(vector((s.params, s.state)),
                                             vector((r.params, r.state)))
-                           for s, r in zip(res.snapshots, ref.snapshots))),
+                           for s, r in zip(res.snapshots, ref.snapshots, strict=True))),
             ok=p.ok, first_out=p.first_step_out,
             f32_vs_f64=normwise(ref.params, f64.params)))
     return rows
