@@ -100,7 +100,8 @@ def train(spec, params, state, x, y, plan, record_every=None):
     flat, params = in_one_tensor(params, requires_grad=True)
     flat_grads, grads = in_one_tensor([(np.zeros_like(w), np.zeros_like(b))
                                        for w, b in to_numpy(params)])
-    for p, g in zip((t for pair in params for t in pair), (t for pair in grads for t in pair)):
+    for p, g in zip((t for pair in params for t in pair), (t for pair in grads for t in pair),
+                    strict=True):
         p.grad = g
     buffers = {k: in_one_tensor(v) for k, v in state.items() if k != "step"}
     flat_state = {"step": state["step"], **{k: [(f,)] for k, (f, _) in buffers.items()}}

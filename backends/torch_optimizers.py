@@ -15,7 +15,7 @@ from nnparity.shared.init import tensors
 def sgd(opt, params, grads, state):
     t = state["step"]
     buffers = tensors(state["momentum_buffer"]) if opt.momentum != 0 else None
-    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads))):
+    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads), strict=True)):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p
         if opt.momentum != 0:
@@ -32,7 +32,7 @@ def adam(opt, params, grads, state, decoupled=False):
     t = state["step"] + 1
     beta1, beta2 = opt.betas
     ms, vs = tensors(state["exp_avg"]), tensors(state["exp_avg_sq"])
-    for p, g, m, v in zip(tensors(params), tensors(grads), ms, vs):
+    for p, g, m, v in zip(tensors(params), tensors(grads), ms, vs, strict=True):
         if decoupled:
             p.mul_(1 - opt.lr * opt.weight_decay)            # AdamW: decay the weights
         elif opt.weight_decay != 0:
@@ -52,7 +52,7 @@ def rmsprop(opt, params, grads, state):
     vs = tensors(state["square_avg"])
     bs = tensors(state["momentum_buffer"]) if opt.momentum > 0 else None
     avgs = tensors(state["grad_avg"]) if opt.centered else None
-    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads))):
+    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads), strict=True)):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p
         v = vs[i].mul_(opt.alpha).addcmul_(g, g, value=1 - opt.alpha)

@@ -94,7 +94,8 @@ def torch_nn_loop(spec: NetworkSpec, data: Dataset):
     import torch
 
     layers = []
-    for (w, b), last in zip(init_params(spec), [False] * (len(spec.sizes) - 2) + [True]):
+    for (w, b), last in zip(init_params(spec), [False] * (len(spec.sizes) - 2) + [True],
+                            strict=True):
         linear = torch.nn.Linear(w.shape[1], w.shape[0], dtype=torch.float64)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(w))
@@ -262,7 +263,7 @@ def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int) -> li
         fn()
     times = [[] for _ in fns]
     for _ in range(repeats):
-        for fn, fn_times in zip(fns, times):
+        for fn, fn_times in zip(fns, times, strict=True):
             start = time.perf_counter()
             fn()
             fn_times.append(time.perf_counter() - start)
@@ -279,7 +280,8 @@ def compute_data() -> Dataset:
 
 def flops_per_step(spec: NetworkSpec) -> float:
     """6 * batch * sum(in * out): forward 2, backward 4 flops per weight and row."""
-    return 6 * spec.batch_size * sum(i * o for i, o in zip(spec.sizes[:-1], spec.sizes[1:]))
+    return 6 * spec.batch_size * sum(i * o for i, o in zip(spec.sizes[:-1], spec.sizes[1:],
+                                                           strict=True))
 
 
 def run(backends, repeats: int = 5) -> dict:
@@ -295,7 +297,8 @@ def run(backends, repeats: int = 5) -> dict:
             timed["peers", name] = functools.partial(trainer, spec, data)
         else:
             result["skipped"][name] = f"{module} is not installed"
-    for (group, name), seconds in zip(timed, interleaved_medians(list(timed.values()), repeats)):
+    medians = interleaved_medians(list(timed.values()), repeats)
+    for (group, name), seconds in zip(timed, medians, strict=True):
         result[group][name] = seconds
     result["compare_cli_cold"] = compare_cli_seconds()
 

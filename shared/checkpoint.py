@@ -143,7 +143,7 @@ def checkpoint_arrays(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
 
 def layer_arrays(prefix: str, pairs) -> dict[str, np.ndarray]:
     return {f"{prefix}.{layer}.{part}": array
-            for layer, pair in enumerate(pairs) for part, array in zip("Wb", pair)}
+            for layer, pair in enumerate(pairs) for part, array in zip("Wb", pair, strict=True)}
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -290,7 +290,7 @@ class EntryReader:
         dtype = np.dtype(spec.dtype)
         return [tuple(self.read(f"{prefix}.{layer}.{part}", Entry(shape, dtype),
                                 " as the embedded spec implies")
-                      for part, shape in zip("Wb", shapes))
+                      for part, shape in zip("Wb", shapes, strict=True))
                 for layer, shapes in enumerate(spec.param_shapes)]
 
 

@@ -86,7 +86,7 @@ def cmd_train(args) -> int:
     if resume is not None:
         print(f"resumed: {args.resume} at epoch {resume.epochs_done} of {spec.epochs}")
     if sum(w.size + b.size for w, b in result.params) <= PRINT_PARAMS_UP_TO:
-        for name, (w, b) in zip(layer_names(len(result.params)), result.params):
+        for name, (w, b) in zip(layer_names(len(result.params)), result.params, strict=True):
             print(f"{name} weight: {w}")
             print(f"{name} bias: {b}")
     if len(data.x_test) <= PRINT_PREDICTIONS_UP_TO:

@@ -339,7 +339,7 @@ def compare(spec: NetworkSpec, data: Dataset,
         fail("reference", reference, f"one of the compared backends {list(backends)}")
     total_steps = spec.epochs * -(-data.x_train.shape[0] // spec.batch_size)
     if record_every is None:
-        n_params = sum(o * i + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:]))
+        n_params = sum(o * i + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:], strict=True))
         record_every = default_record_every(total_steps, n_params,
                                             len(state_buffers(spec.optimizer)),
                                             np.dtype(spec.dtype).itemsize)

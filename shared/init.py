@@ -43,7 +43,7 @@ def init_params(spec: NetworkSpec) -> Params:
         fail("spec", spec, "a NetworkSpec", TypeError)
     rng = np.random.RandomState(spec.seed)
     params = []
-    for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:]):
+    for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:], strict=True):
         w = _draw(spec.init, rng, n_out, n_in).astype(spec.dtype)  # (out, in)
         b = np.zeros(n_out, dtype=spec.dtype)                        # (out,)
         params.append((w, b))
@@ -56,7 +56,7 @@ def check_params(spec: NetworkSpec, params, name: str = "params") -> Params:
     shapes = spec.param_shapes
     if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
         fail(name, params, f"a list of {len(shapes)} (W, b) pairs", TypeError)
-    for layer, (pair, (w_shape, b_shape)) in enumerate(zip(params, shapes)):
+    for layer, (pair, (w_shape, b_shape)) in enumerate(zip(params, shapes, strict=True)):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             fail(f"{name}[{layer}]", pair, "a (W, b) pair", TypeError)
         for part, array, shape in (("W", pair[0], w_shape), ("b", pair[1], b_shape)):

@@ -52,7 +52,7 @@ def plot_activations(path: str, backends: Sequence[str]) -> None:
     plt = import_pyplot()
     x = np.linspace(-5.0, 7.0, 1201)                           # includes -3, -1, 0, 1, 3, 6 exactly
     fig, axes = plt.subplots(6, 3, figsize=(12, 18), sharex=True)
-    for ax, name in zip(axes.flat, ACTIVATIONS):
+    for ax, name in zip(axes.flat, ACTIVATIONS, strict=True):
         for backend in backends:
             y, dy = activation_with_grad(name, x, backend=backend)
             style, width = LINE_STYLES[backend]

@@ -50,7 +50,8 @@ def move_ulps(array: np.ndarray, k: np.ndarray) -> None:
     flat = array.reshape(-1)                                # a view when contiguous
     bits = flat.view(_INTS[array.dtype.itemsize])
     moved = (bits + np.asarray(k).reshape(-1).astype(bits.dtype)).view(array.dtype)
-    keep = np.isfinite(moved) & np.isfinite(flat) & (flat != 0) & (np.signbit(moved) == np.signbit(flat))
+    keep = (np.isfinite(moved) & np.isfinite(flat) & (flat != 0)
+            & (np.signbit(moved) == np.signbit(flat)))
     np.copyto(flat, moved, where=keep)
     if not np.shares_memory(flat, array):                  # reshape had to copy
         array[...] = flat.reshape(array.shape)

@@ -124,7 +124,7 @@ class NetworkSpec:
     @property
     def param_shapes(self) -> list[tuple[tuple[int, int], tuple[int]]]:
         """[(W shape (out, in), b shape (out,)), ...] layer by layer."""
-        return [((o, i), (o,)) for i, o in zip(self.sizes[:-1], self.sizes[1:])]
+        return [((o, i), (o,)) for i, o in zip(self.sizes[:-1], self.sizes[1:], strict=True)]
 
     def replace(self, **changes: Any) -> "NetworkSpec":
         """A copy with some fields changed (validated again)."""

@@ -61,7 +61,7 @@ def assert_tree_equal(actual, expected):
             assert_tree_equal(actual[key], expected[key])
     elif isinstance(expected, (list, tuple)):
         assert len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             assert_tree_equal(a, e)
     elif isinstance(expected, int):
         assert type(actual) is int and actual == expected
@@ -78,7 +78,7 @@ def assert_tree_close(actual, expected, tol=TOL):
             assert_tree_close(actual[key], expected[key], tol)
     elif isinstance(expected, (list, tuple)):
         assert len(actual) == len(expected)
-        for a, e in zip(actual, expected):
+        for a, e in zip(actual, expected, strict=True):
             assert_tree_close(a, e, tol)
     elif isinstance(expected, int):
         assert int(actual) == expected
@@ -181,7 +181,7 @@ def test_record_every_with_progress_chunks_matches_one_run(backend):
                     progress=lambda *args: None)
     assert [s.step for s in whole.snapshots] == list(range(0, 120, 4))
     assert [s.step for s in chunked.snapshots] == [s.step for s in whole.snapshots]
-    for a, e in zip(chunked.snapshots, whole.snapshots):
+    for a, e in zip(chunked.snapshots, whole.snapshots, strict=True):
         assert_tree_close(a.params, e.params)
         assert_tree_close(a.state, e.state)
 
@@ -197,7 +197,7 @@ def test_each_backends_step_is_the_step_its_train_takes(backend):
     plan = batch_plan(x.shape[0], spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
     snaps = result.snapshots
     assert len(snaps) == 18
-    for before, after in zip(snaps[:-1], snaps[1:]):
+    for before, after in zip(snaps[:-1], snaps[1:], strict=True):
         rows = plan.rows(before.step)
         loss, _, params, state = module.step(spec, before.params, before.state, x[rows], y[rows])
         assert_tree_close(params, after.params)
@@ -254,7 +254,7 @@ def test_default_record_every_is_the_smallest_k_within_both_limits(total, n_para
 def test_compare_default_record_every_on_the_chaotic_run(chaotic_report):
     spec = chaotic_report.spec
     total = spec.epochs * 3
-    n_params = sum(o * i + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:]))
+    n_params = sum(o * i + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:], strict=True))
     expected = default_record_every(total, n_params, 1, 8)
     assert chaotic_report.record_every == expected == 8
     for name, result in chaotic_report.results.items():

@@ -24,7 +24,9 @@ Each new network structure costs a JAX compilation (about 1-3 s on a 2-core
 machine), so runs are short (1-3 epochs) and the data is generated in NumPy from
 a drawn seed rather than element by element. The "ci" profile (tests/conftest.py)
 runs 50 derandomized examples (10 for divergence); ``--hypothesis-profile
-thorough`` runs 1000 (200).
+thorough`` runs 1000 (200). The two random-spec properties take about a minute,
+so they are marked ``slow``: CI runs them, the default test command does not
+(``python -m pytest -m slow`` runs them; the fixed examples below always run).
 
 On a failure the assertion message holds the spec's JSON, the data and the
 parity report, so the example can be rerun with ``compare`` directly.
@@ -228,6 +230,7 @@ def checked_compare(spec: NetworkSpec, data: Dataset):
     return report, f"parity failed for\n{describe(spec, data)}\n\n{report}"
 
 
+@pytest.mark.slow
 @given(spec_and_data())
 def test_backends_agree_on_random_specs(example):
     """numpy, torch and jax agree under POLICY[spec.dtype] (or diverge at the same step)."""
@@ -242,6 +245,7 @@ def test_backends_agree_on_random_specs(example):
     assert report.ok, failure
 
 
+@pytest.mark.slow
 @settings(max_examples=max(10, settings.default.max_examples // 5))
 @given(diverging_spec_and_data())
 def test_backends_diverge_at_the_same_step(example):
@@ -372,7 +376,7 @@ def test_zero_epochs_returns_initial_parameters(example):
     result = train(spec, data, backend="numpy")
     expected = init_params(spec)
     assert len(result.params) == len(expected)
-    for layer, ((w, b), (w0, b0)) in enumerate(zip(result.params, expected)):
+    for layer, ((w, b), (w0, b0)) in enumerate(zip(result.params, expected, strict=True)):
         for name, got, want in ((f"W{layer}", w, w0), (f"b{layer}", b, b0)):
             assert got.dtype == np.dtype(spec.dtype), (name, got.dtype)
             assert got.shape == want.shape, (name, got.shape, want.shape)
