@@ -1,20 +1,25 @@
 """The parity harness: train one spec in several backends and explain how they differ.
 
-For each backend against the reference, ``compare`` measures three things:
+For each backend against the reference, ``compare`` measures three things,
+every tensor judged by the one policy of ``nnparity.shared.tolerance``:
 
 - free-running parity: final parameters, test predictions and every step's loss;
-- the trajectory: parameters and optimizer state every ``record_every`` steps,
-  giving the error-growth curve and the first step that leaves tolerance;
+- the trajectory: the parameters every ``record_every`` steps, giving the
+  error-growth curve and the first step that leaves tolerance (the optimizer
+  state is recorded too, for teacher forcing);
 - teacher-forced parity: at sampled snapshots of the reference's run, every
-  backend takes one step (gradients, new parameters, new optimizer state) from
-  the reference's own parameters and state, on the same batch; each quantity
-  is compared normwise (``teacher_difference``).
+  backend takes one step (loss, gradients, new parameters, new optimizer state)
+  from the reference's own parameters and state, on the same batch; each
+  tensor is compared normwise with the step's measured rounding allowance
+  (``step_difference``, ``nnparity.shared.rounding``).
 
-A real implementation difference shows in the teacher-forced step, from the
-first sampled step on. When every teacher-forced step agrees but the
-free-running trajectories leave tolerance, the backends differ only by the
-run amplifying rounding (chaotic training). A divergence (``DivergenceError``)
-is a result too: parity holds only if every backend diverged at the same step.
+Both runs must hold the same snapshot steps and as many losses (``incomplete``):
+a backend that drops data fails, it is never compared on fewer points. A real
+implementation difference shows in the teacher-forced step, from the first
+sampled step on. When every teacher-forced step agrees but the free-running
+trajectories leave tolerance, the backends differ only by the run amplifying
+rounding (chaotic training). A divergence (``DivergenceError``) is a result
+too: parity holds only if every backend diverged at the same step.
 """
 from __future__ import annotations
 
