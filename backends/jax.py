@@ -75,7 +75,7 @@ def _train(params, state, x, y, full, tail, n_epochs, hyper, first_step, snapsho
         if recording:
             snapshots = record(snapshots, (params, state), s, every, first_k)
         params, state, loss = train_step(params, state, x[rows], y[rows], hyper, model, kind)
-        finite = jnp.isfinite(loss) & all_finite(params)
+        finite = jnp.isfinite(loss) & all_finite(params) & all_finite(state)
         return (params, state, s + 1, snapshots), (loss, finite)
 
     def epoch(e, carry):

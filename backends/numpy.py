@@ -100,10 +100,11 @@ def in_one_array(pairs):
     return flat, views
 
 
-def all_finite(loss, flat):
-    """True when the loss and every element of ``flat`` are finite, usually
-    decided by one sum (see ``nnparity.shared.divergence``)."""
-    return math.isfinite(loss) and (math.isfinite(flat.sum()) or bool(np.isfinite(flat).all()))
+def all_finite(loss, *flats):
+    """True when the loss and every element of every array in ``flats`` are
+    finite, each usually decided by one sum (see ``nnparity.shared.divergence``)."""
+    return math.isfinite(loss) and all(math.isfinite(flat.sum()) or bool(np.isfinite(flat).all())
+                                       for flat in flats)
 
 
 def train(spec, params, state, x, y, plan, record_every=None):
@@ -112,12 +113,14 @@ def train(spec, params, state, x, y, plan, record_every=None):
     Returns the parameters, the optimizer state, every step's minibatch loss
     (computed before that step's update), (epochs * steps_per_epoch,), and a
     snapshot before every ``record_every``-th step. Raises ``DivergenceError``
-    at the first step whose loss or updated parameters are not finite.
+    at the first step whose loss, updated parameters or optimizer state are not
+    finite.
     """
     flat, params = in_one_array(params)
     flat_grads, grads = in_one_array(params)
     buffers = {k: in_one_array(v) for k, v in state.items() if k != "step"}
     flat_state = {"step": state["step"], **{k: [(f,)] for k, (f, _) in buffers.items()}}
+    flat_buffers = [f for f, _ in buffers.values()]
 
     def current_state():
         return {"step": flat_state["step"], **{k: v for k, (_, v) in buffers.items()}}
@@ -135,7 +138,7 @@ def train(spec, params, state, x, y, plan, record_every=None):
                                               copy_state(current_state())))
                 loss, _ = loss_and_gradients(spec, params, x_batch, y_batch, grads)
                 update(spec.optimizer, [(flat,)], [(flat_grads,)], flat_state)
-                if not all_finite(loss, flat):
+                if not all_finite(loss, flat, *flat_buffers):
                     raise_divergence(spec, "numpy", step_index, plan.steps_per_epoch)
                 losses.append(loss)
                 step_index += 1

@@ -83,15 +83,17 @@ def in_one_tensor(pairs, requires_grad=False):
     return flat, views
 
 
-def all_finite(loss, flat):
-    """True when the loss and every element of ``flat`` are finite, usually
-    decided by one sum (see ``nnparity.shared.divergence``)."""
-    return math.isfinite(loss) and (math.isfinite(flat.sum()) or bool(torch.isfinite(flat).all()))
+def all_finite(loss, *flats):
+    """True when the loss and every element of every tensor in ``flats`` are
+    finite, each usually decided by one sum (see ``nnparity.shared.divergence``)."""
+    return math.isfinite(loss) and all(
+        math.isfinite(flat.sum()) or bool(torch.isfinite(flat).all()) for flat in flats)
 
 
 def train(spec, params, state, x, y, plan, record_every=None):
     """Train from NumPy params and state over ``plan``: (params, state, losses, snapshots)
-    in NumPy. Raises ``DivergenceError`` at the first non-finite loss or parameter.
+    in NumPy. Raises ``DivergenceError`` at the first step whose loss, parameters or
+    optimizer state are not finite.
 
     Each step runs ``loss.backward()``, which adds into the parameters' ``.grad``
     (views of one zeroed gradient vector), then updates under ``torch.no_grad()``
@@ -105,6 +107,7 @@ def train(spec, params, state, x, y, plan, record_every=None):
         p.grad = g
     buffers = {k: in_one_tensor(v) for k, v in state.items() if k != "step"}
     flat_state = {"step": state["step"], **{k: [(f,)] for k, (f, _) in buffers.items()}}
+    flat_buffers = [f for f, _ in buffers.values()]
 
     def current_state():
         return {"step": flat_state["step"], **{k: v for k, (_, v) in buffers.items()}}
@@ -126,7 +129,7 @@ def train(spec, params, state, x, y, plan, record_every=None):
             flat_grads.zero_()                                   # clear the gradients
             loss = loss.detach()
             losses.append(loss)
-            if not all_finite(loss, flat):
+            if not all_finite(loss, flat, *flat_buffers):
                 raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)
             step_index += 1
     losses = torch.stack(losses) if losses else torch.zeros(0, dtype=x.dtype)

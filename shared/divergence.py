@@ -1,14 +1,19 @@
-"""Divergence: when training produces a non-finite loss or parameter.
+"""Divergence: when training produces a non-finite loss, parameter or optimizer state.
 
 Step s diverges when its minibatch loss (computed before its update) is not
-finite, or when its update leaves a parameter that is not finite. Every
-backend reports the first such step; steps are numbered globally from 0.
+finite, or when its update leaves a parameter or an optimizer buffer entry
+that is not finite (Adam's ``exp_avg_sq`` overflowing to inf while the
+parameters stay finite is divergence too: the run would stall silently, and
+the state could not be saved). Every backend reports the first such step;
+steps are numbered globally from 0. This is the one definition; the backends
+implement it.
 
-The NumPy and torch loops check every step with ``all_finite(loss, flat)``
-over all parameters as one vector. A NaN or infinity anywhere makes the sum
-non-finite, so one sum usually decides; only when the sum is not finite
-(finite values can overflow it) are the elements checked one by one. The
-JAX loop computes the same flag inside the compiled step.
+The NumPy and torch loops check every step with ``all_finite(loss, flat,
+*buffers)``: all parameters as one vector, and each optimizer buffer as one
+vector. A NaN or infinity anywhere makes a sum non-finite, so one sum per
+vector usually decides; only when a sum is not finite (finite values can
+overflow it) are the elements checked one by one. The JAX loop computes the
+same flag inside the compiled step.
 """
 from __future__ import annotations
 
@@ -26,8 +31,8 @@ class DivergenceError(FloatingPointError):
         self.backend, self.step, self.epoch = backend, step, epoch
         hint = f" (lr={lr:g})" if lr is not None else ""
         super().__init__(
-            f"{backend}: training diverged at step {step} (epoch {epoch}): a loss or parameter "
-            f"became non-finite; try a smaller learning rate{hint}")
+            f"{backend}: training diverged at step {step} (epoch {epoch}): a loss, parameter or "
+            f"optimizer state became non-finite; try a smaller learning rate{hint}")
 
 
 def raise_divergence(spec, backend: str, step: int, steps_per_epoch: int) -> None:

@@ -1,4 +1,4 @@
-"""Divergence: a non-finite loss or parameter raises DivergenceError, at the same
+"""Divergence: a non-finite loss, parameter or optimizer state raises DivergenceError, at the same
 global step (and epoch) in every backend, and ``compare`` reports it as a result.
 
 - ``DivergenceError`` is exported by ``nnparity.shared``, is a
@@ -22,7 +22,7 @@ import pytest
 
 import nnparity.shared
 from nnparity.backends import get_backend, train
-from nnparity.shared import (SGD, Adam, Dataset, DivergenceError, NetworkSpec, compare,
+from nnparity.shared import (SGD, Adam, Dataset, DivergenceError, NetworkSpec, RMSprop, compare,
                              init_params, notebook_data, notebook_spec)
 from nnparity.shared.optimizers import init_state
 from conftest import require
@@ -136,7 +136,7 @@ def test_a_run_stopped_before_the_diverging_epoch_trains(case):
         result = train(spec.replace(epochs=epoch), data, backend="numpy")
     per_epoch = -(-data.x_train.shape[0] // spec.batch_size)
     assert result.losses.shape == (epoch * per_epoch,)
-    assert np.all(np.isfinite(result.losses)) and all(np.isfinite(a).all() for pair in result.params for a in pair)
+    assert np.all(np.isfinite(result.losses)) and _all_finite(result.params)
 
 
 # ---------------------------------------------- a parameter non-finite, loss finite
@@ -306,3 +306,66 @@ def test_all_finite_decides_by_the_elements_not_by_their_sum(backend, dtype):
         with np.errstate(over="ignore", invalid="ignore"):
             assert all_finite(loss_value, _framework_array(backend, values, dtype)) is expected, \
                 (loss, values)
+
+
+# ------------------------------------------------- a non-finite optimizer state
+
+def _scaled_notebook(factor):
+    d = notebook_data()
+    return Dataset(d.x_train * factor, d.y_train, d.x_test * factor, d.y_test)
+
+
+#: issue 17 findings 1 and 5: the parameters stay finite (or turn NaN in some
+#: backends only) while a buffer overflows. name -> (spec, data, expected step)
+STATE_OVERFLOW = {
+    # centred RMSprop: a*a overflows in sqrt(v - a*a); XLA kept square_avg = inf
+    **{f"rmsprop-centered-lr-{lr:g}-float32": (
+        NetworkSpec(sizes=(2, 4, 1), optimizer=RMSprop(lr=lr, centered=True), epochs=3,
+                    dtype="float32"), notebook_data(), 1) for lr in (1e5, 1e6, 1e8)},
+    # features of 1e9: g*g overflows float32 in exp_avg_sq / square_avg at step 0
+    "adam-features-1e9-float32": (NetworkSpec(sizes=(2, 4, 1), optimizer=Adam(lr=1e-3),
+                                              epochs=3, dtype="float32"),
+                                  _scaled_notebook(1e9), 0),
+    "rmsprop-features-1e9-float32": (NetworkSpec(sizes=(2, 4, 1), optimizer=RMSprop(lr=1e-3),
+                                                 epochs=3, dtype="float32"),
+                                     _scaled_notebook(1e9), 0),
+}
+
+
+@pytest.mark.parametrize("case", list(STATE_OVERFLOW))
+def test_non_finite_optimizer_state_diverges_at_the_same_step_everywhere(case):
+    require("torch")
+    require("jax")
+    spec, data, expected = STATE_OVERFLOW[case]
+    steps = {}
+    for backend in ("numpy", "torch", "jax"):
+        with pytest.raises(DivergenceError) as caught:
+            train(spec, data, backend=backend)
+        assert "optimizer state" in str(caught.value)
+        steps[backend] = caught.value.step
+    assert steps == dict.fromkeys(steps, expected), steps
+
+
+def test_the_state_check_is_what_catches_adam_on_huge_features():
+    """At step 0 Adam's parameters and loss are finite; only exp_avg_sq is inf,
+    so a check of the loss and parameters alone would let the run stall on."""
+    spec, data, _ = STATE_OVERFLOW["adam-features-1e9-float32"]
+    params = init_params(spec)
+    x, y = data.x_train.astype(np.float32), data.y_train.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, _, new_params, state = get_backend("numpy").step(
+            spec, params, init_state(spec.optimizer, params), x, y)
+    assert np.isfinite(loss) and _all_finite(new_params)
+    assert not all(np.isfinite(a).all() for pair in state["exp_avg_sq"] for a in pair)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_negative_control_the_same_optimizers_at_sane_scales_stay_finite(backend):
+    require(backend)
+    for spec in (NetworkSpec(sizes=(2, 4, 1), optimizer=RMSprop(lr=1e-2, centered=True),
+                             epochs=3, dtype="float32"),
+                 NetworkSpec(sizes=(2, 4, 1), optimizer=Adam(lr=1e-3), epochs=3,
+                             dtype="float32")):
+        result = train(spec, _scaled_notebook(1e3), backend=backend)
+        assert all(np.isfinite(a).all() for pair in result.opt_state["exp_avg_sq"
+                   if spec.optimizer.name == "adam" else "square_avg"] for a in pair)
