@@ -147,8 +147,9 @@ class ParityReport:
                 lines.append(f"  {p.backend}: {len(p.teacher)} teacher-forced steps, the "
                              f"closest call at step {worst.step} used {worst.used:.2g} of its "
                              f"allowance (max rel {worst.max_rel:.1e}, rounding sensitivity "
-                             f"{worst.sensitivity:.1e}); in {blurred} of them rounding alone "
-                             f"changes some tensor by its own size")
+                             f"{worst.sensitivity:.1e})" + (
+                                 f"; in {blurred} of them rounding alone changes some tensor "
+                                 f"by its own size" if blurred else ""))
         timing = ", ".join([f"{self.reference} {self.reference_seconds:.3f}"]
                            + [f"{p.backend} {p.seconds:.3f}" for p in self.parity])
         lines.append(f"train seconds: {timing}")
