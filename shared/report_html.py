@@ -6,6 +6,7 @@ import base64
 import html
 
 from .harness import ParityReport
+from .tolerance import ROUNDING_MULTIPLE
 from .report_json import (
     SCHEMA,
     SCHEMA_VERSION,
@@ -142,8 +143,10 @@ def render_html(report: ParityReport, png: bytes | None) -> str:
 <h1>nnparity parity report</h1>
 <p id="verdict" class="verdict {'ok' if report.ok else 'failed'}">{_esc(verdict)}</p>
 <p>Reference: <b>{_esc(report.reference)}</b>. Tolerance ({_esc(report.spec.dtype)}):
-rtol {_esc(f"{tol.rtol:g}")}, atol {_esc(f"{tol.atol:g}")}; an element matches when
-|a &minus; e| &le; atol + rtol&middot;|e|. A trajectory snapshot every
+rtol {_esc(f"{tol.rtol:g}")}, atol {_esc(f"{tol.atol:g}")}; a tensor matches when
+max|a &minus; e| &le; atol + rtol&middot;max|e| (in a teacher-forced step, plus
+{_esc(f"{ROUNDING_MULTIPLE:g}")} times its measured rounding sensitivity), each step's
+loss when |a &minus; e| &le; atol + rtol&middot;|e|. A trajectory snapshot every
 {_esc(report.record_every)} steps.</p>
 <h2>Final differences to {_esc(report.reference)}</h2>
 {_differences_table(report)}
