@@ -98,7 +98,15 @@ def require_fixture():
 
 # With --import-mode=importlib this file is not importable as ``conftest`` by
 # default; register it so test modules can write ``from conftest import require``.
-sys.modules.setdefault("conftest", sys.modules[__name__])
+_THIS = sys.modules[__name__]
+sys.modules.setdefault("conftest", _THIS)
+
+
+def pytest_collect_file(file_path, parent):
+    """Register this file as ``conftest`` again before a test module is imported:
+    pytest removes ``sys.modules["conftest"]`` whenever it loads another
+    conftest.py (tests/upstream has one)."""
+    sys.modules.setdefault("conftest", _THIS)
 
 
 def _register_helper(name: str) -> None:
@@ -112,6 +120,7 @@ def _register_helper(name: str) -> None:
 
 
 _register_helper("crafted_checkpoints")        # checkpoint files crafted to attack the reader
+_register_helper("idioms_guide")               # docs/idioms.md's code blocks and test names
 
 
 # ---------------------------------------------------------------- hypothesis profiles
