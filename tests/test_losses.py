@@ -12,8 +12,9 @@
 - Bad targets are rejected with the argument, the expected and the actual
   value named, through ``loss_with_grad``, ``Dataset`` and ``train``; never
   broadcast the way ``F.mse_loss`` does.
-- Training parity of all three backends for every loss with SGD (momentum)
-  and Adam, including all-zero input rows (logits exactly 0 at step 0).
+- Training parity of all three backends for every loss (SGD with momentum,
+  Nesterov SGD or Adam), including all-zero input rows (logits exactly 0 at
+  step 0).
 """
 from __future__ import annotations
 
@@ -258,13 +259,6 @@ def test_large_logits_stay_finite_and_exact(backend):
     assert_close(grad, np.array([[0.25, -0.25], [-0.25, 0.25]]), tol, "bce gradient")
 
 
-def test_torch_oracle_itself_is_stable_at_large_logits():
-    """The oracle cases are meaningful: torch gives finite results there."""
-    for make, name in ((ce_large, "cross_entropy"), (bce_large, "bce_with_logits")):
-        value, grad = torch_oracle(name, *make())
-        assert np.isfinite(value) and np.all(np.isfinite(grad))
-
-
 # --------------------------------------------------------------------------- finite differences
 
 MAX_RELATIVE_ERROR = 1e-6
@@ -357,22 +351,8 @@ def raises_naming(error, *fragments):
     return pytest.raises(error, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
 
 
-def test_torch_mse_loss_silently_broadcasts_n1_against_n():
-    """The trap we refuse: F.mse_loss turns (n, 1) vs (n,) into an (n, n) mean, with a warning."""
-    torch = require("torch")
-    F = torch.nn.functional
-    p = torch.tensor([[1.0], [2.0], [3.0], [4.0]], dtype=torch.float64)   # (4, 1)
-    y = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)         # (4,)
-    with pytest.warns(UserWarning, match="broadcast"):
-        broadcast = F.mse_loss(p, y)
-    pairwise = np.mean((p.numpy() - y.numpy()[None, :]) ** 2)          # over a (4, 4) matrix
-    assert pairwise == 2.5 and float(broadcast) == 2.5              # exact in binary
-    with pytest.warns(UserWarning, match="broadcast"):
-        assert float(F.mse_loss(y, p)) == 2.5                           # the reverse too
-    # while the right answer for matching shapes is 0
-    assert float(F.mse_loss(p[:, 0], y)) == 0.0
-
-
+# F.mse_loss turns (n, 1) against (n,) into an (n, n) mean with only a warning
+# (tests/upstream/test_framework_traps.py); loss_with_grad refuses mismatched shapes.
 # Shapes are checked in loss_with_grad before any backend runs, so one backend suffices.
 
 @pytest.mark.parametrize("loss", ["mse", "mae", "huber", "bce_with_logits"])
@@ -636,8 +616,27 @@ def parity_spec(loss_case, opt):
                        seed=3, shuffle=loss_case != "mae-tie-at-step-0")
 
 
-@pytest.mark.parametrize("opt", [pytest.param(o, id=o) for o in OPTIMIZERS])
-@pytest.mark.parametrize("loss_case", [pytest.param(c, id=c) for c in PARITY_LOSSES])
+#: each loss case trained with one optimizer, every optimizer used: the loss and the
+#: update are separate code, and every optimizer x loss pair is checked against
+#: torch.optim in every backend by test_optimizers.py (its LOSS_GRID)
+PARITY_CASES = {
+    "mse": "adam",
+    "mae": "sgd-momentum",
+    "mae-tie-at-step-0": "sgd-momentum",
+    "huber": "sgd-nesterov-wd",
+    "huber-delta0.3": "adam",
+    "cross_entropy": "sgd-nesterov-wd",
+    "bce_with_logits": "adam",
+}
+
+
+def test_parity_cases_use_every_loss_case_and_optimizer():
+    assert set(PARITY_CASES) == set(PARITY_LOSSES)
+    assert set(PARITY_CASES.values()) == set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("loss_case, opt", [pytest.param(c, o, id=f"{c}-{o}")
+                                            for c, o in PARITY_CASES.items()])
 def test_training_parity_all_backends(loss_case, opt):
     require("torch")
     require("jax")
@@ -651,7 +650,7 @@ def test_training_parity_all_backends(loss_case, opt):
     assert ref.losses[-3:].mean() < ref.losses[:3].mean()  # it trained: last epoch vs first
     for name in ("torch", "jax"):
         other = report.results[name]
-        for (w, b), (w_ref, b_ref) in zip(other.params, ref.params):
+        for (w, b), (w_ref, b_ref) in zip(other.params, ref.params, strict=True):
             assert difference(w, w_ref, tol).ok and difference(b, b_ref, tol).ok
         assert difference(other.losses, ref.losses, tol).ok
         assert set(other.metrics) == set(ref.metrics)
