@@ -60,6 +60,7 @@ def test_digits_example_prints_accuracy_in_process(capsys):
     assert "weight" not in out and "predictions" not in out   # too big to print
 
 
+@pytest.mark.slow
 def test_digits_example_prints_accuracy_in_a_subprocess():
     require("sklearn")
     require("jax")
@@ -303,15 +304,19 @@ def assert_one_line_error(code, err, named):
     assert named in err, err
 
 
-@pytest.mark.parametrize("command", ["train", "compare"])
 @pytest.mark.parametrize("flags, named", BAD_FLAGS)
-def test_bad_flags_give_one_line_and_exit_2(capsys, flags, named, command):
+def test_bad_flags_give_one_line_and_exit_2(capsys, flags, named):
+    """In train and in compare (which share the spec flags)."""
     if "--dataset" in flags and flags[flags.index("--dataset") + 1] != "mnist":
         require("sklearn")
-    code = main([command, *flags])
-    captured = capsys.readouterr()
-    assert_one_line_error(code, captured.err, named)
-    assert captured.out == ""
+    for command in ("train", "compare"):
+        code = main([command, *flags])
+        captured = capsys.readouterr()
+        try:
+            assert_one_line_error(code, captured.err, named)
+            assert captured.out == ""
+        except AssertionError as exc:
+            raise AssertionError(f"nnparity {command}: {exc}") from None
 
 
 def test_missing_sklearn_gives_one_line_naming_the_extra(monkeypatch, capsys):
@@ -431,6 +436,7 @@ def test_cli_shows_no_progress_on_a_fast_terminal_run(monkeypatch):
     assert "epoch" not in out and out.startswith("hidden weight:")
 
 
+@pytest.mark.slow
 def test_real_terminal_shows_progress_for_a_long_run():
     """End to end on a pseudo-terminal: a run of several seconds prints progress."""
     require("sklearn")
@@ -516,7 +522,7 @@ def assert_same_results(a, b, tol=None):
         return difference(x, y, tol).ok
 
     assert len(a.params) == len(b.params)
-    for (wa, ba), (wb, bb) in zip(a.params, b.params):
+    for (wa, ba), (wb, bb) in zip(a.params, b.params, strict=True):
         assert same(wa, wb) and same(ba, bb)
     assert same(a.losses, b.losses)
     assert a.opt_state.keys() == b.opt_state.keys()
@@ -524,7 +530,7 @@ def assert_same_results(a, b, tol=None):
     for key in a.opt_state:
         if key == "step":
             continue
-        for (xa, ya), (xb, yb) in zip(a.opt_state[key], b.opt_state[key]):
+        for (xa, ya), (xb, yb) in zip(a.opt_state[key], b.opt_state[key], strict=True):
             assert same(xa, xb) and same(ya, yb), key
     assert a.metrics.keys() == b.metrics.keys()
     for key in a.metrics:
