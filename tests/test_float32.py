@@ -4,7 +4,7 @@ backends agree under POLICY["float32"].
 - dtypes: parameters, losses, optimizer state, snapshots, step() results and
   predictions all come back float32, in every backend;
 - the run really is float32 (not float64 rounded once at the end): after 2000
-  steps it differs from the float64 run by far more than float32 rounding;
+  steps it differs from the float64 run by more than float32 rounding;
 - parity under POLICY["float32"] on specs where tools/measure_float32.py found
   the policy holds with a wide margin (at most ~0.1 of the tolerance used);
 - negative controls: a perturbed float32 result fails the policy, and a 0.1%
@@ -100,19 +100,21 @@ def test_float32_step_returns_float32(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_float32_run_is_computed_in_float32(backend):
-    """2000 notebook steps in float32 end far from the float64 run rounded to
-    float32 (a float64 computation rounded once at the end would be within half
-    an ulp, 6e-8 relative), yet close to it (float32 accumulates about 1e-6)."""
+    """2000 notebook steps in float32 end farther from the float64 run than half a
+    float32 ulp (2**-24 relative: where a float64 computation rounded once at the end
+    would be), yet close to it (float32 accumulates about 2e-6 here). The lower bound
+    is that half ulp, not the measured 1.5e-6 to 2.3e-6: a float32 run that became
+    more exact must still pass."""
     require(backend)
     spec, data = notebook_spec(), notebook_data()
     f64 = train(spec, data, backend="numpy")
     f32 = train(spec.replace(dtype="float32"), data, backend=backend)
     worst = 0.0
-    for a, e in zip(arrays(f32.params), arrays(f64.params)):
+    for a, e in zip(arrays(f32.params), arrays(f64.params), strict=True):
         assert a.dtype == np.float32
         rel = np.abs(a.astype(np.float64) - e) / np.abs(e).max()
         worst = max(worst, float(rel.max()))
-    assert 1e-6 < worst < 1e-4, worst
+    assert 2.0 ** -24 < worst < 1e-4, worst
     losses_rel = np.abs(f32.losses.astype(np.float64) - f64.losses) / np.abs(f64.losses)
     assert losses_rel.max() > 2.0 ** -24
 
@@ -137,17 +139,10 @@ def test_float32_parity_under_the_float32_policy(report32):
     for name in ("torch", "jax"):
         res = report32.results[name]
         assert report32.predictions[name].dtype == np.float32
-        for a, e in zip(arrays(res.params), arrays(ref.params)):
+        for a, e in zip(arrays(res.params), arrays(ref.params), strict=True):
             assert a.dtype == np.float32
             np.testing.assert_allclose(a, e, rtol=TOL32.rtol, atol=TOL32.atol)
         np.testing.assert_allclose(res.losses, ref.losses, rtol=TOL32.rtol, atol=TOL32.atol)
-
-
-def test_float32_differences_are_float32_sized_not_float64_sized(report32):
-    """The backends do differ (by float32 rounding), so the check is not vacuous:
-    the largest final-parameter gap is well above float64 rounding."""
-    for p in report32.parity:
-        assert max(d.max_abs for d in p.differences.values()) > 1e-9
 
 
 def test_negative_control_perturbed_float32_result_fails(report32):
