@@ -8,18 +8,21 @@ starts, whose message names the argument, the value and what is allowed.
   ``tripwire`` fixture replaces every backend's training, stepping, prediction
   and elementwise functions with one that fails the test, so a case passes
   only if the input is refused before a backend does anything.
-- The command line, in a subprocess: each bad input gives exactly one line on
-  stderr starting "nnparity: error:", exit code 2, no traceback and nothing on
-  stdout.
+- The command line (its entry point ``main``): each bad input gives exactly one
+  line on stderr starting "nnparity: error:", exit code 2, no traceback, no
+  warning and nothing on stdout; with ``epochs=0`` the real entry point, in a
+  subprocess, prints the initial parameters.
 - ``epochs=0`` is not an error: every backend returns the initial parameters.
 """
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,6 +34,7 @@ from nnparity.backends import (activation_with_grad, evaluate, loss_with_grad, p
                                train)
 from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, compare,
                              init_params, load_dataset, notebook_data)
+from nnparity.shared.cli import main
 from conftest import require
 
 #: the backend functions that do work; the tripwire replaces each one
@@ -558,7 +562,7 @@ def test_zero_epochs_negative_control():
     s = spec(epochs=1, optimizer=Adam(lr=0.1), sizes=(2, 3, 3, 1), init="xavier_uniform")
     result = train(s, data())
     assert not all(np.array_equal(w, w0) for (w, _), (w0, _) in zip(result.params,
-                                                                       init_params(s)))
+                                                                       init_params(s), strict=True))
 
 
 # ---------------------------------------------------------------- the command line
@@ -639,17 +643,30 @@ CLI_CASES = [
 ]
 
 
+#: warnings Python does not print by default (so a subprocess would not show them)
+SILENT_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)
+
+
 @pytest.mark.parametrize("args, stdin, fragments, needs", CLI_CASES)
-def test_cli_one_line_exit_2(args, stdin, fragments, needs):
+def test_cli_one_line_exit_2(args, stdin, fragments, needs, monkeypatch, capsys):
+    """The CLI's entry point, main(), in this process (the real ``python -m`` entry
+    point runs in a subprocess in test_cli.py, test_cli_flags.py and below)."""
     for framework in needs:
         require(framework)
-    proc = run_cli(*args, stdin=stdin)
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{proc.stderr}"
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(list(args))
+    out, err = capsys.readouterr()
+    printed = [w for w in caught if not issubclass(w.category, SILENT_WARNINGS)]
+    assert not printed, [str(w.message) for w in printed]       # they would go to stderr
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in err, err
+    lines = err.splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
     assert lines[0].startswith("nnparity: error: "), lines[0]
-    assert proc.stdout == "", f"work started before the error: {proc.stdout!r}"
+    assert out == "", f"work started before the error: {out!r}"
     for fragment in fragments:
         assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
 
