@@ -87,6 +87,7 @@ def test_spec_json_round_trips_through_the_cli(tmp_path, capsys):
     assert "hidden1 weight" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_activations_plot_writes_a_png(tmp_path, capsys):
     require("matplotlib")
     path = tmp_path / "act.png"

@@ -288,6 +288,7 @@ RECIPE = NetworkSpec(sizes=(64, 64, 10), activation="relu", init="he_normal",
 
 @pytest.fixture(scope="module")
 def recipe_report(digits):
+    """The recipe trained in all three backends (about 6 s): the tests using it are slow."""
     for name in ("torch", "jax"):
         require(name)
     return compare(RECIPE, digits, backends=BACKEND_NAMES)
@@ -299,6 +300,7 @@ def test_recipe_is_as_specified():
     assert RECIPE.dtype == "float64"
 
 
+@pytest.mark.slow
 def test_recipe_parity_under_float64_policy(recipe_report):
     assert recipe_report.tolerance == POLICY["float64"]
     assert recipe_report.ok, str(recipe_report)
@@ -308,6 +310,7 @@ def test_recipe_parity_under_float64_policy(recipe_report):
         assert recipe_report.results[name].losses.shape == (steps,)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_recipe_reaches_95_percent(recipe_report, backend):
     metrics = recipe_report.results[backend].metrics
@@ -315,6 +318,7 @@ def test_recipe_reaches_95_percent(recipe_report, backend):
     assert metrics["test_accuracy"] >= 0.95, metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKEND_NAMES)
 def test_recipe_accuracy_checked_independently(recipe_report, digits, backend):
     """argmax of predict vs the labels, and evaluate(), agree with the metrics."""
@@ -333,6 +337,7 @@ def test_recipe_accuracy_checked_independently(recipe_report, digits, backend):
     assert difference(result.metrics["test_loss"], loss, POLICY["float64"]).ok
 
 
+@pytest.mark.slow
 def test_recipe_accuracies_agree_across_backends(recipe_report):
     accuracies = {n: recipe_report.results[n].metrics["test_accuracy"] for n in BACKEND_NAMES}
     assert len(set(accuracies.values())) == 1, accuracies

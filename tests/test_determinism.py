@@ -31,9 +31,6 @@ from conftest import require
 regression = functools.partial(synthetic.regression, n_test=4)
 classification = functools.partial(synthetic.classification, n_test=4, noise_scale=0)
 
-BACKENDS = [pytest.param("numpy", id="numpy"), pytest.param("torch", id="torch"),
-            pytest.param("jax", id="jax")]
-
 
 CASES = {
     "notebook": (notebook_spec().replace(epochs=30), notebook_data()),
@@ -64,7 +61,7 @@ def assert_bitwise_equal(a, b, where="result"):
             assert_bitwise_equal(a[key], b[key], f"{where}[{key!r}]")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             assert_bitwise_equal(x, y, f"{where}[{i}]")
     elif isinstance(a, np.ndarray):
         assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape, where
@@ -83,8 +80,15 @@ def run(spec, data, backend):
             "snapshots": snapshots, "metrics": result.metrics, "predictions": predictions}
 
 
-@pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("backend", BACKENDS)
+#: JAX compiles a program per case; these two (float32, and centred RMSprop on cross
+#: entropy) are slow tests in JAX, and in the default run in NumPy and torch
+SLOW_IN_JAX = {"adam-shuffle-float32", "rmsprop-centered-xent-shuffle"}
+
+
+@pytest.mark.parametrize("backend, case", [
+    pytest.param(b, c, id=f"{b}-{c}",
+                 marks=[pytest.mark.slow] if b == "jax" and c in SLOW_IN_JAX else [])
+    for b in ("numpy", "torch", "jax") for c in CASES])
 def test_same_spec_twice_is_bitwise_identical(backend, case):
     require(backend)
     spec, data = CASES[case]
