@@ -84,7 +84,7 @@ def checkpoint_after(spec, backend, epochs_done=DONE):
 def worst_difference(result, reference):
     """(all within the policy, max abs difference) over params, test predictions, losses."""
     tol = POLICY[reference.spec.dtype]
-    pairs = [(a, e) for (w, b), (we, be) in zip(result.params, reference.params)
+    pairs = [(a, e) for (w, b), (we, be) in zip(result.params, reference.params, strict=True)
              for a, e in ((w, we), (b, be))]
     pairs.append((predict(result.spec, result.params, DATA.x_test),
                   predict(reference.spec, reference.params, DATA.x_test)))
@@ -111,14 +111,15 @@ def test_round_trip_is_exact(tmp_path, optimizer, dtype):
     assert os.listdir(tmp_path) == ["run.ckpt"]
     loaded = load_checkpoint(str(path))
     assert loaded.spec == saved.spec and loaded.epochs_done == DONE
-    for (w, b), (ws, bs) in zip(loaded.params, saved.params):
+    for (w, b), (ws, bs) in zip(loaded.params, saved.params, strict=True):
         assert w.dtype == ws.dtype == np.dtype(dtype) and np.array_equal(w, ws)
         assert b.dtype == bs.dtype and np.array_equal(b, bs)
     assert set(loaded.opt_state) == {"step", *state_buffers(optimizer)}
     assert loaded.opt_state["step"] == DONE * STEPS_PER_EPOCH
     for buffer in state_buffers(optimizer):
-        for got, want in zip(loaded.opt_state[buffer], saved.opt_state[buffer]):
-            assert all(g.dtype == w.dtype and np.array_equal(g, w) for g, w in zip(got, want))
+        for got, want in zip(loaded.opt_state[buffer], saved.opt_state[buffer], strict=True):
+            assert all(g.dtype == w.dtype and np.array_equal(g, w)
+                       for g, w in zip(got, want, strict=True))
 
 
 def test_checkpoint_unpacks_as_the_issue_s_three_tuple(tmp_path):

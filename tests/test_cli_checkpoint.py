@@ -53,8 +53,8 @@ def checkpoint(tmp_path, spec_file, capsys):
 def params_match(a, b):
     """(all within the policy, max abs difference) of two checkpoints' parameters."""
     tol = POLICY[a.spec.dtype]
-    diffs = [difference(x, y, tol) for pa, pb in zip(a.params, b.params)
-             for x, y in zip(pa, pb)]
+    diffs = [difference(x, y, tol) for pa, pb in zip(a.params, b.params, strict=True)
+             for x, y in zip(pa, pb, strict=True)]
     return all(d.ok for d in diffs), max(d.max_abs for d in diffs)
 
 

@@ -121,7 +121,7 @@ def pre_activation_sides(spec, params, x):
     """For every hidden pre-activation and breakpoint, which side of it it lies on."""
     _, cache = numpy_backend.forward(spec, params, x)
     sides = []
-    for (_, z), activation in zip(cache, spec.hidden_activations):
+    for (_, z), activation in zip(cache[:-1], spec.hidden_activations, strict=True):
         for x0 in breakpoints(activation.name, activation.kwargs):
             sides.append(np.sign(z - x0))
     return sides
@@ -130,7 +130,7 @@ def pre_activation_sides(spec, params, x):
 def min_kink_distance(spec, params, x):
     _, cache = numpy_backend.forward(spec, params, x)
     distance = np.inf
-    for (_, z), activation in zip(cache, spec.hidden_activations):
+    for (_, z), activation in zip(cache[:-1], spec.hidden_activations, strict=True):
         for x0 in breakpoints(activation.name, activation.kwargs):
             distance = min(distance, float(np.min(np.abs(z - x0))))
     return distance
@@ -156,7 +156,8 @@ def network_check(spec, params, x, y):
                 values = []
                 for sign in (1, -1):
                     array[index] = p0 + sign * h
-                    for now, before in zip(pre_activation_sides(spec, params, x), base_sides):
+                    for now, before in zip(pre_activation_sides(spec, params, x), base_sides,
+                                           strict=True):
                         assert np.array_equal(now, before), "a step crossed a breakpoint"
                     values.append(numpy_backend.loss_and_gradients(spec, params, x, y)[0])
                 array[index] = p0
@@ -191,7 +192,7 @@ def pieces_visited(spec, params, x):
     """How many of each hidden layer's linear/smooth pieces the pre-activations visit."""
     _, cache = numpy_backend.forward(spec, params, x)
     counts = []
-    for (_, z), activation in zip(cache, spec.hidden_activations):
+    for (_, z), activation in zip(cache[:-1], spec.hidden_activations, strict=True):
         edges = sorted(breakpoints(activation.name, activation.kwargs))
         counts.append(len(np.unique(np.searchsorted(edges, z.ravel()))))
     return counts
@@ -231,7 +232,8 @@ def test_network_problem_visits_both_sides_of_a_kink(spec):
     bounded activation such as hardsigmoid may legitimately stay inside one piece.)"""
     params, x, _ = kink_free_problem(spec)
     most = {}
-    for activation, count in zip(spec.hidden_activations, pieces_visited(spec, params, x)):
+    for activation, count in zip(spec.hidden_activations, pieces_visited(spec, params, x),
+                                 strict=True):
         most[activation.name] = max(most.get(activation.name, 0), count)
     for name, count in most.items():
         if breakpoints(name, spec.activation_params.get(name)):

@@ -25,7 +25,7 @@ def expected_weights(rule, sizes, seed):
     """The documented formulas, drawn from one RandomState layer by layer."""
     rs = np.random.RandomState(seed)
     ws = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
         if rule == "uniform_fan_in":
             ws.append(rs.rand(n_out, n_in) / n_in)
         elif rule == "zeros":
@@ -76,7 +76,7 @@ def test_init_rule_matches_formula(rule, sizes, seed):
     params = init_params(spec)
     assert len(params) == len(sizes) - 1
     for (w, b), w_expected, n_in, n_out in zip(params, expected_weights(rule, sizes, seed),
-                                               sizes[:-1], sizes[1:]):
+                                               sizes[:-1], sizes[1:], strict=True):
         assert w.shape == (n_out, n_in) and b.shape == (n_out,)
         assert w.dtype == np.float64 and b.dtype == np.float64
         assert_close(w, w_expected)
@@ -103,7 +103,7 @@ def test_zeros_init():
 def test_xavier_uniform_bounds():
     sizes = (30, 50, 20)
     for (w, _), n_in, n_out in zip(init_params(NetworkSpec(sizes=sizes, init="xavier_uniform")),
-                                   sizes[:-1], sizes[1:]):
+                                   sizes[:-1], sizes[1:], strict=True):
         a = np.sqrt(6.0 / (n_in + n_out))
         assert np.all(w >= -a) and np.all(w < a)
         # the draws use the range: both tails are reached (1500 and 1000 draws)
@@ -128,7 +128,7 @@ def test_float32_init(rule):
     spec = NetworkSpec(sizes=(3, 5, 2), init=rule, dtype="float32")
     params32 = init_params(spec)
     params64 = init_params(spec.replace(dtype="float64"))
-    for (w, b), (w64, b64) in zip(params32, params64):
+    for (w, b), (w64, b64) in zip(params32, params64, strict=True):
         assert w.dtype == np.float32 and b.dtype == np.float32
         np.testing.assert_array_equal(w, w64.astype(np.float32))   # same draws, rounded once
         np.testing.assert_array_equal(b, b64.astype(np.float32))
