@@ -14,21 +14,22 @@ exactly the path given (no suffix is added), with these entries:
   optimizer keeps (``state_buffers``), shaped and typed like the parameters
 
 It is written atomically (``files.write_atomic``: a temporary file in the same
-directory, then ``os.replace``). Reading never unpickles: the zip records are
-checked first (stored entries only, no encryption, sizes within the file), then
-the entry names and each entry's ``.npy`` header against what the embedded spec
-implies, all before any array data is read; the arrays then become a
-``Checkpoint``, whose own checks are the one validation of their values. A
-file that does not match raises ``ValueError`` saying what is wrong; nothing
-from the file is ever executed.
+directory, then ``os.replace``). Reading opens only a regular file
+(``files.open_input``: a FIFO or a device is refused, never read) and never
+unpickles: the zip records are checked first (stored entries only, no
+encryption, each entry's data stored in full within the file and no two
+entries' data overlapping), then the entry names and each entry's ``.npy``
+header against what the embedded spec implies, all before any array data is
+read, so nothing is allocated for sizes the file only claims; the arrays then
+become a ``Checkpoint``, whose own checks are the one validation of their
+values. A file that does not match raises ``ValueError`` saying what is wrong;
+nothing from the file is ever executed.
 """
 from __future__ import annotations
 
-import io
-import math
+import itertools
 import os
 import struct
-import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -37,11 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from .files import check_output_path, write_atomic
+from .files import check_output_path, npy_array, open_input, read_npy_header, write_atomic
 from .init import Params, check_params
 from .optimizers import state_buffers
 from .spec import NetworkSpec
-from .validation import INT64_MAX, InputValueError, check_int, dtype_name, fail
+from .validation import INT64_MAX, InputValueError, check_int, fail
 
 FORMAT = "nnparity checkpoint"
 FORMAT_VERSION = 1
@@ -151,33 +152,45 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
     Returns a ``Checkpoint``, which unpacks as ``(spec, params, opt_state)`` and
     has ``.epochs_done``. Raises ``ValueError`` naming the file and what is wrong
-    when it is not a readable checkpoint of this format version or does not match
-    its own spec (entries, shapes, dtypes, optimizer buffers).
+    when it is not a readable regular file, not a checkpoint of this format
+    version or does not match its own spec (entries, shapes, dtypes, optimizer
+    buffers); ``TypeError`` when ``path`` is not a path.
 
-    Nothing is unpickled, and no entry is read before its ``.npy`` header is
-    checked against what the embedded spec implies, so a crafted file cannot make
-    this allocate much more than its own size.
+    Nothing is unpickled, and no entry is read before its zip record and its
+    ``.npy`` header are checked against the file's size and what the embedded
+    spec implies, so a crafted file cannot make this allocate much more than
+    its own size.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        fail("path", path, "a file path (str or os.PathLike)", TypeError)
-    path = os.fspath(path)
-    check_zip_magic(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            reader = EntryReader(path, archive)
-            spec, has_state = read_spec(reader)
-            params = reader.layers("params", spec)
-            opt_state = None
-            if has_state:
-                opt_state = {"step": int(reader.read("opt.step", INT64_SCALAR)[()]),
-                             **{buffer: reader.layers(f"opt.{buffer}", spec)
-                                for buffer in state_buffers(spec.optimizer)}}
-            epochs_done = int(reader.read("epochs_done", INT64_SCALAR)[()])
-    except InputValueError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, ValueError,
-            RuntimeError, NotImplementedError, MemoryError) as exc:    # the last resort
-        bad(path, f"the file is truncated or corrupt ({type(exc).__name__}: {exc})")
+    return read_checkpoint("path", path)
+
+
+def read_checkpoint(name: str, path: str | os.PathLike) -> Checkpoint:
+    """``load_checkpoint(path)``, naming the argument ``name`` (e.g. "--resume")
+    when ``path`` is not a readable regular file."""
+    with open_input(name, path) as f:
+        path = os.fspath(path)
+        size = os.fstat(f.fileno()).st_size
+        magic = f.read(len(ZIP_MAGIC))
+        if magic != ZIP_MAGIC:
+            bad(path, f"not an .npz (zip) file: it starts with {magic!r}, not {ZIP_MAGIC!r}")
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as archive:
+                reader = EntryReader(path, archive, size)
+                spec, has_state = read_spec(reader)
+                params = reader.layers("params", spec)
+                opt_state = None
+                if has_state:
+                    opt_state = {"step": int(reader.read("opt.step", INT64_SCALAR)[()]),
+                                 **{buffer: reader.layers(f"opt.{buffer}", spec)
+                                    for buffer in state_buffers(spec.optimizer)}}
+                epochs_done = int(reader.read("epochs_done", INT64_SCALAR)[()])
+        except InputValueError:
+            raise
+        except (zipfile.BadZipFile, zlib.error, struct.error, EOFError, OSError, ValueError,
+                TypeError, ArithmeticError, LookupError, RuntimeError, MemoryError) as exc:
+            # the last resort: zipfile's own parsing of a damaged file
+            bad(path, f"the file is truncated or corrupt ({type(exc).__name__}: {exc})")
     try:                        # the one validation of what the file holds
         return Checkpoint(spec, params, opt_state, epochs_done)
     except (ValueError, TypeError) as exc:
@@ -187,16 +200,6 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
 def bad(path: str, problem: str) -> None:
     """Raise the ValueError for a file that is not a valid checkpoint."""
     raise InputValueError(f"checkpoint {path}: {problem}") from None
-
-
-def check_zip_magic(path: str) -> None:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(len(ZIP_MAGIC))
-    except OSError as exc:
-        fail("checkpoint", path, f"a readable file ({exc.strerror})")
-    if magic != ZIP_MAGIC:
-        bad(path, f"not an .npz (zip) file: it starts with {magic!r}, not {ZIP_MAGIC!r}")
 
 
 @dataclass(frozen=True)
@@ -223,15 +226,16 @@ class Entry:
 
 
 INT64_SCALAR = Entry((), np.dtype(np.int64))
+#: the smallest local file header of a zip member (30 bytes before its name)
+LOCAL_HEADER = 30
 
 
 class EntryReader:
-    """The entries of an open checkpoint zip, each read only after its zip record
-    and its ``.npy`` header are checked."""
+    """The entries of an open checkpoint zip of ``size`` bytes, each read only after
+    its zip record and its ``.npy`` header are checked."""
 
-    def __init__(self, path: str, archive: zipfile.ZipFile) -> None:
+    def __init__(self, path: str, archive: zipfile.ZipFile, size: int) -> None:
         self.path, self.archive = path, archive
-        size = os.path.getsize(path)
         self.members: dict[str, zipfile.ZipInfo] = {}
         for info in archive.infolist():
             key = info.filename[:-len(".npy")]
@@ -244,10 +248,21 @@ class EntryReader:
             if info.compress_type != zipfile.ZIP_STORED:
                 bad(path, f"entry {key!r} is compressed (zip method {info.compress_type}); "
                           "save_checkpoint writes stored (uncompressed) entries only")
-            if info.header_offset + info.compress_size > size:
+            if info.header_offset + LOCAL_HEADER + info.compress_size > size:
                 bad(path, f"the file is truncated or corrupt: entry {key!r} claims "
                           f"{info.compress_size} bytes, more than the file's {size}")
+            if info.file_size != info.compress_size:    # stored: the data is the bytes
+                bad(path, f"the file is truncated or corrupt: entry {key!r} claims "
+                          f"{info.file_size} bytes of data but stores {info.compress_size}")
             self.members[key] = info
+        # each entry's data in a place of its own: overlapping entries (a "quoted
+        # overlap") would read the same bytes many times over
+        records = sorted(self.members.items(), key=lambda item: item[1].header_offset)
+        for (key, info), (later, next_info) in itertools.pairwise(records):
+            end = info.header_offset + LOCAL_HEADER + info.compress_size
+            if next_info.header_offset < end:
+                bad(path, f"the file is corrupt: entry {later!r} overlaps the data of "
+                          f"entry {key!r}")
 
     def read(self, key: str, entry: Entry, why: str = "") -> np.ndarray:
         """The array in entry ``key``, which must be as ``entry`` describes: the header
@@ -258,32 +273,27 @@ class EntryReader:
         info = self.members[key]
         with self.archive.open(info) as f:
             try:
-                version = np.lib.format.read_magic(f)
-                if version not in ((1, 0), (2, 0)):
-                    raise ValueError(f".npy format version {version} (1.0 and 2.0 are read)")
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = read_header(f)
-            except (ValueError, SyntaxError, tokenize.TokenError) as exc:   # numpy's parser
+                header = read_npy_header(f)
+            except ValueError as exc:
                 problem = f"entry {key!r} has a malformed .npy header ({exc})"
             else:
                 problem = None
-            header_size = f.tell()
         if problem is not None:
             bad(self.path, problem)
+        shape, dtype = header.shape, header.dtype
         if dtype.hasobject:
             bad(self.path, f"entry {key!r} is an object array (pickled data), which is "
                            "never loaded")
         if not entry.matches(shape, dtype):
             found = (f"a unicode string of length {dtype.itemsize // 4}"
-                     if dtype.kind == "U" and shape == () else f"{dtype_name(dtype)} {shape}")
+                     if dtype.kind == "U" and shape == () else header.describe())
             bad(self.path, f"entry {key!r} is {found}, expected {entry.wanted()}{why}")
-        data_size = math.prod(shape) * dtype.itemsize
-        if info.file_size != header_size + data_size:
-            bad(self.path, f"entry {key!r} holds {info.file_size - header_size} bytes of "
-                           f"data, but its header {dtype_name(dtype)} {shape} needs {data_size}")
-        data = self.archive.read(info)                          # checks the CRC
-        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+        if info.file_size != header.size + header.data_bytes:
+            bad(self.path, f"entry {key!r} holds {info.file_size - header.size} bytes of "
+                           f"data, but its header {header.describe()} needs "
+                           f"{header.data_bytes}")
+        data = self.archive.read(info)             # at most the file's bytes; checks the CRC
+        return npy_array(header, data, offset=header.size)
 
     def layers(self, prefix: str, spec: NetworkSpec) -> Params:
         """[(W, b), ...] from entries ``{prefix}.{l}.W`` and ``.b``, shaped by ``spec``."""
@@ -310,7 +320,9 @@ def read_spec(reader: EntryReader) -> tuple[NetworkSpec, bool]:
     spec_json = str(reader.read("spec", Entry(max_chars=MAX_SPEC_CHARS))[()])
     try:
         spec = NetworkSpec.from_json(spec_json)
-    except (ValueError, TypeError) as exc:      # untrusted text: any rejection is "invalid"
+    except (ValueError, TypeError, ArithmeticError, RecursionError, MemoryError) as exc:
+        # untrusted text: any rejection is "invalid" (OverflowError: a number no float
+        # holds, RecursionError: nesting, as NetworkSpec raised them before it named them)
         bad(path, f"the embedded spec is invalid: {exc}")
 
     buffers = state_buffers(spec.optimizer)

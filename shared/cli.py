@@ -1,21 +1,24 @@
 """The ``nnparity`` command line.
 
 Every error in the user's input (a bad flag, a bad spec file, data that does
-not fit, a missing framework) is printed as one line on stderr with exit code
-2, never a traceback.
+not fit, a missing framework, a run that diverges) is printed as one line on
+stderr with exit code 2, never a traceback: ``main`` is the one place that
+prints errors, and it escapes anything in a message that would start a new
+line (a file name holding a newline, say) the way ``repr`` writes it.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from .cli_inputs import read_inputs
 from .cli_spec import add_spec_flags, spec_flags_given, spec_from_args
 from .datasets import load_dataset
+from .divergence import DivergenceError
 from .validation import InputTypeError, InputValueError, MissingFrameworkError, check_int, fail
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
@@ -61,7 +64,7 @@ class Progress:
 def cmd_train(args) -> int:
     from nnparity.backends import predict, train
 
-    from .checkpoint import load_checkpoint, save_checkpoint
+    from .checkpoint import read_checkpoint, save_checkpoint
     from .files import check_output_path
 
     if args.save is not None:                    # before training: --save '' fails here
@@ -71,7 +74,7 @@ def cmd_train(args) -> int:
         spec = spec_from_args(args)
     else:
         check_resume_flags(args)
-        resume = load_checkpoint(args.resume)
+        resume = read_checkpoint("--resume", args.resume)
         spec = resume.spec
         if args.epochs is not None:
             if args.epochs < resume.epochs_done:
@@ -115,9 +118,9 @@ def check_resume_flags(args) -> None:
 def cmd_predict(args) -> int:
     from nnparity.backends import predict
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import read_checkpoint
 
-    spec, params, _ = load_checkpoint(args.checkpoint)
+    spec, params, _ = read_checkpoint("--checkpoint", args.checkpoint)
     x = read_inputs(args, spec.sizes[0])                       # (n, sizes[0]) float
     for row in predict(spec, params, x, backend=args.backend):  # (n, sizes[-1])
         print(",".join(repr(float(value)) for value in row))
@@ -248,14 +251,28 @@ def build_parser() -> Parser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that would end or hide a line (newlines, other
+    control characters, line and paragraph separators, lone surrogates) written as
+    ``repr`` writes it, e.g. "\\n"."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     np.set_printoptions()  # print arrays the way the notebook did
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
-    except (UsageError, InputValueError, InputTypeError, MissingFrameworkError) as exc:
-        print(f"nnparity: error: {exc}", file=sys.stderr)
-        return 2
+    except (UsageError, InputValueError, InputTypeError, MissingFrameworkError,
+            DivergenceError) as exc:
+        message = str(exc)
+    except (ValueError, TypeError, ArithmeticError, RecursionError, MemoryError) as exc:
+        # the last resort: input that a check missed reached code that could not
+        # handle it; still one line, and the type says where to look
+        message = f"{exc} ({type(exc).__name__}; not caught by a check: please report it)"
+    print(f"nnparity: error: {one_line(message)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

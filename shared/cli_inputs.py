@@ -2,15 +2,20 @@
 
 ``--input "a,b;c,d"`` (rows separated by ';'), or ``--input-file`` naming a
 CSV file (one row per line, no header) or a ``.npy`` file holding a float
-(n, inputs) array, read with ``allow_pickle=False``. Every problem is a
-one-line ``ValueError`` naming the flag, the value and what is allowed.
+(n, inputs) array, never unpickled, whose header is checked, and its data
+size against the file's, before anything is allocated. The file must be a
+regular file (``files.open_input``: a FIFO is refused, never waited on). Every
+problem is a one-line ``ValueError`` naming the flag, the value and what is
+allowed.
 """
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
 
+from .files import npy_array, open_input, read_npy_header
 from .validation import check_float_array, fail
 
 
@@ -21,29 +26,46 @@ def read_inputs(args, width: int) -> np.ndarray:
         return parse_rows("--input", args.input.split(";"), width)
     path = args.input_file
     if path.endswith(".csv"):
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines = [line for line in f.read().splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as exc:
-            fail("--input-file", path, f"a readable UTF-8 text file ({exc})")
+        with open_input("--input-file", path, readable="a readable UTF-8 text file") as f:
+            try:
+                text = f.read().decode("utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                fail("--input-file", path, f"a readable UTF-8 text file ({exc})")
+        lines = [line for line in text.splitlines() if line.strip()]
         return parse_rows(f"--input-file {path}", lines, width)
     if path.endswith(".npy"):
-        try:
-            with open(path, "rb") as f:
-                is_npy = f.read(6) == b"\x93NUMPY"
-            x = np.load(path, allow_pickle=False) if is_npy else None
-        except OSError as exc:
-            fail("--input-file", path, f"a readable file ({exc.strerror or exc})")
-        except (ValueError, EOFError) as exc:    # an object array (pickled data), truncated
-            fail("--input-file", path, f"a .npy file of a float array ({exc})")
-        if x is None:
-            fail("--input-file", path, "a .npy file (it does not start with b'\\x93NUMPY')")
+        x = read_npy("--input-file", path)
         check_float_array(f"--input-file {path}", x, 2)
         if x.shape[0] == 0 or x.shape[1] != width:
             fail(f"--input-file {path}.shape", x.shape,
                  f"(n, {width}) with n >= 1: {width} columns, the network's input width")
         return x
     fail("--input-file", path, "a file ending in .csv or .npy")
+
+
+def read_npy(name: str, path: str) -> np.ndarray:
+    """The array in the .npy file ``path``, never unpickled: its header is checked,
+    and its data size against the file's, before anything is allocated."""
+    with open_input(name, path) as f:
+        try:
+            header = read_npy_header(f)
+        except ValueError as exc:
+            fail(name, path, f"a .npy file of a float array (a malformed .npy header: {exc})")
+        except OSError as exc:
+            fail(name, path, f"a readable file ({exc.strerror or exc})")
+        if header.dtype.hasobject:
+            fail(name, path, "a .npy file of a float array, not of objects (pickled data, "
+                             "never loaded: allow_pickle=False)")
+        stored = os.fstat(f.fileno()).st_size - header.size
+        if stored != header.data_bytes:
+            fail(name, path, f"a .npy file holding the data its header describes: "
+                             f"{header.describe()} needs {header.data_bytes} bytes, the file "
+                             f"holds {stored}")
+        try:
+            data = f.read(header.data_bytes + 1)
+            return npy_array(header, data)          # a file that changed size: ValueError
+        except (OSError, ValueError) as exc:
+            fail(name, path, f"a readable .npy file ({exc})")
 
 
 #: one finite decimal number, e.g. 28.1, -3, .5, 1e-3 (not 1_000, inf or nan)

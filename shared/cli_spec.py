@@ -13,10 +13,11 @@ import sys
 from dataclasses import fields
 
 from .activations import ACTIVATIONS
+from .files import open_input, read_bounded
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS
 from .spec import INITS, NetworkSpec, notebook_spec
-from .validation import FLOAT_DTYPES, fail
+from .validation import FLOAT_DTYPES, InputTypeError, InputValueError, fail
 
 #: flag destination -> optimizer argument it sets
 OPTIMIZER_FLAGS = {"lr": "lr", "momentum": "momentum", "dampening": "dampening",
@@ -47,17 +48,38 @@ def _float_pair(text: str) -> tuple[float, float]:
     return pair
 
 
-def _json_object(flag: str):
-    def parse(text: str) -> dict:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = None
-        if not isinstance(value, dict):
-            raise argparse.ArgumentTypeError(
-                f"{flag}={text!r} is not allowed: expected a JSON object")
-        return value
-    return parse
+def parse_json_object(flag: str, text: str) -> dict:
+    """The JSON object a flag's value holds (``--loss-params '{"delta": 2}'``). Text
+    that is not JSON, nested too deeply to parse, holds an integer longer than
+    Python reads or a key twice, or is not an object is a ValueError naming
+    the flag."""
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        fail(flag, text, f"a JSON object ({exc})")
+    except RecursionError:
+        fail(flag, text, "a JSON object, not JSON nested too deeply to parse")
+    except _DuplicateKey as exc:
+        fail(flag, text, f"a JSON object with each key once (found {exc.args[0]!r} twice)")
+    except ValueError:                     # an integer longer than Python reads
+        fail(flag, text, f"a JSON object whose numbers have at most "
+                         f"{sys.get_int_max_str_digits()} digits")
+    if not isinstance(value, dict):
+        fail(flag, text, "a JSON object")
+    return value
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list) -> dict:
+    """json object_pairs_hook: a repeated key is an error, not "the last one wins"."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return d
 
 
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:
@@ -70,11 +92,11 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
                        help="layer widths, input first, e.g. 64,64,10")
     group.add_argument("--activation", metavar="NAME[,NAME...]",
                        help=f"hidden activation, or one per hidden layer: {', '.join(ACTIVATIONS)}")
-    group.add_argument("--activation-params", type=_json_object("--activation-params"),
-                       metavar="JSON", help='e.g. \'{"leaky_relu": {"negative_slope": 0.1}}\'')
+    group.add_argument("--activation-params", metavar="JSON",
+                       help='e.g. \'{"leaky_relu": {"negative_slope": 0.1}}\'')
     group.add_argument("--init", choices=INITS)
     group.add_argument("--loss", choices=tuple(LOSSES))
-    group.add_argument("--loss-params", type=_json_object("--loss-params"), metavar="JSON",
+    group.add_argument("--loss-params", metavar="JSON",
                        help='e.g. \'{"delta": 2.0}\' for huber')
     group.add_argument("--batch-size", type=int, metavar="N")
     group.add_argument("--epochs", type=int, metavar="N")
@@ -112,42 +134,82 @@ def spec_flags_given(args: argparse.Namespace) -> list[str]:
             if getattr(args, dest) is not None]
 
 
+#: the longest --spec read, in bytes (a spec's JSON is well under a kilobyte)
+MAX_SPEC_BYTES = 2**20
+
+
 def read_spec_file(path: str) -> NetworkSpec:
+    """The spec in the JSON file ``path`` ("-" or /dev/stdin: standard input), at
+    most MAX_SPEC_BYTES bytes of UTF-8; a path must name a regular file
+    (``files.open_input``: a FIFO or /dev/zero is refused, never read)."""
+    if path in ("-", "/dev/stdin"):
+        stream = getattr(sys.stdin, "buffer", sys.stdin)     # text when tests replace it
+        data = stream.read(MAX_SPEC_BYTES + 1)
+        if len(data) > MAX_SPEC_BYTES:
+            fail("--spec", path, f"a JSON file of at most {MAX_SPEC_BYTES} bytes")
+    else:
+        with open_input("--spec", path, max_bytes=MAX_SPEC_BYTES) as f:
+            try:
+                data = read_bounded("--spec", path, f, MAX_SPEC_BYTES)
+            except OSError as exc:
+                fail("--spec", path, f"a readable file ({exc.strerror or exc})")
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            fail("--spec", path, f"UTF-8 JSON text (byte {exc.start} is "
+                                 f"{exc.object[exc.start:exc.start + 1]!r})")
     try:
-        if path in ("-", "/dev/stdin"):
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-    except OSError as exc:
-        fail("--spec", path, f"a readable file ({exc.strerror})")
-    except UnicodeDecodeError as exc:
-        fail("--spec", path, f"UTF-8 JSON text (byte {exc.start} is "
-                             f"{exc.object[exc.start:exc.start + 1]!r})")
-    return NetworkSpec.from_json(text)
+        return NetworkSpec.from_json(data)
+    except (InputValueError, InputTypeError):
+        raise
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+        # what NetworkSpec did not name itself (an int too large for a float field)
+        fail("--spec", path, f"a valid spec ({type(exc).__name__}: {exc})")
 
 
-def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
-    """The spec the flags describe (validated by NetworkSpec and the optimizer)."""
-    base = read_spec_file(args.spec) if args.spec else notebook_spec()
+def spec_fields_from_args(args: argparse.Namespace) -> dict:
+    """The spec fields the flags give (JSON flags parsed), as NetworkSpec.replace takes them."""
     changes = {}
     if args.sizes is not None:
         changes["sizes"] = args.sizes
     if args.activation is not None:
         names = tuple(args.activation.split(","))
         changes["activation"] = names[0] if len(names) == 1 else names
-    for field in ("activation_params", "init", "loss", "loss_params", "batch_size", "epochs",
-                  "seed", "dtype", "shuffle"):
+    for field in ("activation_params", "loss_params"):
+        if getattr(args, field) is not None:
+            changes[field] = parse_json_object("--" + field.replace("_", "-"),
+                                               getattr(args, field))
+    for field in ("init", "loss", "batch_size", "epochs", "seed", "dtype", "shuffle"):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
+    return changes
+
+
+def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
+    """The spec the flags describe (validated by NetworkSpec and the optimizer)."""
+    changes = spec_fields_from_args(args)           # flags' own errors before the file's
+    base = read_spec_file(args.spec) if args.spec else notebook_spec()
     if "loss" in changes and "loss_params" not in changes and changes["loss"] != base.loss:
         changes["loss_params"] = {}
     if "activation" in changes and "activation_params" not in changes:
-        names = set(names)                   # keep the base's parameters of names still used
+        names = set(changes["activation"] if isinstance(changes["activation"], tuple)
+                    else (changes["activation"],))
+        # keep the base's parameters of names still used
         changes["activation_params"] = {k: v for k, v in base.activation_params.items()
                                         if k in names}
     changes["optimizer"] = optimizer_from_args(args, base.optimizer)
-    return base.replace(**changes)
+    try:
+        return base.replace(**changes)
+    except (InputValueError, InputTypeError):
+        raise
+    except (ArithmeticError, RecursionError) as exc:
+        # what NetworkSpec did not name itself (an int too large for a float field)
+        given = {flag: text for flag, text in (("--loss-params", args.loss_params),
+                                               ("--activation-params", args.activation_params))
+                 if text is not None}
+        name, value = next(iter(given.items())) if len(given) == 1 else ("spec flags", given)
+        fail(name, value, f"numbers that fit a float64 ({type(exc).__name__}: {exc})")
 
 
 def optimizer_from_args(args: argparse.Namespace, base):

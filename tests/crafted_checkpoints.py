@@ -79,7 +79,9 @@ def crafted_files(arrays: dict) -> dict[str, tuple[bytes, str]]:
     w, b = arrays["params.0.W"], arrays["params.0.b"]
     huge = (10**6, 10**6)                                        # 8 TB of float64
     spec = json.loads(str(arrays["spec"][()]))
-    huge_spec = json.dumps({**spec, "sizes": list(huge) + spec["sizes"][2:]})
+    # the largest first layer a spec allows (at most 2**32 - 1 parameters): 34 GB
+    wide = (255, 2**24)                                          # W is (out, in)
+    huge_spec = json.dumps({**spec, "sizes": [wide[1], wide[0]] + spec["sizes"][2:]})
     return {
         "big-endian-param": (
             zip_bytes(members_of({**arrays, "params.0.W": w.astype(">f8")})),
@@ -97,9 +99,9 @@ def crafted_files(arrays: dict) -> dict[str, tuple[bytes, str]]:
         "spec-and-header-claim-a-huge-shape": (
             zip_bytes(replace_member(replace_member(
                 members, "spec.npy", npy_bytes(np.array(huge_spec))),
-                "params.0.W.npy", npy_header(huge) + w.tobytes())),
+                "params.0.W.npy", npy_header(wide) + w.tobytes())),
             (f"entry 'params.0.W' holds {w.nbytes} bytes of data, but its header float64 "
-             "(1000000, 1000000) needs 8000000000000")),
+             f"{wide} needs {8 * wide[0] * wide[1]}")),
         "record-claims-more-bytes-than-the-file": (
             patched(zip_bytes(members), SIZES, 2**31 - 1, 2**31 - 1,
                     names={"params.1.b.npy"}),
