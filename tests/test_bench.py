@@ -40,6 +40,7 @@ def test_negative_control_a_different_learning_rate_is_caught():
         assert_same_params(other, train(SPEC, data).params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
 def test_compute_spec_trains_in_float32(backend):
     """The compute-bound workload is real: float32 parameters that moved."""

@@ -67,6 +67,7 @@ def test_ci_runs_the_slow_tests_after_the_two_commands():
     assert script.rstrip().endswith('exit "$status"')     # 5 included: nonzero fails CI
 
 
+@pytest.mark.slow
 def test_slow_and_upstream_markers_select_their_tests():
     """`-m slow` selects the slow tests (among them the digits recipe, the terminal
     progress run and the digits example in a subprocess) and `-m upstream` the tests in
