@@ -2,16 +2,32 @@
 from __future__ import annotations
 
 import json
+import sys
 from functools import cached_property
-from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from .activations import ACTIVATIONS, Activation, check_activation_params, resolve
 from .losses import LOSSES, check_loss_params
 from .optimizers import OPTIMIZERS, SGD, Optimizer, optimizer_from_dict
-from .validation import FLOAT_DTYPES, check_bool, check_choice, check_int, fail
+from .validation import (FLOAT_DTYPES, InputValueError, check_bool, check_choice,
+                         check_count, check_in_dtype, fail)
 
 INITS = ("uniform_fan_in", "zeros", "xavier_uniform", "he_normal")
+
+# Bounds no real run reaches; they keep every count a small int (hashable, JSON,
+# an int64 in a checkpoint) and refuse absurd specs before anything is allocated.
+# Whether a run within them fits in memory is checked by ``train``/``predict``.
+#: most entries in ``sizes`` (layers + 1)
+MAX_LAYERS = 1024
+#: widest layer
+MAX_WIDTH = 2**24
+#: most parameters (weights and biases) in a network: 32 GiB in float64
+MAX_PARAMETERS = 2**32 - 1
+#: largest epochs, batch_size and seed (the seed's bound is np.random.RandomState's)
+MAX_COUNT = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -56,11 +72,18 @@ class NetworkSpec:
 
     def __post_init__(self) -> None:
         sizes = self.sizes
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        if (isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray))
+                or (isinstance(sizes, np.ndarray) and sizes.ndim != 1)):
             fail("sizes", sizes, "a sequence of at least 2 integers >= 1", TypeError)
-        sizes = tuple(check_int(f"sizes[{i}]", s, 1) for i, s in enumerate(sizes))
-        if len(sizes) < 2:
-            fail("sizes", sizes, "at least 2 layer widths (input and output)")
+        if not 2 <= len(sizes) <= MAX_LAYERS:
+            fail("sizes", f"{len(sizes)} layer widths" if len(sizes) > 10 else tuple(sizes),
+                 f"at least 2 layer widths (input and output) and at most {MAX_LAYERS}")
+        sizes = tuple(check_count(f"sizes[{i}]", s, 1, MAX_WIDTH, "2**24")
+                      for i, s in enumerate(sizes))
+        n_parameters = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
+        if n_parameters > MAX_PARAMETERS:
+            fail("sizes", sizes, f"a network of at most {MAX_PARAMETERS} parameters "
+                 f"(this one has {n_parameters})")
         object.__setattr__(self, "sizes", sizes)
 
         n_hidden = len(sizes) - 2
@@ -68,11 +91,11 @@ class NetworkSpec:
         if isinstance(activation, str):
             check_choice("activation", activation, ACTIVATIONS)
         elif isinstance(activation, (tuple, list)):
-            activation = tuple(check_choice(f"activation[{i}]", a, ACTIVATIONS)
-                               for i, a in enumerate(activation))
             if len(activation) != n_hidden:
                 fail("activation", activation,
                      f"one name, or a tuple of {n_hidden} names (one per hidden layer)")
+            activation = tuple(check_choice(f"activation[{i}]", a, ACTIVATIONS)
+                               for i, a in enumerate(activation))
         else:
             fail("activation", activation, "an activation name or a tuple of names", TypeError)
         object.__setattr__(self, "activation", activation)
@@ -97,13 +120,17 @@ class NetworkSpec:
             fail("optimizer", self.optimizer,
                  f"an optimizer object ({', '.join(c.__name__ for c in OPTIMIZERS.values())})",
                  TypeError)
-        object.__setattr__(self, "batch_size", check_int("batch_size", self.batch_size, 1))
-        object.__setattr__(self, "epochs", check_int("epochs", self.epochs, 0))
-        object.__setattr__(self, "seed", check_int("seed", self.seed, 0))
-        if self.seed >= 2**32:
-            fail("seed", self.seed, "an integer in [0, 2**32)")
+        for name, minimum in (("batch_size", 1), ("epochs", 0), ("seed", 0)):
+            object.__setattr__(self, name, check_count(name, getattr(self, name), minimum,
+                                                  MAX_COUNT, "2**32 - 1"))
         check_choice("dtype", self.dtype, FLOAT_DTYPES)
         object.__setattr__(self, "shuffle", check_bool("shuffle", self.shuffle))
+
+        # every parameter is used in self.dtype: it has to be a number there
+        for name, params in self.activation_params.items():
+            check_activation_in_dtype(name, params, self.dtype, f"activation_params[{name!r}]")
+        check_loss_in_dtype(self.loss, self.loss_params, self.dtype)
+        check_optimizer_in_dtype(self.optimizer, self.dtype)
 
     def __hash__(self) -> int:
         return hash(self.to_json())
@@ -154,6 +181,9 @@ class NetworkSpec:
         """
         if not isinstance(d, Mapping):
             fail("spec", d, "a mapping of NetworkSpec fields", TypeError)
+        _check_keys("spec", d)
+        if isinstance(d.get("optimizer"), Mapping):
+            _check_keys("optimizer", d["optimizer"])
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(names))
         if unknown:
@@ -175,12 +205,81 @@ class NetworkSpec:
         if not isinstance(text, str):
             fail("spec JSON", text, "a str", TypeError)
         try:
-            d = json.loads(text)
+            d = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             fail("spec JSON", text, f"valid JSON ({exc})")
         except RecursionError:
             fail("spec JSON", text, "a spec object, not JSON nested too deeply to parse")
+        except _DuplicateKey as exc:
+            fail("spec JSON", text, f"each key once in an object (found {exc.args[0]!r} twice)")
+        except ValueError:       # an integer longer than Python reads (sys.int_info)
+            fail("spec JSON", text, f"numbers of at most {sys.get_int_max_str_digits()} "
+                 "digits")
         return cls.from_dict(d)
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook: a repeated key is an error, not "the last one wins"."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return d
+
+
+def _check_keys(name: str, d: Mapping) -> None:
+    """Every key of ``d`` is a str, as in parsed JSON (and names can be sorted)."""
+    for key in d:
+        if not isinstance(key, str):
+            fail(f"{name} key", key, "a str (a spec mapping has JSON's keys)", TypeError)
+
+
+def _check_rounded(label: str, value: Any, dtype: str,
+                   revalidate: Callable[[Any], object]) -> None:
+    """``value`` (a float, or a tuple of floats), rounded to ``dtype``, must be a number
+    there (``check_in_dtype``) and still pass ``revalidate`` (0.99999999999 as a beta
+    rounds to 1 in float32, which is not allowed)."""
+    if isinstance(value, tuple):
+        rounded = tuple(check_in_dtype(f"{label}[{i}]", v, dtype) for i, v in enumerate(value))
+    else:
+        rounded = check_in_dtype(label, value, dtype)
+    if rounded != value:
+        try:
+            revalidate(rounded)
+        except InputValueError as exc:
+            fail(label, value, f"a value that is still allowed in {dtype}, the dtype it is "
+                 f"used in, where it rounds to {rounded!r}: {exc}")
+
+
+def check_activation_in_dtype(name: str, params: Mapping[str, float], dtype: Any,
+                              label: str = "activation_params") -> None:
+    """Activation ``name``'s (checked) ``params`` are numbers in ``dtype``."""
+    dtype = np.dtype(dtype).name
+    for key, value in params.items():
+        _check_rounded(f"{label}[{key!r}]", value, dtype,
+                       lambda r, key=key: check_activation_params(name, {**params, key: r}))
+
+
+def check_loss_in_dtype(loss: str, params: Mapping[str, float], dtype: Any) -> None:
+    """The loss's (checked) ``params`` are numbers in ``dtype``."""
+    dtype = np.dtype(dtype).name
+    for key, value in params.items():
+        _check_rounded(f"loss_params[{key!r}]", value, dtype,
+                       lambda r, key=key: check_loss_params(loss, {**params, key: r}))
+
+
+def check_optimizer_in_dtype(opt: Optimizer, dtype: Any) -> None:
+    """Every hyperparameter of ``opt`` is a number in ``dtype``."""
+    dtype = np.dtype(dtype).name
+    for f in fields(opt):
+        value = getattr(opt, f.name)
+        if not isinstance(value, bool):
+            _check_rounded(f"{type(opt).__name__}.{f.name}", value, dtype,
+                           lambda r, name=f.name: replace(opt, **{name: r}))
 
 
 def notebook_spec() -> NetworkSpec:
