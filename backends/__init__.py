@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Callable
@@ -27,13 +28,16 @@ import numpy as np
 from nnparity.shared.activations import resolve
 from nnparity.shared.checkpoint import Checkpoint
 from nnparity.shared.losses import LOSSES, check_loss_params, check_targets
-from nnparity.shared.data import Dataset, batch_plan, check_fits
+from nnparity.shared.data import (Dataset, batch_plan, check_fits, predict_bytes,
+                                  run_bytes)
 from nnparity.shared.init import Params, check_params, init_params
 from nnparity.shared.optimizers import init_state
-from nnparity.shared.spec import NetworkSpec
+from nnparity.shared.spec import (NetworkSpec, check_activation_in_dtype,
+                                  check_loss_in_dtype)
 from nnparity.shared.trajectory import copy_params, copy_state
-from nnparity.shared.validation import (MissingFrameworkError, check_float_array, check_int,
-                                       check_shape, fail)
+from nnparity.shared.validation import (INT64_MAX, MissingFrameworkError, check_array,
+                                       check_count, check_float_array, check_memory,
+                                       check_shape, fail, plain_layout)
 
 __all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "activation_with_grad",
            "available_backends", "evaluate", "loss_with_grad", "predict", "train"]
@@ -72,15 +76,39 @@ class TrainResult:
     epochs_done: int = 0
 
 
-def get_backend(name: str) -> ModuleType:
-    """The backend module called ``name``, imported on first use."""
+def check_backend(name: str) -> str:
+    """Check that ``name`` is a backend whose framework is installed, without importing
+    the framework (that takes seconds): every entry point does this before any work."""
     if not isinstance(name, str) or name not in BACKENDS:
         fail("backend", name, f"one of {', '.join(map(repr, BACKENDS))}")
     framework, extra = BACKENDS[name]
     if importlib.util.find_spec(framework) is None:
         raise MissingFrameworkError(f"backend {name!r} needs {framework}, which is not installed: "
                           f"pip install 'nnparity[{extra}]'")
+    return name
+
+
+def get_backend(name: str) -> ModuleType:
+    """The backend module called ``name``, imported on first use."""
+    check_backend(name)
     return importlib.import_module(f"nnparity.backends.{name}")
+
+
+def check_progress(progress) -> None:
+    """None, or a callable that takes (epochs_done, epochs, last_loss)."""
+    if progress is None:
+        return
+    allowed = "None or a callable progress(epochs_done, epochs, last_loss)"
+    if not callable(progress):
+        fail("progress", progress, allowed, TypeError)
+    try:
+        signature = inspect.signature(progress)
+    except (TypeError, ValueError):              # some builtins have none: accept them
+        return
+    try:
+        signature.bind(0, 1, 0.0)
+    except TypeError as exc:
+        fail("progress", progress, f"{allowed} ({exc})", TypeError)
 
 
 def available_backends() -> list[str]:
@@ -98,6 +126,11 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
     state, and sees the same batches. Features and float targets are converted
     to ``spec.dtype``; class labels to int64.
 
+    Everything is checked before any work starts (no parameters drawn, no framework
+    imported): the spec and the data, the backend's name and framework, the
+    arguments, and that the run's arrays can fit in this machine's memory
+    (``run_bytes``, a lower bound, against the physical memory).
+
     Args:
         resume: continue from a ``Checkpoint`` (any backend's) instead: its
             parameters and optimizer state after ``resume.epochs_done`` epochs.
@@ -107,7 +140,7 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
             matches that run's. It needs an optimizer state whose step count is
             epochs_done times the steps per epoch of ``data``.
         record_every: keep a ``Snapshot`` (parameters and optimizer state) before
-            every k-th step, in ``TrainResult.snapshots``.
+            every k-th step, in ``TrainResult.snapshots``; 1 <= k < 2**63.
         progress: ``progress(epochs_done, epochs, last_loss)`` is called after
             every chunk of about epochs/20 epochs (the run is then split into
             chunks; the result is the same).
@@ -117,17 +150,27 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
             not finite (the same step in every backend).
     """
     check_fits(spec, data)
+    check_backend(backend)
     if record_every is not None:
-        check_int("record_every", record_every, 1)
+        check_count("record_every", record_every, 1, INT64_MAX, "2**63 - 1")
+    check_progress(progress)
+    n_rows = data.x_train.shape[0]
+    start = 0 if resume is None else resume_point(spec, resume, n_rows)
+    chunk = max(1, spec.epochs - start if progress is None else (spec.epochs - start) // 20)
+    check_memory("spec.epochs", spec.epochs, run_bytes(
+        spec, n_rows, spec.epochs - start, chunk_epochs=chunk, record_every=record_every),
+        blame={"parameters and optimizer state": ("spec.sizes", spec.sizes),
+               "snapshots": ("record_every", record_every),
+               "training data": ("data.x_train.shape", data.x_train.shape),
+               "layer outputs": ("spec.batch_size", spec.batch_size)})
+    # nothing was allocated before this line
     x, y = as_arrays(spec, data.x_train, data.y_train)
     if resume is None:
-        start = 0
         params = init_params(spec)
         state = init_state(spec.optimizer, params)
     else:
-        start, params, state = resume_point(spec, resume, x.shape[0])
+        params, state = copy_params(resume.params), copy_state(resume.opt_state)
     module = get_backend(backend)
-    chunk = max(1, spec.epochs - start if progress is None else (spec.epochs - start) // 20)
     losses, snapshots = [], []
     for first in range(start, spec.epochs, chunk):
         epochs = min(chunk, spec.epochs - first)
@@ -145,9 +188,9 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
                        snapshots=snapshots, epochs_done=spec.epochs)
 
 
-def resume_point(spec: NetworkSpec, resume, n_rows: int) -> tuple[int, Params, dict]:
-    """(first epoch, params, optimizer state) to continue ``spec`` from ``resume``;
-    copies, so the checkpoint is left as it is.
+def resume_point(spec: NetworkSpec, resume, n_rows: int) -> int:
+    """The first epoch to run when continuing ``spec`` from ``resume``, checked
+    against the checkpoint (nothing is copied yet).
 
     A ``Checkpoint`` is consistent with its own spec (it checks itself when built);
     what is checked here is how it relates to the new ``spec`` and the data."""
@@ -165,13 +208,13 @@ def resume_point(spec: NetworkSpec, resume, n_rows: int) -> tuple[int, Params, d
     if resume.opt_state is None:
         fail("resume.opt_state", None, "the optimizer state saved with the parameters "
              "(a checkpoint without one can predict, not resume)")
-    params, state = resume.params, resume.opt_state
-    steps_per_epoch = batch_plan(n_rows, spec.batch_size, 1, spec.seed, False).steps_per_epoch
-    if state["step"] != resume.epochs_done * steps_per_epoch:
-        fail("resume.opt_state['step']", state["step"],
+    step = resume.opt_state["step"]
+    steps_per_epoch = -(-n_rows // spec.batch_size)                # the batch plan's
+    if step != resume.epochs_done * steps_per_epoch:
+        fail("resume.opt_state['step']", step,
              f"epochs_done * steps per epoch = {resume.epochs_done} * {steps_per_epoch} "
              f"(the data has {n_rows} training rows, batch_size {spec.batch_size})")
-    return resume.epochs_done, copy_params(params), copy_state(state)
+    return resume.epochs_done
 
 
 def evaluate(spec: NetworkSpec, params: Params, data: Dataset,
@@ -181,7 +224,11 @@ def evaluate(spec: NetworkSpec, params: Params, data: Dataset,
     for bce_with_logits). Predictions come from ``backend``; the loss is the
     NumPy reference's."""
     check_fits(spec, data)
-    return measure_metrics(spec, check_params(spec, params), data, get_backend(backend))
+    check_backend(backend)
+    params = check_params(spec, params)
+    check_memory("data.x_test.shape", data.x_test.shape,
+                 predict_bytes(spec, data.x_test.shape[0]))
+    return measure_metrics(spec, params, data, get_backend(backend))
 
 
 def measure_metrics(spec, params, data, module) -> dict[str, float]:
@@ -208,9 +255,11 @@ def predict(spec: NetworkSpec, params, x: np.ndarray, backend: str = "numpy") ->
     """The network's output for x (batch, sizes[0]) -> (batch, sizes[-1]), in spec.dtype."""
     if not isinstance(spec, NetworkSpec):
         fail("spec", spec, "a NetworkSpec", TypeError)
+    check_backend(backend)
     params = check_params(spec, params)
-    check_float_array("x", x, 2)
+    check_float_array("x", x, 2, spec.dtype)
     check_shape("x", x, (x.shape[0], spec.sizes[0]))
+    check_memory("x.shape", x.shape, predict_bytes(spec, x.shape[0]))
     module = get_backend(backend)
     return module.predict(spec, params, x.astype(spec.dtype))
 
@@ -225,7 +274,8 @@ def activation_with_grad(name: str, x: np.ndarray, backend: str = "numpy",
     """
     activation = resolve(name, params)
     check_float_array("x", x, None)
-    return get_backend(backend).activation_with_grad(activation, x)
+    check_activation_in_dtype(name, activation.kwargs, x.dtype, "params")
+    return get_backend(backend).activation_with_grad(activation, plain_layout(x))
 
 
 def loss_with_grad(name: str, p: np.ndarray, y: np.ndarray, backend: str = "numpy",
@@ -238,8 +288,13 @@ def loss_with_grad(name: str, p: np.ndarray, y: np.ndarray, backend: str = "nump
     """
     checked = check_loss_params(name, params)
     check_float_array("p", p, 2)
+    check_array("y", y)
     check_targets(name, "y", y, p.shape[1])
     if y.shape[0] != p.shape[0]:
         fail("y.shape", y.shape, f"{p.shape[0]} rows, as many as p (shape {p.shape})")
+    if y.dtype.kind == "f":
+        check_float_array("y", y, 2, p.dtype)          # finite once converted to p's dtype
+    check_loss_in_dtype(name, checked, p.dtype)
     y = y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(p.dtype)
-    return get_backend(backend).loss_with_grad(name, {**LOSSES[name].defaults, **checked}, p, y)
+    return get_backend(backend).loss_with_grad(name, {**LOSSES[name].defaults, **checked},
+                                               plain_layout(p), plain_layout(y))

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses import check_targets
+from .losses import LOSSES, check_targets
+from .optimizers import state_buffers
 from .spec import NetworkSpec
 from .validation import check_float_array, check_shape, check_targets_array, fail
 
@@ -21,7 +22,9 @@ class Dataset:
         x_test: (n_test, n_in) float array, finite.
         y_test: targets of the test rows, of the same kind as y_train.
 
-    Whether the targets suit a spec's loss is checked by ``check_fits``.
+    Each is a plain ``np.ndarray`` (or ``np.memmap``): masked arrays and np.matrix
+    are refused. Whether the targets suit a spec's loss, and whether the values
+    stay finite in the spec's dtype, is checked by ``check_fits``.
     """
 
     x_train: np.ndarray
@@ -139,13 +142,56 @@ def batch_plan(n_rows: int, batch_size: int, epochs: int, seed: int, shuffle: bo
 
 
 def check_fits(spec: NetworkSpec, data: Dataset) -> None:
-    """Check that ``data`` fits ``spec``: feature width, and targets that suit the loss."""
+    """Check that ``data`` fits ``spec``: feature width, targets that suit the loss,
+    and values that stay finite in ``spec.dtype`` (float64 data above float32's
+    largest value would become inf in a float32 run)."""
     if not isinstance(spec, NetworkSpec):
         fail("spec", spec, "a NetworkSpec", TypeError)
     if not isinstance(data, Dataset):
         fail("data", data, "a Dataset(x_train, y_train, x_test, y_test)", TypeError)
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
-        check_float_array(f"x_{split}", x, 2)     # again: the arrays may have changed since
+        # again: the arrays may have changed since the Dataset was built
+        check_float_array(f"x_{split}", x, 2, spec.dtype)
         check_shape(f"x_{split}", x, (x.shape[0], spec.sizes[0]))
         check_targets(spec.loss, f"y_{split}", y, spec.sizes[-1])
+        check_targets_array(f"y_{split}", y, spec.dtype)
+
+
+def n_parameters(spec: NetworkSpec) -> int:
+    """The number of weights and biases of ``spec``'s network."""
+    return sum(o * i + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:], strict=True))
+
+
+def run_bytes(spec: NetworkSpec, n_rows: int, epochs: int, *, chunk_epochs: int | None = None,
+              record_every: int | None = None) -> dict[str, int]:
+    """A lower bound of the memory training ``spec`` for ``epochs`` epochs on
+    ``n_rows`` rows allocates, by part, in bytes (the batch plan covers
+    ``chunk_epochs`` epochs at a time; all of them when None). Every part is an
+    array the run must hold at once, so a run whose total exceeds the machine's
+    memory cannot succeed; the frameworks' own overheads are left out."""
+    item = np.dtype(spec.dtype).itemsize
+    state = n_parameters(spec) * item * (1 + len(state_buffers(spec.optimizer)))
+    steps_per_epoch = -(-n_rows // spec.batch_size)
+    total_steps = epochs * steps_per_epoch
+    plan_epochs = epochs if chunk_epochs is None else min(chunk_epochs, epochs)
+    labels = LOSSES[spec.loss].targets == "labels"
+    y_row = 8 if labels else spec.sizes[-1] * item                 # int64 labels or floats
+    snapshots = -(-total_steps // record_every) if record_every and total_steps else 0
+    return {
+        "parameters and optimizer state": state,
+        "training data": n_rows * (spec.sizes[0] * item + y_row),
+        "batch plan": plan_epochs * n_rows * 8,                   # int64 row indices
+        "losses": total_steps * item,
+        "snapshots": snapshots * state,
+        "layer outputs": min(spec.batch_size, n_rows) * max(spec.sizes[1:]) * item,
+    }
+
+
+def predict_bytes(spec: NetworkSpec, n_rows: int) -> dict[str, int]:
+    """A lower bound of the memory ``predict`` allocates for ``n_rows`` rows, in bytes:
+    the input in ``spec.dtype`` and the widest layer's output."""
+    item = np.dtype(spec.dtype).itemsize
+    return {"input": n_rows * spec.sizes[0] * item,
+            "layer outputs": n_rows * max(spec.sizes[1:]) * item}
+

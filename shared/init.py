@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .spec import NetworkSpec
-from .validation import check_float_array, check_shape, dtype_name, fail
+from .validation import check_float_array, check_shape, dtype_name, fail, plain_layout
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 
@@ -52,7 +52,11 @@ def init_params(spec: NetworkSpec) -> Params:
 
 def check_params(spec: NetworkSpec, params, name: str = "params") -> Params:
     """Check that ``params`` (or an optimizer buffer shaped like them, called
-    ``name`` in errors) has the layers, shapes and dtype ``spec`` asks for."""
+    ``name`` in errors) has the layers, shapes and dtype ``spec`` asks for.
+
+    Returns them as plain C-contiguous, aligned, writeable arrays: the same
+    arrays when they are, copies otherwise (negative strides, slices, read-only
+    memory maps), so that every framework can take them as they are."""
     shapes = spec.param_shapes
     if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
         fail(name, params, f"a list of {len(shapes)} (W, b) pairs", TypeError)
@@ -66,4 +70,4 @@ def check_params(spec: NetworkSpec, params, name: str = "params") -> Params:
             if array.dtype != np.dtype(spec.dtype):          # native byte order only
                 fail(f"{label}.dtype", dtype_name(array.dtype), f"the spec's dtype {spec.dtype}",
                      TypeError)
-    return [(np.asarray(w), np.asarray(b)) for w, b in params]
+    return [(plain_layout(w), plain_layout(b)) for w, b in params]
