@@ -39,7 +39,8 @@ class NetworkSpec:
     the output layer is linear.
 
     Fields (defaults are the notebook's values):
-        sizes: layer widths, input first; at least 2 entries, each >= 1.
+        sizes: layer widths, input first; 2 to ``MAX_LAYERS`` entries, each 1 ..
+            ``MAX_WIDTH``, at most ``MAX_PARAMETERS`` weights and biases in all.
         activation: one name for every hidden layer, or a tuple with one name
             per hidden layer (``len(sizes) - 2`` of them); see
             ``nnparity.shared.activations``.
@@ -50,11 +51,18 @@ class NetworkSpec:
         loss: training loss, see ``nnparity.shared.losses``.
         loss_params: the loss's parameters, e.g. ``{"delta": 2.0}`` for huber.
         optimizer: an optimizer dataclass such as ``SGD(lr=1e-5)`` or ``Adam()``.
-        batch_size: rows per minibatch; the last batch of an epoch may be smaller.
-        epochs: passes over the training data; 0 returns the initial parameters.
+        batch_size: rows per minibatch; the last batch of an epoch may be smaller
+            (1 <= batch_size < 2**32).
+        epochs: passes over the training data; 0 returns the initial parameters
+            (0 <= epochs < 2**32).
         seed: seeds initialisation and shuffling (0 <= seed < 2**32).
         dtype: "float64" or "float32"; parameters and data use it.
         shuffle: draw a new permutation of the training rows every epoch.
+
+    Every float parameter (activation and loss parameters, the optimizer's
+    hyperparameters) is used in ``dtype``, so it must be a number there: rounded
+    to ``dtype``, finite, 0 or normal (XLA flushes subnormals to 0), and still
+    allowed (a beta of 1 - 1e-10 rounds to 1 in float32).
     """
 
     sizes: tuple[int, ...]
