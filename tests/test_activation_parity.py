@@ -186,9 +186,14 @@ def run_with_patch(monkeypatch, backend, name, replacement, spec, data):
             clear_jax_caches()
 
 
+# The JAX controls patch an activation, so they clear JAX's caches and compile again
+# (several seconds, and every later test recompiles what it shares): slow tests.
+# test_parity.py's maximum-relu control shows the zero rows' kink failing training
+# parity in the default run.
+@pytest.mark.slow
 @pytest.mark.parametrize("data, expect_ok", [
     pytest.param(DATA, False, id="zero-rows-catch-it"),
-    pytest.param(NO_ZERO_ROWS, True, id="no-zero-rows-miss-it", marks=pytest.mark.slow),
+    pytest.param(NO_ZERO_ROWS, True, id="no-zero-rows-miss-it"),
 ])
 def test_negative_control_jax_builtin_leaky_relu(monkeypatch, data, expect_ok):
     """jax.nn.leaky_relu has gradient 1 at 0 (not negative_slope): only the kink sees it."""
@@ -202,6 +207,7 @@ def test_negative_control_jax_builtin_leaky_relu(monkeypatch, data, expect_ok):
     assert compare(spec, data, backends=("numpy", "jax")).ok     # the unpatched backend passes
 
 
+@pytest.mark.slow
 def test_negative_control_jax_maximum_relu6(monkeypatch):
     """relu6 through jnp.clip: gradient 0.5 at 0, which the zero rows catch."""
     jax = require("jax")

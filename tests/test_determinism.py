@@ -99,8 +99,10 @@ def test_same_spec_twice_is_bitwise_identical(backend, case):
     assert_bitwise_equal(first, second)
 
 
+@pytest.mark.slow
 def test_jax_fresh_compilation_is_bitwise_identical():
-    """After jax.clear_caches() the run is compiled again and gives the same bits."""
+    """After jax.clear_caches() the run is compiled again and gives the same bits (a
+    slow test: after the clear, every later test compiles its programs again)."""
     jax = require("jax")
     spec, data = CASES["adam-shuffle-partial-batch"]
     first = run(spec, data, "jax")
