@@ -26,6 +26,7 @@ from nnparity.shared import (
 )
 from nnparity.shared.checkpoint import FORMAT_VERSION, checkpoint_arrays
 from nnparity.shared.optimizers import init_state, state_buffers
+from nnparity.shared.spec import MAX_COUNT
 from nnparity.shared.tolerance import difference
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -272,10 +273,17 @@ def wrong_resumes():
 
 
 @pytest.mark.parametrize("case", wrong_resumes())
-def test_wrong_resume_is_rejected_before_training(case):
+def test_wrong_resume_is_rejected_before_training(case, monkeypatch):
+    """The backend's training never starts (it is replaced by one that fails the test)."""
     spec, resume, error, named = wrong_resumes()[case]
+    import nnparity.backends.numpy as numpy_backend
+
+    def tripped(*args, **kwargs):
+        pytest.fail("numpy.train ran: the wrong resume was not rejected first", pytrace=False)
+
+    monkeypatch.setattr(numpy_backend, "train", tripped)
     with pytest.raises(error, match=named.replace("[", r"\[").replace("(", r"\(")):
-        train(spec, DATA, backend="no-such-backend", resume=resume)
+        train(spec, DATA, backend="numpy", resume=resume)
 
 
 # ---------------------------------------------------------------- bad files
@@ -495,19 +503,21 @@ def bad_saves():
                                     "opt_state['step']=9223372036854775808"),
         "state-step-uint64": ((spec, params, {**state, "step": np.uint64(2**64 - 1)}), {},
                               ValueError, "opt_state['step']=18446744073709551615"),
-        "epochs-done-beyond-int64": ((spec.replace(epochs=2**64), params, state),
-                                     {"epochs_done": 2**63}, ValueError,
+        # a spec's epochs are at most MAX_COUNT, but the int64 bound is checked first
+        "epochs-done-beyond-int64": ((spec, params, state), {"epochs_done": 2**63}, ValueError,
                                      "epochs_done=9223372036854775808"),
     }
 
 
-def test_negative_control_the_largest_int64_step_and_epoch_count_round_trip(tmp_path):
-    spec = RESUME_SPECS["adam"].replace(epochs=2**64)
+def test_negative_control_the_largest_step_and_epoch_count_round_trip(tmp_path):
+    """The largest step count (int64's) and epoch count (a spec's MAX_COUNT) are saved
+    and loaded exactly."""
+    spec = RESUME_SPECS["adam"].replace(epochs=MAX_COUNT)
     saved = checkpoint_after(RESUME_SPECS["adam"], "numpy")
     state = {**saved.opt_state, "step": np.uint64(2**63 - 1)}
-    save_checkpoint(tmp_path / "c.npz", spec, saved.params, state, epochs_done=2**63 - 1)
+    save_checkpoint(tmp_path / "c.npz", spec, saved.params, state, epochs_done=MAX_COUNT)
     loaded = load_checkpoint(tmp_path / "c.npz")
-    assert loaded.opt_state["step"] == loaded.epochs_done == 2**63 - 1
+    assert loaded.opt_state["step"] == 2**63 - 1 and loaded.epochs_done == MAX_COUNT
 
 
 @pytest.mark.parametrize("case", bad_saves())
