@@ -147,18 +147,27 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
 
 
 def check_in_dtype(name: str, value: float, dtype: Any) -> float:
-    """``value`` (a finite float) rounded to ``dtype``, which must leave it finite and
-    0 or normal: a subnormal is flushed to 0 by XLA on CPU (and one that rounds to 0
-    or to inf is not the number given). Returns the rounded value."""
+    """``value`` (a finite float) rounded to ``dtype``: it must be within the dtype's
+    range (|value| <= its largest finite number) and round to 0 or a normal number (a
+    subnormal is flushed to 0 by XLA on CPU; one that rounds to 0 is not the number
+    given). Returns the rounded value."""
     dtype = np.dtype(dtype)
     info = np.finfo(dtype)
+    largest, smallest = float(info.max), float(info.tiny)
     with np.errstate(over="ignore", under="ignore"):
         rounded = float(dtype.type(value))
-    if not math.isfinite(rounded) or (value != 0 and abs(rounded) < info.tiny):
-        fail(name, value, f"a number representable in {dtype.name}, the dtype it is used in: "
-             f"0, or {info.tiny:.7g} <= |x| <= {info.max:.7g} (it would be {rounded!r}"
-             f"{', a subnormal that XLA flushes to 0' if 0 < abs(rounded) < info.tiny else ''})")
-    return rounded
+    if not math.isfinite(rounded):
+        why = "it overflows to inf"
+    elif abs(value) > largest:   # rounds to the largest, but torch refuses a Python float
+        why = f"it is beyond the largest {dtype.name}, which torch refuses"
+    elif rounded == 0 and value != 0:
+        why = "it underflows to 0"
+    elif 0 < abs(rounded) < smallest:
+        why = f"it is a subnormal {dtype.name}, which XLA flushes to 0"
+    else:
+        return rounded
+    fail(name, value, f"a number representable in {dtype.name}, the dtype it is used in: 0, "
+         f"or {smallest!r} <= |x| <= {largest!r} ({why})")
 
 
 def check_array(name: str, value: Any) -> np.ndarray:

@@ -332,6 +332,12 @@ def test_seed_bounds_negative_control():
 
 # ------------------------------------------------------------------ finding 12: params in dtype
 
+#: the next float64 above float32's largest value: it rounds to that value in NumPy,
+#: but torch refuses it as a float32 scalar (found by the fuzz suite)
+F32_ABOVE_MAX = float(np.nextafter(np.finfo(np.float32).max, np.inf, dtype=np.float64))
+F32_MAX = float(np.finfo(np.float32).max)
+
+
 @pytest.mark.parametrize("changes, argument", [
     (dict(activation="elu", activation_params={"elu": {"alpha": 1e300}}), "alpha"),
     (dict(activation="celu", activation_params={"celu": {"alpha": 1e-40}}), "alpha"),
@@ -348,10 +354,11 @@ def test_seed_bounds_negative_control():
     (dict(optimizer=Adam(betas=(1 - 1e-10, 0.999))), "Adam.betas"),
     (dict(optimizer=AdamW(weight_decay=1e-39)), "AdamW.weight_decay"),
     (dict(optimizer=RMSprop(alpha=1e-40)), "RMSprop.alpha"),
+    (dict(activation="elu", activation_params={"elu": {"alpha": F32_ABOVE_MAX}}), "alpha"),
 ], ids=["elu-alpha-huge", "celu-alpha-subnormal", "leaky-subnormal", "leaky-huge",
         "huber-huge", "huber-subnormal", "sgd-lr-subnormal", "sgd-lr-huge",
         "momentum-underflows", "adam-eps-subnormal", "beta-rounds-to-1", "adamw-wd-subnormal",
-        "rmsprop-alpha-subnormal"])
+        "rmsprop-alpha-subnormal", "elu-alpha-rounds-to-max"])
 def test_parameters_must_be_representable_in_float32(changes, argument):
     with rejects(ValueError, argument, "float32"):
         spec(dtype="float32", **changes)
@@ -369,7 +376,7 @@ def test_parameters_must_be_normal_in_float64(changes, argument):
 
 
 @pytest.mark.parametrize("changes", [
-    dict(activation="elu", activation_params={"elu": {"alpha": 3.4e38}}),
+    dict(activation="elu", activation_params={"elu": {"alpha": F32_MAX}}),
     dict(activation="celu", activation_params={"celu": {"alpha": 1.2e-38}}),
     dict(activation="leaky_relu", activation_params={"leaky_relu": {"negative_slope": 0.0}}),
     dict(activation="leaky_relu", activation_params={"leaky_relu": {"negative_slope": -0.0}}),
@@ -404,6 +411,20 @@ def test_celu_with_tiny_alpha_is_finite_where_allowed(backend):
         activation_with_grad("celu", x, backend=backend, alpha=1e-40)
     with rejects(ValueError, "delta", "float32"):
         loss_with_grad("huber", x[:, None], x[:, None].copy(), backend=backend, delta=1e39)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_parameters_at_float32_max_work_in_every_backend(backend):
+    """torch raised 'value cannot be converted to type float without overflow' for
+    alpha just above float32's largest value, which NumPy rounds to it."""
+    if backend != "numpy":
+        require(backend)
+    x = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
+    for name, key in (("elu", "alpha"), ("leaky_relu", "negative_slope")):
+        with rejects(ValueError, key, "float32"):
+            activation_with_grad(name, x, backend=backend, **{key: F32_ABOVE_MAX})
+        f, df = activation_with_grad(name, x, backend=backend, **{key: F32_MAX})
+        assert f.dtype == np.float32 and f[2] == 1.0
 
 
 # ------------------------------------------------------------------ finding 13: strides, progress
