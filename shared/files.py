@@ -173,8 +173,9 @@ def read_npy_header(f: BinaryIO) -> NpyHeader:
     malformed .npy header": not ``.npy`` at all, a format other than 1.0 and 2.0,
     a header longer than ``MAX_NPY_HEADER`` bytes or one numpy's parser rejects
     (any exception it raises, e.g. the TypeError of a bytes key), other keys than
-    numpy writes, or a shape that is not a tuple of ints >= 0 (bools included)
-    or whose byte count no array can have. Reads at most the header.
+    numpy writes, a shape that is not a tuple of ints >= 0 (bools included) or
+    whose byte count no array can have, or elements of no bytes (``<U0``, which
+    numpy would allocate as ``<U1``). Reads at most the header.
     """
     start = f.tell()
     magic = f.read(len(NPY_MAGIC) + 2)
@@ -194,6 +195,8 @@ def read_npy_header(f: BinaryIO) -> NpyHeader:
         raise ValueError(f"shape {shape!r} is not a tuple of integers >= 0")
     if math.prod(shape) * max(dtype.itemsize, 1) > MAX_ARRAY_BYTES:
         raise ValueError(f"shape {shape!r} of {dtype} is larger than any array")
+    if dtype.itemsize == 0 and math.prod(shape) > 0:     # numpy would make it <U1, |S1...
+        raise ValueError(f"dtype {dtype.str} has no bytes per element")
     if not isinstance(fortran_order, bool):
         raise ValueError(f"fortran_order {fortran_order!r} is not True or False")
     return NpyHeader(shape, fortran_order, dtype, f.tell() - start)
@@ -227,7 +230,7 @@ def temporary_prefix(path: str | os.PathLike) -> str:
     with; NAME is shortened (by characters) until the temporary's name fits NAME_MAX."""
     directory, base = os.path.split(os.path.abspath(os.fspath(path)))
     room = name_max(directory) - TEMPORARY_EXTRA_BYTES
-    while len(os.fsencode(base)) > room:
+    while base and len(os.fsencode(base)) > room:     # (room < 0: creating it will fail)
         base = base[:-1]
     return os.path.join(directory, f".{base}.")
 

@@ -459,7 +459,19 @@ def checkpoint_bytes(draw):
 @st.composite
 def npy_input_bytes(draw):
     kind = draw(st.sampled_from(["valid", "wide", "int", "nan", "object", "claims-more",
-                                 "claims-huge", "bytes-key", "fortran", "not-npy", "empty"]))
+                                 "claims-huge", "bytes-key", "fortran", "not-npy", "empty",
+                                 "crafted"]))
+    if kind == "crafted":               # any dtype and shape, with a little data or none
+        descr = draw(st.sampled_from(["<f8", "<f4", ">f8", "<U0", "|S0", "|V0", "<U3", "|O",
+                                      "<i8", "<c16", "|b1", "<M8[s]", [("a", "<f8")]]))
+        shape = draw(st.one_of(
+            st.lists(st.one_of(st.integers(0, 3), st.sampled_from([-1, 10**7, 2**62])),
+                     max_size=3).map(tuple),
+            st.sampled_from([(True, 2), (2.0, 2), [1, 2], 3])))
+        text = repr({"descr": descr, "fortran_order": draw(st.booleans()), "shape": shape})
+        text += " " * (-(10 + len(text) + 1) % 64) + "\n"
+        return (b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+                + draw(st.binary(max_size=48)))
     buffer = io.BytesIO()
     if kind in ("valid", "wide", "int", "nan", "fortran"):
         x = {"valid": ROWS, "wide": np.ones((2, 3)), "int": np.ones((2, 2), np.int64),

@@ -531,6 +531,8 @@ BAD_HEADERS = {
     "not-a-dict": "[('descr', '<f8')]",
     "deep": "{'descr': '<f8', 'fortran_order': False, 'shape': " + "(" * 3000 + ")" * 3000 + "}",
     "huge-int": "{'descr': '<f8', 'fortran_order': False, 'shape': (1" + "0" * 5000 + ", 2)}",
+    # no bytes per element: numpy allocates <U0 as <U1 (364 TiB for this shape)
+    "zero-itemsize": "{'descr': '<U0', 'fortran_order': False, 'shape': (10000000, 10000000)}",
 }
 
 
@@ -562,8 +564,22 @@ def test_cli_npy_input_header_that_is_not_a_header_is_one_line(tmp_path, saved, 
                                                               header):
     path = tmp_path / "x.npy"
     path.write_bytes(header_text(BAD_HEADERS[header].replace("(3, ", "(1, ")) + bytes(16))
-    code, _out, err = run(["predict", "--checkpoint", saved, "--input-file", path], capsys)
-    assert_usage_error(code, err, "--input-file", "x.npy")
+    tracemalloc.start()
+    try:
+        code, _out, err = run(["predict", "--checkpoint", saved, "--input-file", path], capsys)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_usage_error(code, err, "--input-file", "x.npy", "malformed .npy header")
+    assert peak < 2**24, peak
+
+
+def test_temporary_name_of_a_file_system_with_short_names_terminates(monkeypatch, tmp_path):
+    """NAME_MAX smaller than the temporary's own suffix: the name shrinks to nothing
+    (and creating it is then the file system's to refuse) instead of looping."""
+    monkeypatch.setattr(files, "name_max", lambda directory: 14)
+    with deadline(5):
+        assert files.temporary_prefix(tmp_path / "out.npz") == str(tmp_path / "..")
 
 
 def test_path_with_a_nul_is_a_value_error_naming_the_argument(tmp_path):
