@@ -222,11 +222,12 @@ def hostile_fields(draw) -> dict:
         value = draw(HOSTILE)
         how = draw(st.integers(0, 3))
         if name == "sizes" and how == 0 and isinstance(fields["sizes"], list):
-            sizes = list(fields["sizes"])
+            sizes = list(fields["sizes"]) or [1]
             sizes[draw(st.integers(0, len(sizes) - 1))] = value
             fields["sizes"] = sizes
         elif name == "activation_params" and how == 0:
-            act = fields["activation"] if fields["activation"] in ACTIVATIONS else "elu"
+            act = fields["activation"] if isinstance(fields["activation"], str) \
+                and fields["activation"] in ACTIVATIONS else "elu"
             key = draw(st.sampled_from(sorted(ACTIVATIONS[act].defaults) or ["alpha"]))
             fields["activation_params"] = {act: {key: value}}
         elif name == "loss_params" and how == 0:
@@ -247,7 +248,7 @@ def hostile_fields(draw) -> dict:
 def build(fields: dict) -> NetworkSpec:
     fields = dict(fields)
     if isinstance(fields.get("optimizer"), tuple) and len(fields["optimizer"]) == 2 \
-            and isinstance(fields["optimizer"][1], dict):
+            and fields["optimizer"][0] in OPTIMIZER_CLASSES:
         cls, kwargs = fields["optimizer"]
         if cls is SGD:
             kwargs = {"lr": 1e-3, **kwargs}
