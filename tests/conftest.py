@@ -128,9 +128,13 @@ _register_helper("idioms_guide")               # docs/idioms.md's code blocks an
 # "ci" (the default): derandomized, so every run draws the same 50 examples and a
 # failure reproduces; no deadline, because the first example of each new network
 # structure pays for a JAX compilation. "thorough": 1000 fresh random examples,
-# chosen with ``pytest --hypothesis-profile thorough``. The hypothesis pytest
-# plugin applies --hypothesis-profile after this file is imported, so the option
-# overrides the default loaded here.
+# chosen with ``pytest --hypothesis-profile thorough``. "fuzz": the fuzz suites'
+# long profile (tests/test_fuzz_*.py), 200000 fresh examples per test, which is
+# more than any session runs: bound it by time, e.g.
+# ``timeout 1800 python -m pytest tests/test_fuzz_inputs.py --hypothesis-profile fuzz``
+# (each fuzz module scales its examples from the profile's max_examples). The
+# hypothesis pytest plugin applies --hypothesis-profile after this file is
+# imported, so the option overrides the default loaded here.
 try:
     from hypothesis import HealthCheck, settings
 except ImportError:  # hypothesis is a test extra; tests that need it import it themselves
@@ -142,4 +146,7 @@ else:
     settings.register_profile(
         "thorough", max_examples=1000, deadline=None, derandomize=False, print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile(
+        "fuzz", max_examples=200_000, deadline=None, derandomize=False, print_blob=True,
+        suppress_health_check=list(HealthCheck))
     settings.load_profile("ci")
