@@ -9,6 +9,7 @@ line (a file name holding a newline, say) the way ``repr`` writes it.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -31,9 +32,24 @@ class UsageError(Exception):
     """A command-line mistake: reported in one line, exit code 2."""
 
 
+#: the longest value an argparse message shows (as fail() shows values), and message
+LONGEST_VALUE, LONGEST_MESSAGE = 80, 400
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse would print the usage block first
-        raise UsageError(message)
+        raise UsageError(shorten(message))
+
+
+def shorten(message: str) -> str:
+    """An argparse message with each quoted value (``invalid int value: '1000...'``)
+    cut to LONGEST_VALUE characters and the whole to LONGEST_MESSAGE: argparse
+    repeats what it was given, which may be a 5000-digit number or 100 kB of JSON."""
+    message = re.sub(f"'[^']{{{LONGEST_VALUE},}}'",
+                     lambda m: m.group()[:LONGEST_VALUE - 4] + "...'", message)
+    if len(message) > LONGEST_MESSAGE:
+        message = message[:LONGEST_MESSAGE - 3] + "..."
+    return message
 
 
 def layer_names(n_layers: int) -> list[str]:

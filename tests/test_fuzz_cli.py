@@ -9,7 +9,8 @@ The property, for every argument list, within a time bound:
 
 - the exit code is 0 (a valid run), 1 (compare: parity failed) or 2;
 - exit 2 is exactly one line on stderr, "nnparity: error: ...", from a check
-  (never the last-resort handler's "not caught by a check"), no traceback;
+  (never the last-resort handler's "not caught by a check"), no traceback,
+  and short (values are shown cut: under 1000 characters here);
 - nothing outside the example's workspace is written (an audit hook records,
   and blocks, every write, rename, removal or link outside it);
 - on exit 2 nothing in the workspace changed: no file written or replaced, no
@@ -613,6 +614,7 @@ def check_outcome(ws: Workspace, argv: list[str], code, out: str, err: str, befo
         assert err.startswith("nnparity: error: ") and err.endswith("\n"), err
         assert len(err.splitlines()) == 1 and err.count("\n") == 1, err
         assert "not caught by a check" not in err, err
+        assert len(err) < 1000, f"a message of {len(err)} characters: {err[:200]}..."
         assert after == before, "a failed command changed the workspace"
         event(f"exit 2: {re.sub(r'=.*', '', err[17:].split(' is not allowed')[0])[:40]}")
         return

@@ -294,6 +294,25 @@ def test_cli_error_is_one_line_and_exit_2(capsys, argv, fragments):
     assert out == ""
 
 
+@pytest.mark.parametrize("argv, fragments", [
+    (["train", "--epochs", "1" + "0" * 5000], ["--epochs", "invalid int value: '1000", "...'"]),
+    (["train", "--sizes", "2," + "9" * 5000 + ",1"], ["--sizes", "integers"]),
+    (["train", "x" * 100_000], ["unrecognized arguments: xxx", "..."]),
+    (["train", "--backend", "y" * 5000], ["--backend", "invalid choice: 'yyy", "...'"]),
+])
+def test_cli_usage_error_shows_a_huge_value_shortened(capsys, argv, fragments):
+    """argparse repeats what it was given; a 5000-digit number or 100 kB of text is
+    shown cut, as every other error shows values (at most 80 characters)."""
+    code, _out, err = run(argv, capsys)
+    assert_usage_error(code, err, *fragments)
+    assert len(err) < 500, len(err)
+
+
+def test_negative_control_a_short_usage_error_is_shown_whole(capsys):
+    code, _out, err = run(["train", "--epochs", "x" * 60], capsys)
+    assert_usage_error(code, err, f"invalid int value: '{'x' * 60}'")
+
+
 def test_cli_spec_file_with_a_5000_digit_integer_is_one_line(tmp_path, capsys):
     (tmp_path / "spec.json").write_text('{"sizes": [2, 3, 1], "seed": 1' + "0" * 5000 + "}")
     code, _out, err = run(["train", "--spec", tmp_path / "spec.json"], capsys)
