@@ -24,18 +24,19 @@ def pytest_itemcollected(item):
     item.add_marker(pytest.mark.upstream)
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_pyfunc_call(pyfuncitem):
     """A failed assertion here starts with "a framework changed: " and the fact the
     test states (the first line of its docstring); any other error (an API that is
-    gone, say) gets that as a note."""
+    gone, say) gets that as a note. (The exception is changed in place; pytest then
+    reports it as usual.)"""
+    outcome = yield
     try:
-        return (yield)
-    except Exception as exc:
+        outcome.get_result()
+    except Exception as exc:                                # noqa: BLE001 (re-raised by pytest)
         doc = (pyfuncitem.function.__doc__ or pyfuncitem.name).strip().splitlines()[0]
         message = str(exc)
         if isinstance(exc, AssertionError) and not message.startswith(PREFIX):
             exc.args = (f"{PREFIX}{doc}\n{message}",)
         elif hasattr(exc, "add_note"):                      # Python >= 3.11
             exc.add_note(f"{PREFIX}{doc}")
-        raise
