@@ -202,6 +202,21 @@ def test_load_checkpoint_refuses_a_fifo_without_blocking(fifo):
     assert stat.S_ISFIFO(os.stat(path).st_mode)
 
 
+def test_fifo_swapped_in_after_the_check_is_refused_without_blocking(fifo, tmp_path,
+                                                                      monkeypatch):
+    """Time of check to time of use: the name is a regular file when stat'ed and a
+    FIFO when opened (os.stat is made to report the regular file). The open does not
+    wait for a writer (O_NONBLOCK) and fstat on the opened descriptor refuses it."""
+    path = fifo("swapped.npz")
+    regular = os.stat(tmp_path)                             # any stat result...
+    regular = os.stat_result((stat.S_IFREG | 0o644,) + tuple(regular)[1:])   # ...of a file
+    real_stat = os.stat
+    monkeypatch.setattr(files.os, "stat",
+                        lambda p, *a, **k: regular if str(p) == path else real_stat(p, *a, **k))
+    with deadline(10), pytest.raises(ValueError, match="a regular file .it is a FIFO"):
+        load_checkpoint(path)
+
+
 @pytest.mark.parametrize("kind", ["fifo", "directory", "/dev/zero"])
 @pytest.mark.parametrize("argv, flag", [
     (["predict", "--checkpoint", "{path}.npz", "--input", "1,2"], "--checkpoint"),
