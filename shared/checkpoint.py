@@ -17,8 +17,9 @@ It is written atomically (``files.write_atomic``: a temporary file in the same
 directory, then ``os.replace``). Reading opens only a regular file
 (``files.open_input``: a FIFO or a device is refused, never read) and never
 unpickles: the zip records are checked first (stored entries only, no
-encryption, each entry's data stored in full within the file and no two
-entries' data overlapping), then the entry names and each entry's ``.npy``
+encryption, each entry's data stored in full within the file, the members one
+after the other as zipfile writes them: no overlap, no gap, none hidden from
+the central directory), then the entry names and each entry's ``.npy``
 header against what the embedded spec implies, all before any array data is
 read, so nothing is allocated for sizes the file only claims; the arrays then
 become a ``Checkpoint``, whose own checks are the one validation of their
@@ -27,7 +28,6 @@ nothing from the file is ever executed.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import struct
 import zipfile
@@ -226,8 +226,9 @@ class Entry:
 
 
 INT64_SCALAR = Entry((), np.dtype(np.int64))
-#: the smallest local file header of a zip member (30 bytes before its name)
-LOCAL_HEADER = 30
+#: the smallest local file header of a zip member (30 bytes before its name), and the
+#: end of central directory record (22 bytes before its comment)
+LOCAL_HEADER, END_RECORD = 30, 22
 
 
 class EntryReader:
@@ -255,14 +256,54 @@ class EntryReader:
                 bad(path, f"the file is truncated or corrupt: entry {key!r} claims "
                           f"{info.file_size} bytes of data but stores {info.compress_size}")
             self.members[key] = info
-        # each entry's data in a place of its own: overlapping entries (a "quoted
-        # overlap") would read the same bytes many times over
-        records = sorted(self.members.items(), key=lambda item: item[1].header_offset)
-        for (key, info), (later, next_info) in itertools.pairwise(records):
-            end = info.header_offset + LOCAL_HEADER + info.compress_size
-            if next_info.header_offset < end:
-                bad(path, f"the file is corrupt: entry {later!r} overlaps the data of "
-                          f"entry {key!r}")
+        self.check_layout(archive.fp, size)
+
+    def check_layout(self, fp, size: int) -> None:
+        """The records lie as zipfile writes them: the members one after the other
+        from byte 0, then the central directory, then the end record, which lists
+        exactly the members zipfile found. So no entry's data overlaps another's (a
+        "quoted overlap" would read the same bytes many times over), and no member is
+        hidden from the directory (a damaged length in a central record makes
+        zipfile stop early and silently drop the members after it)."""
+        path = self.path
+        tail_start = max(0, size - END_RECORD - 0xFFFF)
+        fp.seek(tail_start)
+        tail = fp.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < END_RECORD:
+            bad(path, "the file is truncated or corrupt: no zip end record")
+        _, _, _, here, total, directory_size, directory_offset, _ = struct.unpack_from(
+            "<4s4H2LH", tail, at)
+        if 0xFFFF in (here, total) or 0xFFFFFFFF in (directory_size, directory_offset):
+            directory_offset = None                  # zip64: zipfile's own records rule
+        elif here != total or total != len(self.members):
+            bad(path, f"the file is corrupt: its end record lists {total} entries, its "
+                      f"central directory {len(self.members)}")
+        elif directory_offset + directory_size != tail_start + at:
+            bad(path, "the file is corrupt: the central directory does not end where the "
+                      "end record starts")
+        position, previous = 0, None
+        for key, info in sorted(self.members.items(), key=lambda item: item[1].header_offset):
+            if info.header_offset < position:
+                bad(path, f"the file is corrupt: entry {key!r} overlaps the data of entry "
+                          f"{previous!r}")
+            if info.header_offset > position:
+                bad(path, f"the file is corrupt: {info.header_offset - position} bytes before "
+                          f"entry {key!r} belong to no entry")
+            if info.flag_bits & 0x8:
+                bad(path, f"entry {key!r} has a data descriptor; save_checkpoint never "
+                          "writes one")
+            fp.seek(info.header_offset)
+            local = fp.read(LOCAL_HEADER)
+            if len(local) < LOCAL_HEADER or local[:4] != ZIP_MAGIC:
+                bad(path, f"the file is corrupt: entry {key!r} has no local header")
+            name_length, extra_length = struct.unpack_from("<HH", local, 26)
+            position = (info.header_offset + LOCAL_HEADER + name_length + extra_length
+                        + info.compress_size)
+            previous = key
+        if directory_offset is not None and position != directory_offset:
+            bad(path, f"the file is corrupt: {directory_offset - position} bytes between the "
+                      "last entry and the central directory")
 
     def read(self, key: str, entry: Entry, why: str = "") -> np.ndarray:
         """The array in entry ``key``, which must be as ``entry`` describes: the header

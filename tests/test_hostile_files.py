@@ -550,6 +550,55 @@ def test_entries_whose_data_overlap_are_refused(tmp_path):
     assert load_checkpoint(tmp_path / "plain.npz").spec.sizes == (23, 1)
 
 
+def central_records(data: bytes) -> list[tuple[str, int]]:
+    """(member name, offset of its central directory record), in directory order."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = [info.filename for info in archive.infolist()]
+    record = struct.unpack_from("<I", data, data.rfind(b"PK\x05\x06") + 16)[0]
+    records = []
+    for name in names:
+        records.append((name, record))
+        record += 46 + sum(struct.unpack_from("<HHH", data, record + 28))
+    return records
+
+
+def test_member_hidden_by_a_damaged_central_record_is_refused(tmp_path):
+    """Found by the fuzz suite (test_zip_record_fields, 5000 examples): one central
+    record's comment length set to 32768 made zipfile stop reading the directory
+    there, so the last member (opt.step) vanished and the file loaded as a valid
+    checkpoint without its optimizer state. The end record still lists every member."""
+    data = zip_bytes(members_of(arrays_of(with_state=True)))
+    (_, record), (last, _) = central_records(data)[-2:]
+    assert last == "opt.step.npy"
+    damaged = bytearray(data)
+    struct.pack_into("<H", damaged, record + 32, 32768)        # the comment's length
+    with zipfile.ZipFile(io.BytesIO(bytes(damaged))) as archive:   # what zipfile sees
+        assert "opt.step.npy" not in archive.namelist()
+    (tmp_path / "hidden.npz").write_bytes(damaged)
+    with pytest.raises(ValueError, match="end record lists 9 entries, its central "
+                                         "directory 8"):
+        load_checkpoint(tmp_path / "hidden.npz")
+    (tmp_path / "whole.npz").write_bytes(data)                      # negative control
+    assert load_checkpoint(tmp_path / "whole.npz").opt_state is not None
+
+
+def test_bytes_that_belong_to_no_member_are_refused(tmp_path):
+    """A member whose central record is removed (and the end record's count and size
+    made to agree): its bytes lie between the others, part of no entry."""
+    data = zip_bytes(members_of(arrays_of(with_state=True)))
+    records = central_records(data)
+    _, record = records[4]
+    length = 46 + sum(struct.unpack_from("<HHH", data, record + 28))
+    end = data.rfind(b"PK\x05\x06")
+    trimmed = bytearray(data[:record] + data[record + length:])
+    end -= length
+    entries, size = struct.unpack_from("<HI", trimmed, end + 10)
+    struct.pack_into("<HHI", trimmed, end + 8, entries - 1, entries - 1, size - length)
+    (tmp_path / "gap.npz").write_bytes(trimmed)
+    with pytest.raises(ValueError, match=r"bytes before entry '.*' belong to no entry"):
+        load_checkpoint(tmp_path / "gap.npz")
+
+
 # ============================================================ finding 11: internals' errors
 
 def header_text(text: str) -> bytes:
