@@ -163,7 +163,7 @@ class NpyHeader:
         return math.prod(self.shape) * self.dtype.itemsize
 
     def describe(self) -> str:
-        return f"{dtype_name(self.dtype)} {self.shape}"
+        return shortened(f"{dtype_name(self.dtype)} {self.shape}")
 
 
 def read_npy_header(f: BinaryIO) -> NpyHeader:
@@ -190,16 +190,22 @@ def read_npy_header(f: BinaryIO) -> NpyHeader:
         shape, fortran_order, dtype = read_header(f, max_header_size=MAX_NPY_HEADER)
     except (ValueError, TypeError, SyntaxError, tokenize.TokenError, ArithmeticError,
             RecursionError, MemoryError, EOFError, KeyError) as exc:   # numpy's parser
-        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+        raise ValueError(shortened(f"{type(exc).__name__}: {exc}")) from None
     if not isinstance(shape, tuple) or any(type(n) is not int or n < 0 for n in shape):
-        raise ValueError(f"shape {shape!r} is not a tuple of integers >= 0")
+        raise ValueError(f"shape {shortened(repr(shape))} is not a tuple of integers >= 0")
     if math.prod(shape) * max(dtype.itemsize, 1) > MAX_ARRAY_BYTES:
-        raise ValueError(f"shape {shape!r} of {dtype} is larger than any array")
+        raise ValueError(f"shape {shortened(repr(shape))} of {dtype} is larger than any "
+                         "array")
     if dtype.itemsize == 0 and math.prod(shape) > 0:     # numpy would make it <U1, |S1...
         raise ValueError(f"dtype {dtype.str} has no bytes per element")
     if not isinstance(fortran_order, bool):
         raise ValueError(f"fortran_order {fortran_order!r} is not True or False")
     return NpyHeader(shape, fortran_order, dtype, f.tell() - start)
+
+
+def shortened(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters: what a header holds may be 10000 long."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def npy_array(header: NpyHeader, data: bytes | bytearray, offset: int = 0) -> np.ndarray:

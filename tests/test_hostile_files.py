@@ -616,6 +616,10 @@ BAD_HEADERS = {
     "huge-int": "{'descr': '<f8', 'fortran_order': False, 'shape': (1" + "0" * 5000 + ", 2)}",
     # no bytes per element: numpy allocates <U0 as <U1 (364 TiB for this shape)
     "zero-itemsize": "{'descr': '<U0', 'fortran_order': False, 'shape': (10000000, 10000000)}",
+    # a 9000-character header: numpy's message quotes it whole
+    "long": "{'descr': '<f8', 'fortran_order': False, 'shape': (" + "9" * 300 + ",) * 29}",
+    "long-shape": "{'descr': '<f8', 'fortran_order': False, 'shape': ("
+                  + ", ".join(["9" * 300] * 29) + ")}",
 }
 
 
@@ -655,6 +659,7 @@ def test_cli_npy_input_header_that_is_not_a_header_is_one_line(tmp_path, saved, 
         tracemalloc.stop()
     assert_usage_error(code, err, "--input-file", "x.npy", "malformed .npy header")
     assert peak < 2**24, peak
+    assert len(err) < 600, f"a message of {len(err)} characters"
 
 
 def test_temporary_name_of_a_file_system_with_short_names_terminates(monkeypatch, tmp_path):
