@@ -50,10 +50,16 @@ from conftest import require
 
 # ------------------------------------------------------------------ strategies
 
+def unit(low: float, high: float) -> st.SearchStrategy[float]:
+    """A float in [low, high], with float32's subnormals drawn as 0 (a float32 spec
+    refuses a parameter it cannot represent as 0 or a normal number)."""
+    return st.floats(low, high).map(lambda v: 0.0 if abs(v) < 2.0 ** -126 else v)
+
+
 #: a strategy for each parameter of each parametric activation (every valid value
 #: is a finite float, alpha > 0; the ranges keep the networks' outputs moderate)
 ACTIVATION_PARAMS = {
-    "leaky_relu": {"negative_slope": st.floats(-1.0, 1.0)},
+    "leaky_relu": {"negative_slope": unit(-1.0, 1.0)},
     "elu": {"alpha": st.floats(0.05, 3.0)},
     "celu": {"alpha": st.floats(0.05, 3.0)},
 }
@@ -65,10 +71,10 @@ def log_uniform(low_exp: float, high_exp: float) -> st.SearchStrategy[float]:
     return st.floats(low_exp, high_exp).map(lambda e: float(10.0 ** e))
 
 
-unit_or_zero = st.one_of(st.just(0.0), st.floats(0.0, 0.95))
+unit_or_zero = st.one_of(st.just(0.0), unit(0.0, 0.95))
 weight_decay = st.one_of(st.just(0.0), log_uniform(-4, -1))
 eps = log_uniform(-8, -4)
-betas = st.tuples(st.floats(0.0, 0.99), st.floats(0.5, 0.9999))
+betas = st.tuples(unit(0.0, 0.99), unit(0.5, 0.9999))
 
 
 @st.composite
@@ -78,7 +84,7 @@ def sgd(draw):
         momentum, dampening = draw(st.floats(0.05, 0.95)), 0.0
     else:
         momentum, dampening = draw(unit_or_zero), draw(st.one_of(st.just(0.0),
-                                                                 st.floats(0.0, 1.0)))
+                                                                 unit(0.0, 1.0)))
     return SGD(lr=draw(log_uniform(-4, -1.3)), momentum=momentum, dampening=dampening,
                nesterov=nesterov, weight_decay=draw(weight_decay))
 
@@ -233,10 +239,22 @@ def checked_compare(spec: NetworkSpec, data: Dataset):
 @pytest.mark.slow
 @given(spec_and_data())
 def test_backends_agree_on_random_specs(example):
-    """numpy, torch and jax agree under POLICY[spec.dtype] (or diverge at the same step)."""
+    """numpy, torch and jax agree under POLICY[spec.dtype] (or diverge at the same step).
+
+    One exception, which the harness itself explains: a run in which one step
+    amplifies rounding beyond the policy (Adam or RMSprop normalising a gradient
+    that cancels exactly to a 1e-17 residual, see AMPLIFIED below) fails the
+    free-running check for honest backends. Such a run passes this property only
+    when every teacher-forced step of every backend agrees within its rounding
+    allowance, so the diagnosis is "amplification"; the loop itself is checked
+    by the trajectory tests in tests/test_harness.py."""
     spec, data = example
     note(describe(spec, data))
     report, failure = checked_compare(spec, data)
+    if not report.ok and all(p.ok or p.diagnosis.startswith("amplification")
+                             for p in report.parity):
+        event("rounding amplified by a step (diagnosed, not passed as parity)")
+        return
     event(f"dtype {spec.dtype}")
     event(f"optimizer {spec.optimizer.name}")
     event(f"loss {spec.loss}")
