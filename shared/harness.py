@@ -334,13 +334,14 @@ def compare(spec: NetworkSpec, data: Dataset,
     most 200 snapshots and 64 MiB) and runs teacher-forced steps at up to 50
     of the reference's snapshots.
     """
-    from nnparity.backends import BACKENDS, get_backend, train
+    from nnparity.backends import BACKENDS, check_backend, get_backend, train
 
     check_fits(spec, data)
     if isinstance(backends, str) or not isinstance(backends, Sequence) or not backends:
         fail("backends", backends, f"a non-empty sequence of names from {list(BACKENDS)}",
              TypeError)
-    modules = {name: get_backend(name) for name in backends}   # unknown or missing: fail now
+    for name in backends:                          # unknown or missing: fail before any import
+        check_backend(name)
     if len(set(backends)) != len(backends):
         fail("backends", list(backends), "each backend at most once")
     if reference not in backends:
@@ -352,7 +353,7 @@ def compare(spec: NetworkSpec, data: Dataset,
                                             len(state_buffers(spec.optimizer)),
                                             np.dtype(spec.dtype).itemsize)
     check_int("record_every", record_every, 1)
-
+    modules = {name: get_backend(name) for name in backends}
     tol = POLICY[spec.dtype]
     results, predictions, named, seconds, diverged = {}, {}, {}, {}, {}
     for name in backends:
