@@ -15,10 +15,12 @@ with the tolerance policy, not bitwise).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
 import shutil
+import signal
 import sys
 from types import ModuleType
 
@@ -88,6 +90,23 @@ def perturb_torch(monkeypatch) -> None:
         return params, state, losses, snapshots
 
     monkeypatch.setattr(torch_backend, "train", perturbed)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, what: str = "the code under test"):
+    """Raise TimeoutError in the main thread when the body takes longer than
+    ``seconds`` (a blocking open() of a FIFO is interrupted too: the handler's
+    exception ends the system call's retry)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"{what} still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(name="require")

@@ -25,13 +25,11 @@ import io
 import json
 import os
 import pickle
-import signal
 import struct
 import tempfile
 import time
 import tracemalloc
 import zipfile
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -43,6 +41,7 @@ from nnparity.shared import SGD, Adam, Checkpoint, NetworkSpec, load_checkpoint
 from nnparity.shared.checkpoint import checkpoint_arrays
 from nnparity.shared.init import init_params
 from nnparity.shared.optimizers import init_state
+from conftest import deadline
 
 #: examples per target: the profile's count (50 in "ci"), so "fuzz" scales every target
 EXAMPLES = settings.default.max_examples
@@ -102,18 +101,6 @@ class Sentinel:
         return (open, (self.path, "w"))
 
 
-@contextmanager
-def deadline(seconds: float):
-    def expired(signum, frame):
-        raise TimeoutError(f"load_checkpoint still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def same_checkpoint(a: Checkpoint, arrays: dict) -> bool:
@@ -133,7 +120,7 @@ def check_load(data: bytes, original: dict | None = None) -> str:
         tracemalloc.start()
         started = time.perf_counter()
         try:
-            with deadline(TIME_BOUND):
+            with deadline(TIME_BOUND, "load_checkpoint"):
                 checkpoint = load_checkpoint(path)
         except ValueError as exc:
             message = str(exc)

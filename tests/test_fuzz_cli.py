@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -53,6 +52,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from nnparity.shared import load_checkpoint
 from nnparity.shared.cli import main
+from conftest import deadline
 
 EXAMPLES = settings.default.max_examples
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
@@ -578,18 +578,6 @@ ARGV = {"train": train_argv, "predict": predict_argv, "compare": compare_argv}
 
 # ---------------------------------------------------------------- the property
 
-@contextlib.contextmanager
-def deadline(seconds: float):
-    def expired(signum, frame):
-        raise TimeoutError(f"the command still runs after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def outputs_of(argv: list[str]) -> set[str]:
@@ -636,7 +624,7 @@ def run_in_process(ws: Workspace, argv: list[str]):
     cwd = os.getcwd()
     os.chdir(ws.cwd)
     try:
-        with GUARD.watching(ws.root) as violations, deadline(TIME_BOUND), \
+        with GUARD.watching(ws.root) as violations, deadline(TIME_BOUND, "the command"), \
                 contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
                 warnings.catch_warnings(record=True) as caught, \
                 open(os.devnull, "rb") as nothing:

@@ -8,11 +8,9 @@ Every test reproduces a finding of the fuzz campaign and has a negative control
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import signal
 import stat
 import struct
 import subprocess
@@ -37,6 +35,7 @@ from nnparity.shared.cli import main
 from nnparity.shared.files import check_output_path, write_atomic
 from nnparity.shared.init import init_params
 from nnparity.shared.optimizers import init_state
+from conftest import deadline
 
 #: a tiny network that trains in milliseconds on the notebook's data (2 inputs, 1 output)
 SPEC = NetworkSpec(sizes=(2, 3, 1), epochs=1, batch_size=2)
@@ -59,20 +58,6 @@ def with_spec_text(arrays: dict, text: str) -> dict:
     return {**arrays, "spec": np.array(text)}
 
 
-@contextlib.contextmanager
-def deadline(seconds: float):
-    """Raise TimeoutError in the main thread if the body takes longer (a blocking
-    open() of a FIFO is interrupted: the handler's exception ends the retry)."""
-    def expired(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def run(argv, capsys, seconds: float = 60) -> tuple[int, str, str]:
