@@ -8,7 +8,6 @@ given), and start from the named optimizer's defaults otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import fields
 
@@ -17,7 +16,7 @@ from .files import open_input, read_bounded
 from .losses import LOSSES
 from .optimizers import OPTIMIZERS
 from .spec import INITS, NetworkSpec, notebook_spec
-from .validation import FLOAT_DTYPES, InputTypeError, InputValueError, fail
+from .validation import FLOAT_DTYPES, InputTypeError, InputValueError, fail, parse_json
 
 #: flag destination -> optimizer argument it sets
 OPTIMIZER_FLAGS = {"lr": "lr", "momentum": "momentum", "dampening": "dampening",
@@ -53,33 +52,10 @@ def parse_json_object(flag: str, text: str) -> dict:
     that is not JSON, nested too deeply to parse, holds an integer longer than
     Python reads or a key twice, or is not an object is a ValueError naming
     the flag."""
-    try:
-        value = json.loads(text, object_pairs_hook=_unique_keys)
-    except json.JSONDecodeError as exc:
-        fail(flag, text, f"a JSON object ({exc})")
-    except RecursionError:
-        fail(flag, text, "a JSON object, not JSON nested too deeply to parse")
-    except _DuplicateKey as exc:
-        fail(flag, text, f"a JSON object with each key once (found {exc.args[0]!r} twice)")
-    except ValueError:                     # an integer longer than Python reads
-        fail(flag, text, f"a JSON object whose numbers have at most "
-                         f"{sys.get_int_max_str_digits()} digits")
+    value = parse_json(flag, text, "a JSON object")
     if not isinstance(value, dict):
         fail(flag, text, "a JSON object")
     return value
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list) -> dict:
-    """json object_pairs_hook: a repeated key is an error, not "the last one wins"."""
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        seen: set = set()
-        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
-    return d
 
 
 def add_spec_flags(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from functools import cached_property
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable, Mapping, Sequence
@@ -12,7 +11,7 @@ import numpy as np
 from .activations import ACTIVATIONS, Activation, check_activation_params, resolve
 from .losses import LOSSES, check_loss_params
 from .optimizers import OPTIMIZERS, SGD, Optimizer, optimizer_from_dict
-from .validation import (FLOAT_DTYPES, InputValueError, check_bool, check_choice,
+from .validation import (FLOAT_DTYPES, parse_json, InputValueError, check_bool, check_choice,
                          check_count, check_in_dtype, fail)
 
 INITS = ("uniform_fan_in", "zeros", "xavier_uniform", "he_normal")
@@ -212,31 +211,8 @@ class NetworkSpec:
     def from_json(cls, text: str) -> "NetworkSpec":
         if not isinstance(text, str):
             fail("spec JSON", text, "a str", TypeError)
-        try:
-            d = json.loads(text, object_pairs_hook=_unique_keys)
-        except json.JSONDecodeError as exc:
-            fail("spec JSON", text, f"valid JSON ({exc})")
-        except RecursionError:
-            fail("spec JSON", text, "a spec object, not JSON nested too deeply to parse")
-        except _DuplicateKey as exc:
-            fail("spec JSON", text, f"each key once in an object (found {exc.args[0]!r} twice)")
-        except ValueError:       # an integer longer than Python reads (sys.int_info)
-            fail("spec JSON", text, f"numbers of at most {sys.get_int_max_str_digits()} "
-                 "digits")
+        d = parse_json("spec JSON", text, "valid JSON")
         return cls.from_dict(d)
-
-
-class _DuplicateKey(Exception):
-    pass
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json object_pairs_hook: a repeated key is an error, not "the last one wins"."""
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        seen = set()
-        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
-    return d
 
 
 def _check_keys(name: str, d: Mapping) -> None:

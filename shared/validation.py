@@ -6,10 +6,12 @@ it got and what is allowed.
 """
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
 import reprlib
+import sys
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -280,3 +282,33 @@ def check_memory(name: str, value: Any, parts: Mapping[str, int],
                            if n >= needed / 100)
         fail(name, value, f"a run that fits in memory: it needs at least "
              f"{size_text(needed)} ({detail}), more than this machine's {size_text(limit)}")
+
+
+def parse_json(name: str, text: str, what: str = "JSON") -> Any:
+    """The value JSON ``text`` holds. Text that is not JSON, is nested too deeply
+    to parse, holds an integer longer than Python reads or a key twice in an
+    object is a ValueError naming ``name`` and saying ``what`` was expected."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        fail(name, text, f"{what} ({exc})")
+    except RecursionError:
+        fail(name, text, f"{what}, not JSON nested too deeply to parse")
+    except _DuplicateKey as exc:
+        fail(name, text, f"{what} with each key once in an object (found {exc.args[0]!r} twice)")
+    except ValueError:               # an integer longer than Python reads (sys.int_info)
+        fail(name, text, f"{what} whose numbers have at most {sys.get_int_max_str_digits()} "
+             "digits")
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json object_pairs_hook: a repeated key is an error, not "the last one wins"."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return d
