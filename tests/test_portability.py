@@ -12,6 +12,8 @@ here, and ``compare`` must give the same verdicts:
 - NumPy with 1 and with 2 BLAS threads (threadpoolctl);
 - JAX with ``--xla_cpu_multi_thread_eigen=false`` (in a fresh process: XLA reads
   its flags once).
+
+The thread-count tests take about 16 s, so they are marked ``slow`` (CI runs them).
 """
 from __future__ import annotations
 
@@ -144,6 +146,7 @@ def test_negative_control_without_the_rounding_allowance_another_libm_fails(othe
 
 # ---------------------------------------------------------------- thread counts
 
+@pytest.mark.slow
 @pytest.mark.parametrize("threads", [1, 2])
 def test_verdicts_hold_with_1_and_2_blas_threads(threads):
     """NumPy's OpenBLAS splits a product over its threads; the verdicts stay."""
@@ -171,6 +174,7 @@ print(json.dumps({"chaotic": chaotic.parity[0].diagnosis, "well_ok": well.ok,
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", ["--xla_cpu_multi_thread_eigen=false", ""],
                          ids=["eigen-one-thread", "default"])
 def test_verdicts_hold_with_xla_single_threaded_eigen(flags):
