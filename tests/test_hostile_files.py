@@ -329,6 +329,17 @@ def npy_claiming(shape, data: bytes = b"", descr="<f8") -> bytes:
     return npy_header(shape, descr) + data
 
 
+def predict_measuring_memory(checkpoint, input_file, capsys):
+    """``predict --input-file``: (exit code, stderr, peak bytes Python allocated)."""
+    tracemalloc.start()
+    try:
+        code, _out, err = run(["predict", "--checkpoint", checkpoint, "--input-file",
+                               input_file], capsys)
+        return code, err, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("shape, data", [((10**7, 10**7), b""), ((10**7, 2), bytes(16)),
                                          ((1, 2), bytes(8)), ((1, 2), bytes(24))])
 def test_cli_npy_input_claiming_more_data_than_the_file_holds(tmp_path, saved, capsys,
@@ -337,12 +348,7 @@ def test_cli_npy_input_claiming_more_data_than_the_file_holds(tmp_path, saved, c
     now the header's size is checked against the file's before anything is allocated."""
     path = tmp_path / "x.npy"
     path.write_bytes(npy_claiming(shape, data))
-    tracemalloc.start()
-    try:
-        code, _out, err = run(["predict", "--checkpoint", saved, "--input-file", path], capsys)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    code, err, peak = predict_measuring_memory(saved, path, capsys)
     assert_usage_error(code, err, "--input-file", "x.npy", "bytes")
     assert peak < 2**24, peak
 
@@ -636,12 +642,7 @@ def test_cli_npy_input_header_that_is_not_a_header_is_one_line(tmp_path, saved, 
                                                               header):
     path = tmp_path / "x.npy"
     path.write_bytes(header_text(BAD_HEADERS[header].replace("(3, ", "(1, ")) + bytes(16))
-    tracemalloc.start()
-    try:
-        code, _out, err = run(["predict", "--checkpoint", saved, "--input-file", path], capsys)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    code, err, peak = predict_measuring_memory(saved, path, capsys)
     assert_usage_error(code, err, "--input-file", "x.npy", "malformed .npy header")
     assert peak < 2**24, peak
     assert len(err) < 600, f"a message of {len(err)} characters"
