@@ -455,7 +455,7 @@ def test_negative_control_momentum_bug_after_step_0_caught_later(monkeypatch):
             return original(opt, params, grads, state)
         buffers = torch_optimizers.tensors(state["momentum_buffer"])
         for b, p, g in zip(buffers, torch_optimizers.tensors(params),
-                           torch_optimizers.tensors(grads)):
+                           torch_optimizers.tensors(grads), strict=True):
             b.mul_(opt.momentum).add_(g, alpha=1.01)        # should be 1 - dampening = 1
             p.sub_(opt.lr * b)
 

@@ -89,7 +89,7 @@ def assert_parity(report, backend):
 
     ref, other = report.results["numpy"], report.results[backend]
     assert other.backend == backend and other.spec == spec
-    for (w, b), (w_ref, b_ref) in zip(other.params, ref.params):
+    for (w, b), (w_ref, b_ref) in zip(other.params, ref.params, strict=True):
         for a, e in ((w, w_ref), (b, b_ref)):
             assert a.dtype == np.float64 and a.shape == e.shape
             np.testing.assert_allclose(a, e, rtol=TOL.rtol, atol=TOL.atol)
@@ -115,8 +115,9 @@ def test_parity(backend, case):
     assert ref.losses.shape == (steps,)
     assert np.all(np.isfinite(ref.losses))
     init = init_params(spec)
-    changed = any(not np.array_equal(a, a0) for pair, pair0 in zip(ref.params, init)
-                  for a, a0 in zip(pair, pair0))
+    changed = any(not np.array_equal(a, a0)
+                  for pair, pair0 in zip(ref.params, init, strict=True)
+                  for a, a0 in zip(pair, pair0, strict=True))
     assert changed == (spec.epochs > 0), "the case must actually train (or not, for epochs=0)"
 
 
@@ -126,7 +127,7 @@ def test_epochs_0_returns_init_params_exactly(backend):
     spec, data = CASES["epochs-0"]
     result = train(spec, data, backend=backend)
     assert result.losses.shape == (0,)
-    for (w, b), (w0, b0) in zip(result.params, init_params(spec)):
+    for (w, b), (w0, b0) in zip(result.params, init_params(spec), strict=True):
         assert w.dtype == w0.dtype and b.dtype == b0.dtype
         np.testing.assert_array_equal(w, w0)
         np.testing.assert_array_equal(b, b0)
@@ -195,7 +196,10 @@ def clear_jax_caches():
     pytest.param("relu-kink-all-rows-zero", False, id="all-zero-kink-catches-it"),
     pytest.param("notebook", True, id="notebook-misses-it"),
 ])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", [
+    pytest.param("torch", id="torch"),
+    # JAX's runs clear its compilation caches (about 2 s each): CI runs them as slow tests
+    pytest.param("jax", id="jax", marks=pytest.mark.slow)])
 def test_negative_control_maximum_relu(monkeypatch, backend, case, expect_ok):
     """A ReLU with derivative 0.5 at 0 fails the kink cases (and only those)."""
     require(backend)
@@ -203,7 +207,7 @@ def test_negative_control_maximum_relu(monkeypatch, backend, case, expect_ok):
     importlib.import_module(f"nnparity.backends.{backend}")
     spec, data = CASES[case]
     if backend == "jax":
-        clear_jax_caches()                                   # the activation name is a static jit arg
+        clear_jax_caches()                         # the activation name is a static jit arg
     try:
         with monkeypatch.context() as m:
             m.setitem(activations.ACTIVATIONS, "relu", half_gradient_relu(backend))

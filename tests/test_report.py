@@ -378,7 +378,7 @@ def test_html_shows_a_failure(pages):
     w0 = [r for r in body_rows(page, "differences") if r[1] == "W0"]
     assert w0 and w0[0][-1] == "NO"
     failing = [c for c, r in zip(page.row_classes["differences"][1:],
-                                 body_rows(page, "differences")) if r[-1] == "NO"]
+                                 body_rows(page, "differences"), strict=True) if r[-1] == "NO"]
     assert failing and set(failing) == {"fail"}
     assert body_rows(page, "summary")[0][-1] == "NO"
 
