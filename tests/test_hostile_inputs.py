@@ -9,9 +9,7 @@ parameters and the batch plan fail the test if they are called.
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ import nnparity.backends
 from nnparity.backends import (activation_with_grad, evaluate, loss_with_grad, predict,
                                train)
 from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, init_params,
-                             load_checkpoint, notebook_data, save_checkpoint)
+                             notebook_data, save_checkpoint)
 from nnparity.shared import validation
 from nnparity.shared.data import run_bytes
 from nnparity.shared.init import check_params
