@@ -25,17 +25,17 @@ from typing import Callable
 
 import numpy as np
 
-from nnparity.shared.activations import resolve
-from nnparity.shared.checkpoint import Checkpoint
-from nnparity.shared.losses import LOSSES, check_loss_params, check_targets
-from nnparity.shared.data import (Dataset, batch_plan, check_fits, predict_bytes,
+from nnparity.shared.core.activations import resolve
+from nnparity.shared.io.checkpoint import Checkpoint
+from nnparity.shared.core.losses import LOSSES, check_loss_params, check_targets
+from nnparity.shared.core.data import (Dataset, batch_plan, check_fits, predict_bytes,
                                   run_bytes)
-from nnparity.shared.init import Params, check_params, init_params
-from nnparity.shared.optimizers import init_state
-from nnparity.shared.spec import (NetworkSpec, check_activation_in_dtype,
+from nnparity.shared.core.init import Params, check_params, init_params
+from nnparity.shared.core.optimizers import init_state
+from nnparity.shared.core.spec import (NetworkSpec, check_activation_in_dtype,
                                   check_loss_in_dtype)
-from nnparity.shared.trajectory import copy_params, copy_state
-from nnparity.shared.validation import (INT64_MAX, MissingFrameworkError, check_array,
+from nnparity.shared.core.trajectory import copy_params, copy_state
+from nnparity.shared.core.validation import (INT64_MAX, MissingFrameworkError, check_array,
                                        check_count, check_float_array, check_memory,
                                        check_shape, fail, plain_layout)
 
@@ -60,7 +60,7 @@ class TrainResult:
             for classification losses.
         snapshots: ``Snapshot``s before every ``record_every``-th step, if asked.
         opt_state: the optimizer state after training, ``{"step": int, buffer:
-            [(W-shaped, b-shaped), ...]}`` (see ``nnparity.shared.optimizers``).
+            [(W-shaped, b-shaped), ...]}`` (see ``nnparity.shared.core.optimizers``).
         epochs_done: epochs the parameters have trained, ``spec.epochs`` (a
             resumed run included); ``losses`` and ``snapshots`` cover only the
             epochs this call ran.

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from nnparity.shared.divergence import raise_divergence
-from nnparity.shared.trajectory import Snapshot
+from nnparity.shared.core.divergence import raise_divergence
+from nnparity.shared.core.trajectory import Snapshot
 
 from .jax_activations import ACTIVATIONS
 from .jax_losses import LOSSES

@@ -1,4 +1,4 @@
-"""Activations in JAX, following ``nnparity.shared.activations``.
+"""Activations in JAX, following ``nnparity.shared.core.activations``.
 
 Derivatives come from ``jax.grad``, so each function must have the breakpoint
 derivative the shared table specifies. A ``jax.nn`` built-in is used only where
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special
 
-from nnparity.shared.activations import GELU_TANH_C, GELU_TANH_K
+from nnparity.shared.core.activations import GELU_TANH_C, GELU_TANH_K
 
 
 def identity(x):

@@ -1,4 +1,4 @@
-"""Losses in JAX, following ``nnparity.shared.losses``; ``jax.grad`` gives dL/dp."""
+"""Losses in JAX, following ``nnparity.shared.core.losses``; ``jax.grad`` gives dL/dp."""
 from __future__ import annotations
 
 import jax

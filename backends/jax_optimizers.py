@@ -1,4 +1,4 @@
-"""Optimizers in JAX: the update rules of ``nnparity.shared.optimizers`` as pure
+"""Optimizers in JAX: the update rules of ``nnparity.shared.core.optimizers`` as pure
 functions ``(params, grads, state) -> (params, state)`` built from ``jax.tree.map``.
 
 State is a pytree ``{"step": int, buffer: [(W, b), ...]}``; which buffers it

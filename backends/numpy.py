@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from nnparity.shared.divergence import raise_divergence
-from nnparity.shared.trajectory import Snapshot, copy_params, copy_state
+from nnparity.shared.core.divergence import raise_divergence
+from nnparity.shared.core.trajectory import Snapshot, copy_params, copy_state
 
 from .numpy_activations import ACTIVATIONS
 from .numpy_losses import LOSSES
@@ -102,7 +102,7 @@ def in_one_array(pairs):
 
 def all_finite(loss, *flats):
     """True when the loss and every element of every array in ``flats`` are
-    finite, each usually decided by one sum (see ``nnparity.shared.divergence``)."""
+    finite, each usually decided by one sum (see ``nnparity.shared.core.divergence``)."""
     return math.isfinite(loss) and all(math.isfinite(flat.sum()) or bool(np.isfinite(flat).all())
                                        for flat in flats)
 

@@ -1,7 +1,7 @@
 """Activations in NumPy: for each, the value f(x) and a hand-written f'(x).
 
 The formulas, parameters and breakpoint derivatives are those of
-``nnparity.shared.activations``. Every function works elementwise on a float32
+``nnparity.shared.core.activations``. Every function works elementwise on a float32
 or float64 array and keeps its dtype (a derivative that is only 0 or 1 may be a
 boolean mask, as the notebook's ``(p > 0) * d``), and is written so that no
 finite input overflows: branches that np.where evaluates but discards are
@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from nnparity.shared.activations import GELU_TANH_C, GELU_TANH_K, SELU_ALPHA, SELU_SCALE
+from nnparity.shared.core.activations import GELU_TANH_C, GELU_TANH_K, SELU_ALPHA, SELU_SCALE
 
 _erfc = np.vectorize(math.erfc, otypes=[np.float64])
 

@@ -1,6 +1,6 @@
 """Losses in NumPy: for each, the value and a hand-written gradient dL/dp.
 
-Definitions and targets are those of ``nnparity.shared.losses``; p is the
+Definitions and targets are those of ``nnparity.shared.core.losses``; p is the
 network output (n, k). Every loss is a mean, so every gradient is divided by
 the number of averaged elements.
 """

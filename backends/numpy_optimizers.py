@@ -1,4 +1,4 @@
-"""Optimizers in NumPy: the update rules of ``nnparity.shared.optimizers``,
+"""Optimizers in NumPy: the update rules of ``nnparity.shared.core.optimizers``,
 applied to the parameters and the state's buffers in place.
 
 params, grads and every buffer are lists of (W, b) pairs; each rule walks the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnparity.shared.init import tensors
+from nnparity.shared.core.init import tensors
 
 
 def sgd(opt, params, grads, state):

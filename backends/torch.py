@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nnparity.shared.divergence import raise_divergence
-from nnparity.shared.trajectory import Snapshot
+from nnparity.shared.core.divergence import raise_divergence
+from nnparity.shared.core.trajectory import Snapshot
 
 from .torch_activations import ACTIVATIONS
 from .torch_losses import LOSSES
@@ -85,7 +85,7 @@ def in_one_tensor(pairs, requires_grad=False):
 
 def all_finite(loss, *flats):
     """True when the loss and every element of every tensor in ``flats`` are
-    finite, each usually decided by one sum (see ``nnparity.shared.divergence``)."""
+    finite, each usually decided by one sum (see ``nnparity.shared.core.divergence``)."""
     return math.isfinite(loss) and all(
         math.isfinite(flat.sum()) or bool(torch.isfinite(flat).all()) for flat in flats)
 

@@ -1,4 +1,4 @@
-"""Activations in PyTorch, following ``nnparity.shared.activations``.
+"""Activations in PyTorch, following ``nnparity.shared.core.activations``.
 
 Derivatives come from autograd, so each function must have the breakpoint
 derivative the shared table specifies. A ``torch.nn.functional`` built-in is
@@ -23,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from nnparity.shared.activations import GELU_TANH_C, GELU_TANH_K
+from nnparity.shared.core.activations import GELU_TANH_C, GELU_TANH_K
 
 
 def identity(x):

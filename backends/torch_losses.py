@@ -1,4 +1,4 @@
-"""Losses in PyTorch, following ``nnparity.shared.losses``; autograd gives dL/dp.
+"""Losses in PyTorch, following ``nnparity.shared.core.losses``; autograd gives dL/dp.
 
 Built-ins from ``torch.nn.functional`` are not used here: they are the tests'
 oracles, and ``F.mse_loss`` would broadcast mismatched shapes with only a

@@ -1,4 +1,4 @@
-"""Optimizers in PyTorch: the update rules of ``nnparity.shared.optimizers``
+"""Optimizers in PyTorch: the update rules of ``nnparity.shared.core.optimizers``
 written by hand on tensors inside ``torch.no_grad()``; no ``torch.optim``.
 
 params, grads and every state buffer are lists of (W, b) tensor pairs. The
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from nnparity.shared.init import tensors
+from nnparity.shared.core.init import tensors
 
 
 def sgd(opt, params, grads, state):

@@ -1,21 +1,50 @@
-"""nnparity.shared: the network specification, data, initialisation, tolerance
-policy and parity harness that every backend shares. Imports NumPy only."""
-from .activations import ACTIVATIONS
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .data import Dataset, notebook_data
-from .datasets import load_dataset
-from .divergence import DivergenceError
-from .harness import BackendParity, ParityReport, StepDifference, compare
-from .init import init_params
-from .optimizers import SGD, Adam, AdamW, RMSprop
-from .spec import NetworkSpec, notebook_spec
-from .tolerance import POLICY, Tolerance
-from .validation import InputTypeError, InputValueError, MissingFrameworkError
+"""nnparity.shared: what every backend shares, and the tools above the backends.
+
+Importing this package loads NumPy and ``nnparity.shared.core`` only: the
+network specification and its layers, data, initialisation, activations,
+losses, optimizers, validation and the tolerance policy. The parts that run
+backends (``parity``: the harness; ``io``: checkpoints and files; ``report``;
+``cli``) are separate subpackages; their public names are importable from here
+too and load on first use (``from nnparity.shared import compare``).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from nnparity.shared.core.activations import ACTIVATIONS
+from nnparity.shared.core.data import Dataset, notebook_data
+from nnparity.shared.core.datasets import load_dataset
+from nnparity.shared.core.divergence import DivergenceError
+from nnparity.shared.core.init import init_params
+from nnparity.shared.core.optimizers import SGD, Adam, AdamW, RMSprop
+from nnparity.shared.core.spec import NetworkSpec, notebook_spec
+from nnparity.shared.core.tolerance import POLICY, Tolerance
+from nnparity.shared.core.validation import InputTypeError, InputValueError, MissingFrameworkError
+
+#: names of the upper subpackages, loaded on first access (they import the backends)
+_LAZY = {
+    "compare": "nnparity.shared.parity.harness",
+    "BackendParity": "nnparity.shared.parity.harness",
+    "ParityReport": "nnparity.shared.parity.harness",
+    "StepDifference": "nnparity.shared.parity.harness",
+    "Checkpoint": "nnparity.shared.io.checkpoint",
+    "load_checkpoint": "nnparity.shared.io.checkpoint",
+    "save_checkpoint": "nnparity.shared.io.checkpoint",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nnparity.shared' has no attribute {name!r}")
+
 
 __all__ = [
-    "ACTIVATIONS", "Adam", "AdamW", "BackendParity", "Checkpoint", "Dataset", "DivergenceError",
-    "InputTypeError",
-    "InputValueError", "MissingFrameworkError", "NetworkSpec", "POLICY", "ParityReport",
-    "RMSprop", "SGD", "StepDifference", "Tolerance", "compare", "init_params", "load_checkpoint", "load_dataset", "notebook_data",
-    "notebook_spec", "save_checkpoint",
+    "ACTIVATIONS", "Activation", "Adam", "AdamW", "BackendParity", "Checkpoint", "Dataset",
+    "Dense", "DivergenceError", "InputTypeError", "InputValueError", "MissingFrameworkError",
+    "NetworkSpec", "OptimizerState", "POLICY", "ParityReport", "RMSprop", "SGD",
+    "StepDifference", "Tolerance", "compare", "flat_names", "from_flat", "init_params",
+    "load_checkpoint", "load_dataset", "notebook_data", "notebook_spec", "save_checkpoint",
+    "to_flat",
 ]

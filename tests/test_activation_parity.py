@@ -19,7 +19,7 @@ import pytest
 from nnparity.backends import numpy as numpy_backend
 from nnparity.backends import numpy_activations
 from nnparity.shared import POLICY, SGD, Dataset, NetworkSpec, compare, init_params
-from nnparity.shared.activations import ACTIVATIONS
+from nnparity.shared.core.activations import ACTIVATIONS
 from conftest import require
 
 TOL = POLICY["float64"]

@@ -13,7 +13,7 @@
 - Bad input to ``activation_with_grad`` and the spec's activation fields fail
   with errors that name the argument.
 
-Tolerances come from ``nnparity.shared.tolerance.ELEMENTWISE`` only.
+Tolerances come from ``nnparity.shared.core.tolerance.ELEMENTWISE`` only.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ import pytest
 
 from nnparity.backends import activation_with_grad
 from nnparity.shared import SGD, NetworkSpec
-from nnparity.shared.activations import ACTIVATIONS, breakpoints
-from nnparity.shared.tolerance import ELEMENTWISE, Tolerance, difference
+from nnparity.shared.core.activations import ACTIVATIONS, breakpoints
+from nnparity.shared.core.tolerance import ELEMENTWISE, Tolerance, difference
 from conftest import require
 
 NAMES = tuple(ACTIVATIONS)

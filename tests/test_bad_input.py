@@ -34,7 +34,7 @@ from nnparity.backends import (activation_with_grad, evaluate, loss_with_grad, p
                                train)
 from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, compare,
                              init_params, load_dataset, notebook_data)
-from nnparity.shared.cli import main
+from nnparity.shared.cli.main import main
 from conftest import require
 
 #: the backend functions that do work; the tripwire replaces each one
@@ -569,7 +569,7 @@ def test_zero_epochs_negative_control():
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nnparity.shared.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", *args], input=stdin,
                           capture_output=True, text=True, timeout=300)
 
 

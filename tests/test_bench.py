@@ -9,8 +9,8 @@ import pytest
 
 from nnparity.backends import train
 from nnparity.shared import POLICY, notebook_data, notebook_spec
-from nnparity.shared import bench
-from nnparity.shared.tolerance import difference, tensorwise_difference
+from nnparity.shared.bench import run as bench
+from nnparity.shared.core.tolerance import difference, tensorwise_difference
 from conftest import require
 
 SPEC = notebook_spec().replace(epochs=50)
@@ -76,7 +76,7 @@ def test_table_and_json_from_a_result(tmp_path):
 
 
 def test_bench_rejects_fewer_than_five_repeats(capsys):
-    from nnparity.shared.cli import main
+    from nnparity.shared.cli.main import main
     assert main(["bench", "--repeats", "2"]) == 2
     assert "--repeats=2" in capsys.readouterr().err
 

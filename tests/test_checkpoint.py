@@ -6,7 +6,7 @@ import itertools
 import os
 import pickle
 
-import nnparity.shared.checkpoint as checkpoint_module
+import nnparity.shared.io.checkpoint as checkpoint_module
 import numpy as np
 import pytest
 from conftest import require
@@ -24,10 +24,10 @@ from nnparity.shared import (
     load_checkpoint,
     save_checkpoint,
 )
-from nnparity.shared.checkpoint import FORMAT_VERSION, checkpoint_arrays
-from nnparity.shared.optimizers import init_state, state_buffers
-from nnparity.shared.spec import MAX_COUNT
-from nnparity.shared.tolerance import difference
+from nnparity.shared.io.checkpoint import FORMAT_VERSION, checkpoint_arrays
+from nnparity.shared.core.optimizers import init_state, state_buffers
+from nnparity.shared.core.spec import MAX_COUNT
+from nnparity.shared.core.tolerance import difference
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

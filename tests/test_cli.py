@@ -6,13 +6,13 @@ import sys
 import pytest
 
 from nnparity.shared import NetworkSpec, notebook_spec
-from nnparity.shared.cli import main
+from nnparity.shared.cli.main import main
 from conftest import perturb_torch, require
 
 
 def run_cli(*args, stdin=None):
     """Run the real console entry point in a subprocess: (exit code, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", *args], input=stdin,
+    proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", *args], input=stdin,
                           capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -111,7 +111,7 @@ def one_error_line(capsys, named):
 ])
 def test_activations_bad_plot_path_fails_before_any_work(tmp_path, monkeypatch, capsys, path,
                                                          named):
-    from nnparity.shared import plots
+    from nnparity.shared.report import plots
 
     def no_work(*args):
         raise AssertionError("plotted before the path was checked")
@@ -125,7 +125,7 @@ def test_activations_bad_plot_path_fails_before_any_work(tmp_path, monkeypatch, 
 
 def test_negative_control_activations_reaches_the_plot_with_a_good_path(tmp_path, monkeypatch,
                                                                          capsys):
-    from nnparity.shared import plots
+    from nnparity.shared.report import plots
 
     calls = []
     monkeypatch.setattr(plots, "plot_activations", lambda *args: calls.append(args))
@@ -147,7 +147,7 @@ BENCH_RESULT = {"repeats": 5, "notebook": {"numpy": 0.03}, "cold": {"numpy": 0.0
 ])
 def test_bench_bad_json_path_fails_before_benchmarking(tmp_path, monkeypatch, capsys, path,
                                                        named):
-    from nnparity.shared import bench
+    from nnparity.shared.bench import run as bench
 
     def no_benchmark(*args, **kwargs):
         raise AssertionError("benchmarked before --json was checked")
@@ -160,7 +160,7 @@ def test_bench_bad_json_path_fails_before_benchmarking(tmp_path, monkeypatch, ca
 
 def test_negative_control_bench_with_a_good_json_path_runs_and_writes(tmp_path, monkeypatch,
                                                                       capsys):
-    from nnparity.shared import bench
+    from nnparity.shared.bench import run as bench
 
     monkeypatch.setattr(bench, "run", lambda backends, repeats: BENCH_RESULT)
     path = tmp_path / "b.json"
@@ -187,10 +187,10 @@ def test_spec_that_is_not_utf8_is_one_line(tmp_path, source):
     for data, expected in ((text.encode("utf-16"), 2), (text.encode("utf-8"), 0)):
         path.write_bytes(data)
         if source == "file":
-            proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", "train",
+            proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", "train",
                                    "--spec", str(path)], capture_output=True, timeout=300)
         else:
-            proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", "train",
+            proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", "train",
                                    "--spec", "-"], input=data, capture_output=True, timeout=300)
         assert proc.returncode == expected, proc.stderr
         if expected == 2:

@@ -16,11 +16,11 @@ from nnparity.shared import (
     notebook_data,
     save_checkpoint,
 )
-from nnparity.shared.checkpoint import Checkpoint, checkpoint_arrays
-from nnparity.shared.cli import main
-from nnparity.shared.init import init_params
-from nnparity.shared.optimizers import init_state
-from nnparity.shared.tolerance import difference
+from nnparity.shared.io.checkpoint import Checkpoint, checkpoint_arrays
+from nnparity.shared.cli.main import main
+from nnparity.shared.core.init import init_params
+from nnparity.shared.core.optimizers import init_state
+from nnparity.shared.core.tolerance import difference
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -119,7 +119,7 @@ def test_predict_prints_what_backends_predict_gives(tmp_path, checkpoint, capsys
 def test_spec_from_standard_input(tmp_path, stdin_path):
     path = tmp_path / "c.npz"
     spec = SPEC.replace(epochs=2)
-    proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", "train", "--spec",
+    proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", "train", "--spec",
                            stdin_path, "--save", str(path)], input=spec.to_json(),
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr

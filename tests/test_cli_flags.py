@@ -25,10 +25,10 @@ import pytest
 from nnparity.backends import train
 from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop,
                              notebook_data, notebook_spec)
-from nnparity.shared.cli import Progress, build_parser, main
-from nnparity.shared.cli_spec import spec_from_args
-from nnparity.shared.optimizers import OPTIMIZERS
-from nnparity.shared.tolerance import POLICY, difference
+from nnparity.shared.cli.main import Progress, build_parser, main
+from nnparity.shared.cli.spec_flags import spec_from_args
+from nnparity.shared.core.optimizers import OPTIMIZERS
+from nnparity.shared.core.tolerance import POLICY, difference
 from conftest import require
 
 DIGITS_FLAGS = ["--dataset", "digits", "--sizes", "64,64,10", "--loss", "cross_entropy",
@@ -42,7 +42,7 @@ def parse(*flags: str) -> NetworkSpec:
 
 def run_cli(*args, stdin=None):
     """The real entry point in a subprocess: (exit code, stdout, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", *args], input=stdin,
+    proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", *args], input=stdin,
                           capture_output=True, text=True, timeout=300)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -443,7 +443,7 @@ def test_real_terminal_shows_progress_for_a_long_run():
     pty = pytest.importorskip("pty")
     master, slave = pty.openpty()
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "nnparity.shared.cli", "train",
+    proc = subprocess.Popen([sys.executable, "-m", "nnparity.shared.cli.main", "train",
                              "--dataset", "digits", "--sizes", "64,32,10", "--loss",
                              "cross_entropy", "--optimizer", "adam", "--batch-size", "1",
                              "--epochs", "40"],
@@ -569,7 +569,7 @@ def test_spec_dests_are_exactly_the_spec_flags():
     """``--resume`` rejects every spec flag by this list: it must not miss one."""
     import argparse
 
-    from nnparity.shared.cli_spec import SPEC_DESTS, add_spec_flags, spec_flags_given
+    from nnparity.shared.cli.spec_flags import SPEC_DESTS, add_spec_flags, spec_flags_given
     parser = argparse.ArgumentParser()
     add_spec_flags(parser)
     defaults = vars(parser.parse_args([]))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from nnparity.shared.cli_inputs import parse_rows
+from nnparity.shared.cli.inputs import parse_rows
 
 
 def test_decimal_rows_parse_exactly():

@@ -15,7 +15,7 @@ import pytest
 from nnparity.backends import evaluate, predict, train
 from nnparity.shared import (Adam, Dataset, MissingFrameworkError, NetworkSpec, compare,
                              load_dataset, notebook_data)
-from nnparity.shared.tolerance import POLICY, difference
+from nnparity.shared.core.tolerance import POLICY, difference
 from conftest import require
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
@@ -357,7 +357,7 @@ def test_recipe_with_unshuffled_raw_order_is_worse(digits, raw_digits):
 # ---------------------------------------------------------------- synthetic sets
 
 def test_synthetic_sets_have_the_documented_shapes_and_dtypes():
-    from nnparity.shared import synthetic
+    from nnparity.shared.core import synthetic
     reg = synthetic.regression(10, 3, 2, seed=1, n_test=4)
     assert (reg.x_train.shape, reg.y_train.shape, reg.x_test.shape) == ((10, 3), (10, 2), (4, 3))
     assert reg.y_train.dtype == np.float64 and np.all(np.abs(reg.y_train) < 2)
@@ -369,7 +369,7 @@ def test_synthetic_sets_have_the_documented_shapes_and_dtypes():
 
 
 def test_synthetic_sets_depend_only_on_the_seed():
-    from nnparity.shared import synthetic
+    from nnparity.shared.core import synthetic
     a, b = synthetic.regression(6, 2, 1, seed=5), synthetic.regression(6, 2, 1, seed=5)
     assert np.array_equal(a.x_train, b.x_train) and np.array_equal(a.y_test, b.y_test)
     other = synthetic.regression(6, 2, 1, seed=6)                    # negative control
@@ -377,7 +377,7 @@ def test_synthetic_sets_depend_only_on_the_seed():
 
 
 def test_synthetic_classification_without_noise_is_the_argmax_of_the_scores():
-    from nnparity.shared import synthetic
+    from nnparity.shared.core import synthetic
     data = synthetic.classification(20, 4, 3, seed=7, n_test=1, noise_scale=0)
     rs = np.random.RandomState(7)
     x = rs.randn(21, 4)

@@ -24,7 +24,7 @@ import pytest
 from nnparity.backends import get_backend, train
 from nnparity.shared import (SGD, Adam, NetworkSpec, RMSprop, notebook_data,
                              notebook_spec)
-from nnparity.shared import synthetic
+from nnparity.shared.core import synthetic
 from conftest import require
 
 #: 4 test rows; class labels without noise

@@ -24,7 +24,7 @@ import nnparity.shared
 from nnparity.backends import get_backend, train
 from nnparity.shared import (SGD, Adam, Dataset, DivergenceError, NetworkSpec, RMSprop, compare,
                              init_params, notebook_data, notebook_spec)
-from nnparity.shared.optimizers import init_state
+from nnparity.shared.core.optimizers import init_state
 from conftest import require
 
 
@@ -68,7 +68,7 @@ CASES = [pytest.param(name, id=name) for name in DIVERGING]
 
 def test_divergence_error_is_exported_by_nnparity_shared():
     assert "DivergenceError" in nnparity.shared.__all__
-    from nnparity.shared.divergence import DivergenceError as defined
+    from nnparity.shared.core.divergence import DivergenceError as defined
     assert nnparity.shared.DivergenceError is defined is DivergenceError
 
 

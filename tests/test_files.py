@@ -1,4 +1,4 @@
-"""Output files (nnparity.shared.files): the path check every writer and flag uses,
+"""Output files (nnparity.shared.io.files): the path check every writer and flag uses,
 and the atomic write (whole new file or the old one, no temporary left, ordinary
 permissions)."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ import os
 import stat
 
 import pytest
-from nnparity.shared import files
-from nnparity.shared.files import check_output_path, write_atomic
+from nnparity.shared.io import files
+from nnparity.shared.io.files import check_output_path, write_atomic
 
 # ---------------------------------------------------------------- check_output_path
 

@@ -19,9 +19,9 @@ import pytest
 from nnparity.backends import as_arrays, get_backend, predict, train
 from nnparity.shared import (POLICY, SGD, Adam, NetworkSpec, RMSprop, compare,
                              init_params, notebook_data, notebook_spec)
-from nnparity.shared.optimizers import init_state
-from nnparity.shared.synthetic import binary, classification, regression
-from nnparity.shared.tolerance import difference
+from nnparity.shared.core.optimizers import init_state
+from nnparity.shared.core.synthetic import binary, classification, regression
+from nnparity.shared.core.tolerance import difference
 from conftest import require
 
 TOL32 = POLICY["float32"]

@@ -38,9 +38,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from nnparity.shared import SGD, Adam, Checkpoint, NetworkSpec, load_checkpoint
-from nnparity.shared.checkpoint import checkpoint_arrays
-from nnparity.shared.init import init_params
-from nnparity.shared.optimizers import init_state
+from nnparity.shared.io.checkpoint import checkpoint_arrays
+from nnparity.shared.core.init import init_params
+from nnparity.shared.core.optimizers import init_state
 from conftest import deadline
 
 #: examples per target: the profile's count (50 in "ci"), so "fuzz" scales every target

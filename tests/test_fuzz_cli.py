@@ -51,7 +51,7 @@ from crafted_checkpoints import npy_header
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from nnparity.shared import load_checkpoint
-from nnparity.shared.cli import main
+from nnparity.shared.cli.main import main
 from conftest import deadline
 
 EXAMPLES = settings.default.max_examples
@@ -696,7 +696,7 @@ def test_cli_in_a_subprocess(data, command):
         before = ws.snapshot()
         with tempfile.TemporaryDirectory() as config:        # matplotlib's cache, not ours
             env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "MPLCONFIGDIR": config}
-            proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", *argv],
+            proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", *argv],
                                   cwd=ws.cwd, stdin=subprocess.DEVNULL, capture_output=True,
                                   timeout=TIME_BOUND + 30, check=False, env=env)
         err = proc.stderr.decode("utf-8", "backslashreplace")

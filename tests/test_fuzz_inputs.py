@@ -53,10 +53,10 @@ from hypothesis.extra import numpy as hnp
 import nnparity.backends
 from nnparity.backends import activation_with_grad, evaluate, loss_with_grad, predict, train
 from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, init_params)
-from nnparity.shared.activations import ACTIVATIONS
-from nnparity.shared.divergence import DivergenceError
-from nnparity.shared.losses import LOSSES
-from nnparity.shared.validation import InputTypeError, InputValueError
+from nnparity.shared.core.activations import ACTIVATIONS
+from nnparity.shared.core.divergence import DivergenceError
+from nnparity.shared.core.losses import LOSSES
+from nnparity.shared.core.validation import InputTypeError, InputValueError
 
 #: examples per target, scaled from the profile's max_examples (50 in "ci")
 BASE = settings.default.max_examples

@@ -17,7 +17,7 @@ import pytest
 from nnparity.backends import numpy as numpy_backend
 from nnparity.backends import numpy_activations
 from nnparity.shared import NetworkSpec, init_params
-from nnparity.shared.activations import ACTIVATIONS, breakpoints, resolve
+from nnparity.shared.core.activations import ACTIVATIONS, breakpoints, resolve
 
 NAMES = tuple(ACTIVATIONS)
 VARIANTS = [(name, {}) for name in NAMES] + [

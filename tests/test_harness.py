@@ -27,13 +27,13 @@ import nnparity.backends
 from nnparity.backends import as_arrays, get_backend, train
 from nnparity.shared import (POLICY, SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, compare,
                              init_params, notebook_data, notebook_spec)
-from nnparity.shared.data import batch_plan
-from nnparity.shared.harness import MAX_TEACHER_STEPS, named_step, step_difference
-from nnparity.shared.optimizers import init_state, state_buffers
-from nnparity.shared.tolerance import difference, tensorwise_difference
-from nnparity.shared.trajectory import (MAX_SNAPSHOT_BYTES, MAX_SNAPSHOTS, copy_params,
+from nnparity.shared.core.data import batch_plan
+from nnparity.shared.parity.harness import MAX_TEACHER_STEPS, named_step, step_difference
+from nnparity.shared.core.optimizers import init_state, state_buffers
+from nnparity.shared.core.tolerance import difference, tensorwise_difference
+from nnparity.shared.core.trajectory import (MAX_SNAPSHOT_BYTES, MAX_SNAPSHOTS, copy_params,
                                         copy_state, default_record_every)
-from nnparity.shared.synthetic import chaotic_case, regression
+from nnparity.shared.core.synthetic import chaotic_case, regression
 from conftest import require
 
 #: a small float64 regression set with 3 test rows
@@ -654,7 +654,7 @@ def test_negative_control_without_the_rounding_allowance_the_noise_buffer_fails(
     """The teacher-forced steps pass the noise buffer only through its measured
     rounding sensitivity: with the allowance's multiple at 0 they fail."""
     require("torch")
-    import nnparity.shared.tolerance as tolerance
+    import nnparity.shared.core.tolerance as tolerance
     monkeypatch.setattr(tolerance, "ROUNDING_MULTIPLE", 0.0)
     spec, data = noise_buffer_case(lr=1e-6)
     report = compare(spec, data, backends=("numpy", "torch"), record_every=1)

@@ -29,12 +29,13 @@ from crafted_checkpoints import (
     replace_member,
     zip_bytes,
 )
-from nnparity.shared import NetworkSpec, files, load_checkpoint, save_checkpoint
-from nnparity.shared.checkpoint import Checkpoint, checkpoint_arrays
-from nnparity.shared.cli import main
-from nnparity.shared.files import check_output_path, write_atomic
-from nnparity.shared.init import init_params
-from nnparity.shared.optimizers import init_state
+from nnparity.shared import NetworkSpec, load_checkpoint, save_checkpoint
+from nnparity.shared.io import files
+from nnparity.shared.io.checkpoint import Checkpoint, checkpoint_arrays
+from nnparity.shared.cli.main import main
+from nnparity.shared.io.files import check_output_path, write_atomic
+from nnparity.shared.core.init import init_params
+from nnparity.shared.core.optimizers import init_state
 from conftest import deadline
 
 #: a tiny network that trains in milliseconds on the notebook's data (2 inputs, 1 output)
@@ -264,7 +265,7 @@ def test_spec_file_larger_than_the_bound_is_refused_without_reading_it_all(tmp_p
 
 def test_spec_from_stdin_is_bounded_too():
     with open("/dev/zero", "rb") as zeros:
-        proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli", "train", "--spec",
+        proc = subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", "train", "--spec",
                                "-"], stdin=zeros, capture_output=True, text=True, timeout=60,
                               check=False)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
@@ -776,7 +777,7 @@ def test_killed_writer_leaves_a_temporary_that_the_next_write_removes(tmp_path):
     path = tmp_path / "out.npz"
     script = textwrap.dedent(f"""
         import sys, time
-        from nnparity.shared.files import write_atomic
+        from nnparity.shared.io.files import write_atomic
         def write(f):
             f.write(b"half")
             f.flush()

@@ -19,10 +19,10 @@ from nnparity.backends import (activation_with_grad, evaluate, loss_with_grad, p
                                train)
 from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, init_params,
                              notebook_data, save_checkpoint)
-from nnparity.shared import validation
-from nnparity.shared.data import run_bytes
-from nnparity.shared.init import check_params
-from nnparity.shared.validation import check_float, check_int, fail
+from nnparity.shared.core import validation
+from nnparity.shared.core.data import run_bytes
+from nnparity.shared.core.init import check_params
+from nnparity.shared.core.validation import check_float, check_int, fail
 from conftest import require
 
 WORK = ("train", "step", "predict", "activation_with_grad", "loss_with_grad")

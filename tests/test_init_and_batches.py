@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nnparity.shared import POLICY, NetworkSpec, init_params, notebook_spec
-from nnparity.shared.data import batch_plan
+from nnparity.shared.core.data import batch_plan
 
 TOL = POLICY["float64"]
 

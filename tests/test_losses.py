@@ -26,8 +26,8 @@ import pytest
 import nnparity.backends.numpy_losses as numpy_losses
 from nnparity.backends import loss_with_grad, predict, train
 from nnparity.shared import SGD, Adam, Dataset, NetworkSpec, compare, init_params
-from nnparity.shared.losses import LOSSES
-from nnparity.shared.tolerance import ELEMENTWISE, POLICY, difference
+from nnparity.shared.core.losses import LOSSES
+from nnparity.shared.core.tolerance import ELEMENTWISE, POLICY, difference
 from conftest import require
 
 BACKEND_NAMES = ("numpy", "torch", "jax")

@@ -17,7 +17,7 @@ Oracles, all in float64, judged with ``POLICY["float64"]`` only:
 4. Negative controls: a wrong update rule must fail the torch.optim comparison.
 5. Validation, JSON round trips and torch.optim's defaults.
 
-How optax 0.2.8 differs from torch.optim (and from ``nnparity.shared.optimizers``),
+How optax 0.2.8 differs from torch.optim (and from ``nnparity.shared.core.optimizers``),
 each difference shown by ``test_optax_rule_differs`` and each equivalence by
 ``test_matches_optax``:
 
@@ -71,8 +71,8 @@ import pytest
 from nnparity.backends import train
 from nnparity.backends import numpy_optimizers
 from nnparity.shared import POLICY, SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, init_params
-from nnparity.shared.data import epoch_order
-from nnparity.shared.optimizers import (OPTIMIZERS, init_state, optimizer_from_dict,
+from nnparity.shared.core.data import epoch_order
+from nnparity.shared.core.optimizers import (OPTIMIZERS, init_state, optimizer_from_dict,
                                         state_buffers)
 from conftest import require
 

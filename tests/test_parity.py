@@ -18,7 +18,7 @@ import pytest
 from nnparity.backends import train
 from nnparity.shared import (POLICY, SGD, Dataset, NetworkSpec, compare, init_params,
                              notebook_data, notebook_spec)
-from nnparity.shared.synthetic import regression
+from nnparity.shared.core.synthetic import regression
 from conftest import require
 
 #: a small float64 regression set with 3 test rows

@@ -29,8 +29,8 @@ import pytest
 import nnparity.backends.numpy_activations as numpy_activations
 import nnparity.backends.numpy_losses as numpy_losses
 from nnparity.shared import SGD, Adam, NetworkSpec, compare
-from nnparity.shared.rounding import move_ulps
-from nnparity.shared.synthetic import chaotic_case, regression
+from nnparity.shared.parity.rounding import move_ulps
+from nnparity.shared.core.synthetic import chaotic_case, regression
 from conftest import require
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # see conftest
@@ -137,7 +137,7 @@ def test_negative_control_without_the_rounding_allowance_another_libm_fails(othe
     """What makes the chaotic spec pass on another libm is the measured rounding
     allowance: with its multiple at 0, late, ill-conditioned teacher-forced steps fail."""
     require("torch")
-    import nnparity.shared.tolerance as tolerance
+    import nnparity.shared.core.tolerance as tolerance
     monkeypatch.setattr(tolerance, "ROUNDING_MULTIPLE", 0.0)
     spec, data = chaotic_case()
     report = compare(spec, data, backends=("numpy", "torch"))
@@ -167,7 +167,7 @@ def test_verdicts_hold_with_1_and_2_blas_threads(threads):
 VERDICTS_SCRIPT = """
 import json
 from nnparity.shared import compare
-from nnparity.shared.synthetic import chaotic_case
+from nnparity.shared.core.synthetic import chaotic_case
 import test_portability as here
 chaotic = compare(*chaotic_case(), backends=("numpy", "jax"))
 well = compare(here.WELL_CONDITIONED, here.WELL_DATA, backends=("numpy", "jax"))

@@ -43,9 +43,9 @@ from hypothesis import strategies as st
 from nnparity.backends import train
 from nnparity.shared import (ACTIVATIONS, SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop,
                              compare, init_params)
-from nnparity.shared.losses import LOSSES
-from nnparity.shared.optimizers import init_state
-from nnparity.shared.spec import INITS
+from nnparity.shared.core.losses import LOSSES
+from nnparity.shared.core.optimizers import init_state
+from nnparity.shared.core.spec import INITS
 from conftest import require
 
 # ------------------------------------------------------------------ strategies

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 from conftest import perturb_torch, require, require_program
 from nnparity.shared import SGD, NetworkSpec, compare, notebook_data, notebook_spec
-from nnparity.shared import report as reports
-from nnparity.shared.cli import main
-from nnparity.shared.tolerance import (ROUNDING_MULTIPLE, ROUNDING_SAMPLES, ROUNDING_ULPS,
+from nnparity.shared.report import outputs as reports
+from nnparity.shared.cli.main import main
+from nnparity.shared.core.tolerance import (ROUNDING_MULTIPLE, ROUNDING_SAMPLES, ROUNDING_ULPS,
                                       Difference)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # see conftest
@@ -481,7 +481,7 @@ def no_training(*args, **kwargs):
 ])
 def test_cli_bad_report_path_exits_2_before_training(flags, named, tmp_path, monkeypatch,
                                                      capsys):
-    from nnparity.shared import harness
+    from nnparity.shared.parity import harness
     monkeypatch.setattr(harness, "compare", no_training)
     flags = [f.format(tmp=tmp_path) for f in flags]
     assert main(["compare"] + flags) == 2
@@ -495,7 +495,7 @@ def test_cli_bad_report_path_exits_2_before_training(flags, named, tmp_path, mon
 @pytest.mark.parametrize("flag, name", [("--plot", "r.png"), ("--html", "r.html")])
 def test_cli_plot_and_html_without_matplotlib_name_the_extra(flag, name, tmp_path,
                                                             monkeypatch, capsys):
-    from nnparity.shared import harness
+    from nnparity.shared.parity import harness
     monkeypatch.setattr(harness, "compare", no_training)
     monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
     assert main(["compare", flag, str(tmp_path / name)]) == 2

@@ -1,4 +1,4 @@
-"""Monte Carlo arithmetic on the NumPy reference (nnparity.shared.rounding).
+"""Monte Carlo arithmetic on the NumPy reference (nnparity.shared.parity.rounding).
 
 - ``move_ulps`` / ``jitter`` move floats by whole ulps, never zeros, infinities,
   NaNs or the sign, and never out of the finite range;
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from nnparity.shared import SGD, NetworkSpec, init_params
-from nnparity.shared.harness import named_step
-from nnparity.shared.optimizers import init_state
-from nnparity.shared.rounding import (Jittered, jitter, jittered, move_ulps, perturbed_rounding,
+from nnparity.shared.parity.harness import named_step
+from nnparity.shared.core.optimizers import init_state
+from nnparity.shared.parity.rounding import (Jittered, jitter, jittered, move_ulps, perturbed_rounding,
                                       step_sensitivity)
-from nnparity.shared.synthetic import regression
+from nnparity.shared.core.synthetic import regression
 
 
 def ulps_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""nnparity.shared.tolerance.difference against hand-computed expectations.
+"""nnparity.shared.core.tolerance.difference against hand-computed expectations.
 
 A value a matches the expected e when |a - e| <= atol + rtol * |e|. The cases
 use values that are exact in binary so that every expected gap is exact.
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from nnparity.shared import POLICY, Tolerance
-from nnparity.shared.tolerance import difference, tensorwise_difference
+from nnparity.shared.core.tolerance import difference, tensorwise_difference
 
 F64 = POLICY["float64"]           # rtol 1e-10, atol 1e-12
 F32 = POLICY["float32"]
@@ -200,7 +200,7 @@ def test_tensorwise_is_normwise_per_tensor():
 
 
 def test_tensorwise_rounding_allowance_is_the_multiple_of_the_sensitivity():
-    from nnparity.shared.tolerance import ROUNDING_MULTIPLE
+    from nnparity.shared.core.tolerance import ROUNDING_MULTIPLE
     e = {"grad W0": np.array([1e-3, -2e-3])}
     gap = 1e-9                                           # beyond atol + rtol * 2e-3
     a = {"grad W0": e["grad W0"] + np.array([0.0, gap])}

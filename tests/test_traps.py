@@ -13,7 +13,7 @@ import pytest
 from conftest import require
 from nnparity.backends import predict, train
 from nnparity.shared import POLICY, notebook_data, notebook_spec
-from nnparity.shared.tolerance import difference
+from nnparity.shared.core.tolerance import difference
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

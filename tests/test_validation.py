@@ -522,7 +522,7 @@ def test_from_json_accepts_nesting_a_spec_has():
 
 
 def test_check_int_bounds_both_ends():
-    from nnparity.shared.validation import check_int
+    from nnparity.shared.core.validation import check_int
     assert check_int("n", 4, 0, 4) == 4 and check_int("n", np.uint64(0), 0, 4) == 0
     with pytest.raises(ValueError, match=named("n", "5") + ".*an integer in 0 .. 4"):
         check_int("n", 5, 0, 4)

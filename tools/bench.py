@@ -8,7 +8,7 @@ Run: python tools/bench.py [--repeats N] [--json PATH] [--backends B ...]
 """
 import sys
 
-from nnparity.shared.cli import main
+from nnparity.shared.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

@@ -1,7 +1,7 @@
 """Measure float32 parity of the torch and jax backends against numpy (issue 5).
 
 A measurement, not a test: it prints numbers from which the float32 entry of
-``nnparity.shared.tolerance.POLICY`` is set. For a suite of specs (activations,
+``nnparity.shared.core.tolerance.POLICY`` is set. For a suite of specs (activations,
 losses, optimizers, depths; modest epochs), trained in float32 by all three
 backends, it measures against numpy:
 
@@ -33,10 +33,10 @@ import numpy as np
 from nnparity.backends import as_arrays, get_backend, train
 from nnparity.shared import (POLICY, SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, Tolerance,
                              compare, notebook_data, notebook_spec)
-from nnparity.shared.data import batch_plan
-from nnparity.shared.harness import named_step, step_difference
-from nnparity.shared.synthetic import binary, classification, regression
-from nnparity.shared.tolerance import difference
+from nnparity.shared.core.data import batch_plan
+from nnparity.shared.parity.harness import named_step, step_difference
+from nnparity.shared.core.synthetic import binary, classification, regression
+from nnparity.shared.core.tolerance import difference
 
 TOL32 = POLICY["float32"]
 NO_FLOOR = Tolerance(rtol=1.0, atol=0.0)        # max_rel over every vector with max|e| > 0

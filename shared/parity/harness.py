@@ -1,7 +1,7 @@
 """The parity harness: train one spec in several backends and explain how they differ.
 
 For each backend against the reference, ``compare`` measures three things,
-every tensor judged by the one policy of ``nnparity.shared.tolerance``:
+every tensor judged by the one policy of ``nnparity.shared.core.tolerance``:
 
 - free-running parity: final parameters, test predictions and every step's loss;
 - the trajectory: the parameters every ``record_every`` steps, giving the
@@ -11,7 +11,7 @@ every tensor judged by the one policy of ``nnparity.shared.tolerance``:
   backend takes one step (loss, gradients, new parameters, new optimizer state)
   from the reference's own parameters and state, on the same batch; each
   tensor is compared normwise with the step's measured rounding allowance
-  (``step_difference``, ``nnparity.shared.rounding``).
+  (``step_difference``, ``nnparity.shared.parity.rounding``).
 
 Both runs must hold the same snapshot steps and as many losses (``incomplete``):
 a backend that drops data fails, it is never compared on fewer points. A real
@@ -29,15 +29,15 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Dataset, batch_plan, check_fits
-from .divergence import DivergenceError
-from .optimizers import state_buffers
-from .spec import NetworkSpec
-from .rounding import step_sensitivity
-from .tolerance import (POLICY, Difference, Element, Tolerance, difference,
+from nnparity.shared.core.data import Dataset, batch_plan, check_fits
+from nnparity.shared.core.divergence import DivergenceError
+from nnparity.shared.core.optimizers import state_buffers
+from nnparity.shared.core.spec import NetworkSpec
+from nnparity.shared.parity.rounding import step_sensitivity
+from nnparity.shared.core.tolerance import (POLICY, Difference, Element, Tolerance, difference,
                         tensorwise_difference)
-from .trajectory import default_record_every
-from .validation import check_int, fail
+from nnparity.shared.core.trajectory import default_record_every
+from nnparity.shared.core.validation import check_int, fail
 
 #: teacher-forced steps are taken at no more than this many snapshots
 MAX_TEACHER_STEPS = 50
@@ -271,7 +271,7 @@ def incomplete(name: str, result, reference: str, expected) -> str | None:
 
 def sampled_sensitivities(spec, data, snapshots) -> dict[int, dict[str, float]]:
     """The rounding sensitivity of the step from each sampled snapshot (see
-    ``nnparity.shared.rounding``), by step."""
+    ``nnparity.shared.parity.rounding``), by step."""
     from nnparity.backends import as_arrays
 
     x, y = as_arrays(spec, data.x_train, data.y_train)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import NetworkSpec
-from .validation import check_float_array, check_shape, dtype_name, fail, plain_layout
+from nnparity.shared.core.spec import NetworkSpec
+from nnparity.shared.core.validation import check_float_array, check_shape, dtype_name, fail, plain_layout
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Dataset, notebook_data
-from .validation import MissingFrameworkError, check_choice
+from nnparity.shared.core.data import Dataset, notebook_data
+from nnparity.shared.core.validation import MissingFrameworkError, check_choice
 
 DATASETS = ("notebook", "digits", "diabetes")
 SPLIT_SEED = 0

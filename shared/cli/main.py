@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .cli_inputs import read_inputs
-from .cli_spec import add_spec_flags, spec_flags_given, spec_from_args
-from .datasets import load_dataset
-from .divergence import DivergenceError
-from .validation import InputTypeError, InputValueError, MissingFrameworkError, check_int, fail
+from nnparity.shared.cli.inputs import read_inputs
+from nnparity.shared.cli.spec_flags import add_spec_flags, spec_flags_given, spec_from_args
+from nnparity.shared.core.datasets import load_dataset
+from nnparity.shared.core.divergence import DivergenceError
+from nnparity.shared.core.validation import InputTypeError, InputValueError, MissingFrameworkError, check_int, fail
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
 #: print every parameter and prediction (as the notebook does) only for runs this small
@@ -80,8 +80,8 @@ class Progress:
 def cmd_train(args) -> int:
     from nnparity.backends import predict, train
 
-    from .checkpoint import read_checkpoint, save_checkpoint
-    from .files import check_output_path
+    from nnparity.shared.io.checkpoint import read_checkpoint, save_checkpoint
+    from nnparity.shared.io.files import check_output_path
 
     if args.save is not None:                    # before training: --save '' fails here
         check_output_path("--save", args.save)
@@ -134,7 +134,7 @@ def check_resume_flags(args) -> None:
 def cmd_predict(args) -> int:
     from nnparity.backends import predict
 
-    from .checkpoint import read_checkpoint
+    from nnparity.shared.io.checkpoint import read_checkpoint
 
     spec, params, _ = read_checkpoint("--checkpoint", args.checkpoint)
     x = read_inputs(args, spec.sizes[0])                       # (n, sizes[0]) float
@@ -144,8 +144,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .harness import compare
-    from .report import check_outputs, write_outputs
+    from nnparity.shared.parity.harness import compare
+    from nnparity.shared.report.outputs import check_outputs, write_outputs
 
     outputs = check_outputs(args.json, args.plot, args.html)     # before any training
     spec = spec_from_args(args)
@@ -164,8 +164,8 @@ def cmd_compare(args) -> int:
 def cmd_activations(args) -> int:
     from nnparity.backends import get_backend
 
-    from .files import check_output_path
-    from .plots import import_pyplot, plot_activations
+    from nnparity.shared.io.files import check_output_path
+    from nnparity.shared.report.plots import import_pyplot, plot_activations
 
     check_output_path("--plot", args.plot, suffix=".png")      # before any work
     import_pyplot()                                  # missing extra: fail before any work
@@ -182,8 +182,8 @@ def cmd_activations(args) -> int:
 def cmd_bench(args) -> int:
     from nnparity.backends import get_backend
 
-    from . import bench
-    from .files import check_output_path
+    from nnparity.shared.bench import run as bench
+    from nnparity.shared.io.files import check_output_path
 
     check_int("--repeats", args.repeats, 5)
     if args.json is not None:

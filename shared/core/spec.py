@@ -8,10 +8,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .activations import ACTIVATIONS, Activation, check_activation_params, resolve
-from .losses import LOSSES, check_loss_params
-from .optimizers import OPTIMIZERS, SGD, Optimizer, optimizer_from_dict
-from .validation import (FLOAT_DTYPES, parse_json, InputValueError, check_bool, check_choice,
+from nnparity.shared.core.activations import ACTIVATIONS, Activation, check_activation_params, resolve
+from nnparity.shared.core.losses import LOSSES, check_loss_params
+from nnparity.shared.core.optimizers import OPTIMIZERS, SGD, Optimizer, optimizer_from_dict
+from nnparity.shared.core.validation import (FLOAT_DTYPES, parse_json, InputValueError, check_bool, check_choice,
                          check_count, check_in_dtype, fail)
 
 INITS = ("uniform_fan_in", "zeros", "xavier_uniform", "he_normal")
@@ -42,12 +42,12 @@ class NetworkSpec:
             ``MAX_WIDTH``, at most ``MAX_PARAMETERS`` weights and biases in all.
         activation: one name for every hidden layer, or a tuple with one name
             per hidden layer (``len(sizes) - 2`` of them); see
-            ``nnparity.shared.activations``.
+            ``nnparity.shared.core.activations``.
         activation_params: parameters of parametric activations by activation
             name, e.g. ``{"leaky_relu": {"negative_slope": 0.1}}``; unset ones
             keep their defaults. Only activations the spec uses may appear.
-        init: parameter initialisation rule, see ``nnparity.shared.init``.
-        loss: training loss, see ``nnparity.shared.losses``.
+        init: parameter initialisation rule, see ``nnparity.shared.core.init``.
+        loss: training loss, see ``nnparity.shared.core.losses``.
         loss_params: the loss's parameters, e.g. ``{"delta": 2.0}`` for huber.
         optimizer: an optimizer dataclass such as ``SGD(lr=1e-5)`` or ``Adam()``.
         batch_size: rows per minibatch; the last batch of an epoch may be smaller

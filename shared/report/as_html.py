@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import html
 
-from .harness import ParityReport
-from .tolerance import ROUNDING_MULTIPLE
-from .report_json import (
+from nnparity.shared.parity.harness import ParityReport
+from nnparity.shared.core.tolerance import ROUNDING_MULTIPLE
+from nnparity.shared.report.as_json import (
     SCHEMA,
     SCHEMA_VERSION,
     check_report,
@@ -15,7 +15,7 @@ from .report_json import (
     number,
     report_to_dict,
 )
-from .validation import fail
+from nnparity.shared.core.validation import fail
 
 STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em;

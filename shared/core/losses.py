@@ -30,7 +30,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .validation import check_choice, check_float, check_float_array, fail
+from nnparity.shared.core.validation import check_choice, check_float, check_float_array, fail
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, NamedTuple
 
-from .validation import check_choice, check_float, fail
+from nnparity.shared.core.validation import check_choice, check_float, fail
 
 # torch.nn.SELU's constants (Klambauer et al. 2017)
 SELU_ALPHA = 1.6732632423543772848170429916717

@@ -14,7 +14,7 @@ arrays whose every floating-point operation -- its inputs and its result -- is
 moved by a random whole number of ulps in [-ulps, ulps], ``samples`` times, and
 each output tensor's sensitivity is the largest change from the unperturbed
 step seen. The tolerance policy lets a teacher-forced step differ by a small
-multiple of it (``nnparity.shared.tolerance``). The random draws are seeded, so
+multiple of it (``nnparity.shared.core.tolerance``). The random draws are seeded, so
 a verdict is reproducible; they never touch the backends' own runs.
 
 Only NumPy ufuncs are perturbed (arithmetic, matmul, reductions, elementwise
@@ -27,7 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .tolerance import ROUNDING_SAMPLES, ROUNDING_ULPS
+from nnparity.shared.core.tolerance import ROUNDING_SAMPLES, ROUNDING_ULPS
 
 _INTS = {2: np.int16, 4: np.int32, 8: np.int64}
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .init import Params
+from nnparity.shared.core.init import Params
 
 #: at most this many snapshots, and at most this many bytes of them, per run
 MAX_SNAPSHOTS = 200
@@ -30,7 +30,7 @@ class Snapshot:
 
 def copy_params(params) -> Params:
     """A copy of [(W, b), ...]; an array subclass stays that subclass
-    (``nnparity.shared.rounding`` runs the NumPy step on one)."""
+    (``nnparity.shared.parity.rounding`` runs the NumPy step on one)."""
     return [(np.array(w, subok=True), np.array(b, subok=True)) for w, b in params]
 
 

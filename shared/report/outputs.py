@@ -1,6 +1,6 @@
 """Reports of a parity comparison, as files: versioned JSON, the plot, one HTML page.
 
-The public face of the report modules (``nnparity.shared.report``):
+The public face of the report modules (``nnparity.shared.report.outputs``):
 
 - the JSON document: ``report_to_dict``, ``to_json`` (``report_json``; the keys
   are documented in docs/compare-report.md);
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import os
 
-from .files import check_output_path, write_atomic
-from .harness import ParityReport
-from .report_html import render_html
-from .report_json import (
+from nnparity.shared.io.files import check_output_path, write_atomic
+from nnparity.shared.parity.harness import ParityReport
+from nnparity.shared.report.as_html import render_html
+from nnparity.shared.report.as_json import (
     LIBRARIES,
     NONFINITE,
     SCHEMA,
@@ -32,7 +32,7 @@ from .report_json import (
     to_json,
     verdict_text,
 )
-from .validation import fail
+from nnparity.shared.core.validation import fail
 
 __all__ = [
     "LIBRARIES", "NONFINITE", "SCHEMA", "SCHEMA_VERSION", "backend_names", "check_outputs",
@@ -51,7 +51,7 @@ def write_json(report: ParityReport, path) -> None:
 
 def write_plot(report: ParityReport, path) -> bytes:
     """Draw ``plots.plot_report(report)`` to the PNG file ``path``; returns the PNG bytes."""
-    from .plots import plot_report
+    from nnparity.shared.report.plots import plot_report
 
     check_report(report)
     path = check_output_path("path", path, suffix=".png")
@@ -63,7 +63,7 @@ def write_plot(report: ParityReport, path) -> bytes:
 def write_html(report: ParityReport, path, png: bytes | None = None) -> None:
     """Write ``render_html(report, png)`` to ``path`` atomically; the plot is drawn
     (matplotlib needed) unless its PNG bytes are given."""
-    from .plots import plot_report
+    from nnparity.shared.report.plots import plot_report
 
     check_report(report)
     path = check_output_path("path", path)
@@ -79,7 +79,7 @@ def check_outputs(json_path=None, plot_path=None, html_path=None) -> dict[str, s
     Each path must be writable (``check_output_path``; ``--plot`` ends in .png),
     no two may name the same file, and ``--plot``/``--html`` need matplotlib
     (``MissingFrameworkError`` naming the ``plot`` extra)."""
-    from .plots import import_pyplot
+    from nnparity.shared.report.plots import import_pyplot
 
     given = (("--json", json_path, None), ("--plot", plot_path, ".png"),
              ("--html", html_path, None))

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses import LOSSES, check_targets
-from .optimizers import state_buffers
-from .spec import NetworkSpec
-from .validation import check_float_array, check_shape, check_targets_array, fail
+from nnparity.shared.core.losses import LOSSES, check_targets
+from nnparity.shared.core.optimizers import state_buffers
+from nnparity.shared.core.spec import NetworkSpec
+from nnparity.shared.core.validation import check_float_array, check_shape, check_targets_array, fail
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .activations import ACTIVATIONS, breakpoints
-from .files import check_output_path, write_atomic
-from .validation import MissingFrameworkError
+from nnparity.shared.core.activations import ACTIVATIONS, breakpoints
+from nnparity.shared.io.files import check_output_path, write_atomic
+from nnparity.shared.core.validation import MissingFrameworkError
 
 #: backend -> (line style, width): overlaid curves stay distinguishable where they coincide
 LINE_STYLES = {"numpy": ("-", 3.0), "torch": ("--", 1.8), "jax": (":", 1.8)}
@@ -83,7 +83,7 @@ def plot_report(report) -> bytes:
     (``FLOOR_FACTOR`` times the smallest positive value); non-finite values on a
     labelled ceiling line. Nothing is dropped or replaced silently.
     """
-    from .report_json import backend_names, check_report, verdict_text
+    from nnparity.shared.report.as_json import backend_names, check_report, verdict_text
 
     check_report(report)
     plt = import_pyplot()

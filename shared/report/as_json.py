@@ -18,9 +18,9 @@ import math
 import platform
 from typing import Any
 
-from .harness import ParityReport, StepDifference
-from .tolerance import ROUNDING_MULTIPLE, ROUNDING_SAMPLES, ROUNDING_ULPS, Difference, Element
-from .validation import fail
+from nnparity.shared.parity.harness import ParityReport, StepDifference
+from nnparity.shared.core.tolerance import ROUNDING_MULTIPLE, ROUNDING_SAMPLES, ROUNDING_ULPS, Difference, Element
+from nnparity.shared.core.validation import fail
 
 SCHEMA = "nnparity.compare-report"
 #: bumped whenever a key is added, removed or changes meaning

@@ -59,7 +59,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .validation import dtype_name, fail
+from nnparity.shared.core.validation import dtype_name, fail
 
 #: a leftover temporary is removed only once it is this old (and its writer is gone)
 STALE_SECONDS = 3600

@@ -19,7 +19,7 @@ state) also gets a rounding allowance: ``ROUNDING_MULTIPLE`` times that
 tensor's measured rounding sensitivity s, the largest change seen when the
 NumPy reference's step is rerun ``ROUNDING_SAMPLES`` times with every
 floating-point operation moved by up to ``ROUNDING_ULPS`` ulps (Monte Carlo
-arithmetic, ``nnparity.shared.rounding``):
+arithmetic, ``nnparity.shared.parity.rounding``):
 
     max|a - e| <= atol + rtol * max|e| + ROUNDING_MULTIPLE * s
 
@@ -208,7 +208,7 @@ def tensorwise_difference(actual, expected, tol: Tolerance,
 
     i.e. each tensor's error relative to its own scale, where s is that tensor's
     measured rounding sensitivity (``sensitivity[name]``, 0 when not given; see
-    ``nnparity.shared.rounding``). ``actual`` and ``expected`` are two mappings
+    ``nnparity.shared.parity.rounding``). ``actual`` and ``expected`` are two mappings
     with the same names (or two equal-length sequences, named "0", "1", ...).
     Non-finite values and shapes are matched as in ``difference``.
     """

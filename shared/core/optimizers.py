@@ -52,7 +52,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from .validation import check_bool, check_float, fail
+from nnparity.shared.core.validation import check_bool, check_float, fail
 
 
 def _check_betas(name: str, betas: Any) -> tuple[float, float]:

@@ -11,12 +11,12 @@ import argparse
 import sys
 from dataclasses import fields
 
-from .activations import ACTIVATIONS
-from .files import open_input, read_bounded
-from .losses import LOSSES
-from .optimizers import OPTIMIZERS
-from .spec import INITS, NetworkSpec, notebook_spec
-from .validation import FLOAT_DTYPES, InputTypeError, InputValueError, fail, parse_json
+from nnparity.shared.core.activations import ACTIVATIONS
+from nnparity.shared.io.files import open_input, read_bounded
+from nnparity.shared.core.losses import LOSSES
+from nnparity.shared.core.optimizers import OPTIMIZERS
+from nnparity.shared.core.spec import INITS, NetworkSpec, notebook_spec
+from nnparity.shared.core.validation import FLOAT_DTYPES, InputTypeError, InputValueError, fail, parse_json
 
 #: flag destination -> optimizer argument it sets
 OPTIMIZER_FLAGS = {"lr": "lr", "momentum": "momentum", "dampening": "dampening",

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import Dataset
-from .optimizers import SGD
-from .spec import NetworkSpec
+from nnparity.shared.core.data import Dataset
+from nnparity.shared.core.optimizers import SGD
+from nnparity.shared.core.spec import NetworkSpec
 
 
 def _split(x: np.ndarray, y: np.ndarray, n_train: int) -> Dataset:

@@ -34,11 +34,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .data import Dataset, batch_plan, notebook_data
-from .files import check_output_path, write_atomic
-from .init import init_params
-from .optimizers import SGD
-from .spec import NetworkSpec, notebook_spec
+from nnparity.shared.core.data import Dataset, batch_plan, notebook_data
+from nnparity.shared.io.files import check_output_path, write_atomic
+from nnparity.shared.core.init import init_params
+from nnparity.shared.core.optimizers import SGD
+from nnparity.shared.core.spec import NetworkSpec, notebook_spec
 
 COMPUTE_SPEC = NetworkSpec(sizes=(512, 1024, 1024, 10), activation="relu", init="he_normal",
                            loss="mse", optimizer=SGD(lr=1e-3), batch_size=512, epochs=4,
@@ -232,7 +232,7 @@ def cold_seconds(backend: str) -> float:
 def compare_cli_seconds() -> float:
     """``nnparity compare`` on the notebook spec in a fresh process, imports included."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nnparity.shared.cli", "compare"],
+    subprocess.run([sys.executable, "-m", "nnparity.shared.cli.main", "compare"],
                    capture_output=True, check=True)
     return time.perf_counter() - start
 

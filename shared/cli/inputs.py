@@ -15,8 +15,8 @@ import re
 
 import numpy as np
 
-from .files import npy_array, open_input, read_npy_header
-from .validation import check_float_array, fail
+from nnparity.shared.io.files import npy_array, open_input, read_npy_header
+from nnparity.shared.core.validation import check_float_array, fail
 
 
 def read_inputs(args, width: int) -> np.ndarray:

@@ -38,11 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from .files import check_output_path, npy_array, open_input, read_npy_header, write_atomic
-from .init import Params, check_params
-from .optimizers import state_buffers
-from .spec import NetworkSpec
-from .validation import INT64_MAX, InputValueError, check_int, fail
+from nnparity.shared.io.files import check_output_path, npy_array, open_input, read_npy_header, write_atomic
+from nnparity.shared.core.init import Params, check_params
+from nnparity.shared.core.optimizers import state_buffers
+from nnparity.shared.core.spec import NetworkSpec
+from nnparity.shared.core.validation import INT64_MAX, InputValueError, check_int, fail
 
 FORMAT = "nnparity checkpoint"
 FORMAT_VERSION = 1

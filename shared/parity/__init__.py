@@ -1,0 +1,1 @@
+"""nnparity.shared.parity"""
