@@ -11,7 +11,8 @@ then slows both sides of a ratio alike.
    - the peers training the same network: the notebook's own NumPy loop, a
      ``torch.nn`` + ``torch.optim`` loop, an ``optax`` jitted-step loop, a
      minimal hand-written ``jit`` + ``lax.scan`` loop, and Keras 3 ``fit``
-     (jax backend) when Keras is installed;
+     (jax backend, in float32: all Keras 3 computes in) when Keras is installed
+     (``peers``);
    - ``nnparity compare`` end to end in a fresh process, imports included.
 2. A compute-bound spec, sizes (512, 1024, 1024, 10), float32, batch 512, mse,
    SGD, synthetic data: each backend's achieved GFLOP/s, counting
@@ -19,7 +20,8 @@ then slows both sides of a ratio alike.
    float32 matmul rate, timed in turn with that backend's training.
 
 Every peer returns its trained parameters; the tests check that they equal the
-backends' (so the benchmark compares equal work).
+backends' (so the benchmark compares equal work). Nothing here is imported by
+the library: only ``nnparity bench`` loads this package.
 """
 from __future__ import annotations
 
@@ -34,11 +36,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from nnparity.shared.core.data import Dataset, batch_plan, notebook_data
-from nnparity.shared.io.files import check_output_path, write_atomic
-from nnparity.shared.core.init import init_params
+from nnparity.shared.bench.peers import PEERS
+from nnparity.shared.core.data import Dataset, notebook_data
 from nnparity.shared.core.optimizers import SGD
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
+from nnparity.shared.io.files import check_output_path, write_atomic
 
 COMPUTE_SPEC = NetworkSpec(sizes=(512, 1024, 1024, 10), activation="relu", init="he_normal",
                            loss="mse", optimizer=SGD(lr=1e-3), batch_size=512, epochs=4,
@@ -48,162 +50,6 @@ COMPUTE_ROWS = 512 * 4
 
 def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
-
-
-# ----------------------------------------------------------------------------- peers
-# Each peer trains notebook_spec() on notebook_data() the way a user of that
-# tool would write it, from the same initial parameters and batches, and
-# returns [(W, b), ...] as NumPy arrays.
-
-def notebook_loop(spec: NetworkSpec, data: Dataset):
-    """The seed notebook's own loop (cells 6-16), parameters from init_params."""
-    (hidden_weight, hidden_bias), (output_weight, output_bias) = init_params(spec)
-    train_features, train_labels = data.x_train, data.y_train
-    learning_rate = spec.optimizer.lr
-
-    def forward(x, w, b):
-        return x @ w.T + b
-
-    def relu(x):
-        return np.maximum(0, x)
-
-    def gradient(p, y):
-        return 2 * (p - y) / len(y)
-
-    def backward(x, d, w, b):
-        w -= d.T @ x * learning_rate
-        b -= np.sum(d, axis=0) * learning_rate
-        return w, b
-
-    for epoch in range(spec.epochs):
-        for i in range(0, len(train_features), spec.batch_size):
-            features = train_features[i: i + spec.batch_size]
-            labels = train_labels[i: i + spec.batch_size]
-            hidden = relu(forward(features, hidden_weight, hidden_bias))
-            predictions = forward(hidden, output_weight, output_bias)
-            output_delta = gradient(predictions, labels)
-            hidden_delta = (hidden > 0) * (output_delta @ output_weight)
-            output_weight, output_bias = backward(hidden, output_delta, output_weight, output_bias)
-            hidden_weight, hidden_bias = backward(features, hidden_delta, hidden_weight,
-                                                  hidden_bias)
-    return [(hidden_weight, hidden_bias), (output_weight, output_bias)]
-
-
-def torch_nn_loop(spec: NetworkSpec, data: Dataset):
-    """torch.nn.Sequential + torch.optim.SGD + F.mse_loss."""
-    import torch
-
-    layers = []
-    for (w, b), last in zip(init_params(spec), [False] * (len(spec.sizes) - 2) + [True],
-                            strict=True):
-        linear = torch.nn.Linear(w.shape[1], w.shape[0], dtype=torch.float64)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(w))
-            linear.bias.copy_(torch.from_numpy(b))
-        layers += [linear] if last else [linear, torch.nn.ReLU()]
-    model = torch.nn.Sequential(*layers)
-    optimizer = torch.optim.SGD(model.parameters(), lr=spec.optimizer.lr)
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    for epoch in range(spec.epochs):
-        for i in range(0, len(x), spec.batch_size):
-            optimizer.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x[i:i + spec.batch_size]),
-                                                y[i:i + spec.batch_size])
-            loss.backward()
-            optimizer.step()
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
-    return [(m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy()) for m in linears]
-
-
-def _jax_mse(params, x, y):
-    import jax
-    import jax.numpy as jnp
-
-    h = x
-    for w, b in params[:-1]:
-        h = jax.nn.relu(h @ w.T + b)
-    w, b = params[-1]
-    return jnp.mean((h @ w.T + b - y) ** 2)
-
-
-def optax_loop(spec: NetworkSpec, data: Dataset):
-    """optax.sgd with a jitted step called from a Python loop (float64)."""
-    import jax
-    import optax
-
-    with jax.enable_x64(True):
-        optimizer = optax.sgd(spec.optimizer.lr)
-
-        @jax.jit
-        def step(params, opt_state, x, y):
-            grads = jax.grad(_jax_mse)(params, x, y)
-            updates, opt_state = optimizer.update(grads, opt_state)
-            return optax.apply_updates(params, updates), opt_state
-
-        params = [tuple(jax.numpy.asarray(a) for a in pair) for pair in init_params(spec)]
-        opt_state = optimizer.init(params)
-        x, y = data.x_train, data.y_train
-        for epoch in range(spec.epochs):
-            for i in range(0, len(x), spec.batch_size):
-                params, opt_state = step(params, opt_state, x[i:i + spec.batch_size],
-                                         y[i:i + spec.batch_size])
-        return [(np.array(w), np.array(b)) for w, b in params]
-
-
-def jax_scan_loop(spec: NetworkSpec, data: Dataset):
-    """The minimal hand-written compiled loop: jit + lax.scan over every batch of the run."""
-    import jax
-
-    with jax.enable_x64(True):
-        return [(np.array(w), np.array(b)) for w, b in _jax_scan_run(spec, data)]
-
-
-_SCAN_CACHE: dict = {}
-
-
-def _jax_scan_run(spec, data):
-    import jax
-    from jax import lax
-
-    plan = batch_plan(len(data.x_train), spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
-    rows = plan.full.reshape(-1, spec.batch_size)                  # (steps, batch)
-    if "run" not in _SCAN_CACHE:
-        @jax.jit
-        def run(params, x, y, rows, lr):
-            def step(params, r):
-                grads = jax.grad(_jax_mse)(params, x[r], y[r])
-                return jax.tree.map(lambda p, g: p - lr * g, params, grads), None
-            return lax.scan(step, params, rows)[0]
-        _SCAN_CACHE["run"] = run
-    return _SCAN_CACHE["run"](init_params(spec), data.x_train, data.y_train, rows,
-                              spec.optimizer.lr)
-
-
-def keras_fit(spec: NetworkSpec, data: Dataset):
-    """Keras 3 Sequential.fit on the jax backend (KERAS_BACKEND=jax before import)."""
-    import os
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    import keras
-
-    model = keras.Sequential([keras.Input((spec.sizes[0],))] + [
-        keras.layers.Dense(n, activation="relu" if k < len(spec.sizes) - 2 else None,
-                           dtype="float64") for k, n in enumerate(spec.sizes[1:])])
-    model.set_weights([a for w, b in init_params(spec) for a in (w.T, b)])
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=spec.optimizer.lr), loss="mse")
-    model.fit(data.x_train, data.y_train, batch_size=spec.batch_size, epochs=spec.epochs,
-              shuffle=False, verbose=0)
-    weights = model.get_weights()
-    return [(weights[2 * k].T, weights[2 * k + 1]) for k in range(len(weights) // 2)]
-
-
-#: name -> (module that must be installed, trainer)
-PEERS = {
-    "notebook loop": ("numpy", notebook_loop),
-    "torch.nn + torch.optim": ("torch", torch_nn_loop),
-    "optax jitted step": ("optax", optax_loop),
-    "jit + lax.scan (hand-written)": ("jax", jax_scan_loop),
-    "keras 3 fit (jax)": ("keras", keras_fit),
-}
 
 
 # ----------------------------------------------------------------------------- runs
