@@ -18,6 +18,8 @@ COLORS = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green"}
 #: smallest positive value in the panel (at DEFAULT_FLOOR when nothing is positive)
 FLOOR_FACTOR = 0.1
 DEFAULT_FLOOR = 1e-20
+#: opacity of the per-step minibatch losses behind panel (a)'s per-epoch means
+STEP_ALPHA = 0.12
 
 
 def import_pyplot():
@@ -74,8 +76,10 @@ def plot_activations(path: str, backends: Sequence[str]) -> None:
 def plot_report(report) -> bytes:
     """The figure of a ``ParityReport`` as PNG bytes (matplotlib: the ``plot`` extra).
 
-    (a) every backend's minibatch loss per step, overlaid (log axis when every
-    loss is positive); a backend that diverged is a vertical line at its step.
+    (a) every backend's mean loss per epoch as a line, overlaid, with its
+    per-step minibatch losses faint behind (log axis when every loss is
+    positive); with one step per epoch, the per-step losses are the lines. A
+    backend that diverged is a vertical line at its step.
     (b) against the reference, on a log axis: |loss - loss_ref| per step, the
     free-running max rel difference of parameters and state per snapshot, the
     teacher-forced steps' max rel, the allowed loss difference (atol + rtol *
@@ -97,10 +101,26 @@ def plot_report(report) -> bytes:
     return to_png(plt, fig, dpi=100)
 
 
+def epoch_means(losses: np.ndarray, epochs: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, means): each epoch's mean minibatch loss, placed at the middle step of
+    that epoch; None when ``losses`` do not split into ``epochs`` equal epochs or an
+    epoch has a single step (then the per-step curve is already the epoch's)."""
+    if epochs <= 0 or losses.size == 0 or losses.size % epochs:
+        return None
+    per_epoch = losses.size // epochs
+    if per_epoch == 1:
+        return None
+    means = losses.reshape(epochs, per_epoch).mean(axis=1)              # (epochs,)
+    return np.arange(epochs) * per_epoch + (per_epoch - 1) / 2, means
+
+
 def _plot_losses(ax, report, names) -> None:
+    """Panel (a): each backend's per-epoch mean loss as its line, and its per-step
+    minibatch losses faint behind it (they oscillate with the batch)."""
     diverged = {report.reference: report.reference_diverged_at}
     diverged.update({p.backend: p.diverged_at for p in report.parity})
     drawn = []
+    averaged = False
     for name in names:
         style, width = LINE_STYLES.get(name, ("-", 1.5))
         color = COLORS.get(name)
@@ -110,8 +130,19 @@ def _plot_losses(ax, report, names) -> None:
                        label=f"{name}: diverged at step {diverged[name]}")
             continue
         losses = np.asarray(result.losses, dtype=np.float64)
-        ax.plot(np.arange(losses.size), losses, style, lw=width, color=color, label=name)
+        means = epoch_means(losses, report.spec.epochs)
+        if means is None:
+            ax.plot(np.arange(losses.size), losses, style, lw=width, color=color, label=name)
+        else:
+            ax.plot(np.arange(losses.size), losses, "-", lw=0.4, alpha=STEP_ALPHA, color=color,
+                    zorder=1)
+            ax.plot(*means, style, lw=width, color=color, zorder=3,
+                    label=f"{name}: mean per epoch")
+            averaged = True
         drawn.append(losses)
+    if averaged:
+        ax.plot([], [], "-", lw=4, alpha=STEP_ALPHA, color="0.3",
+                label="faint: every step's minibatch loss")
     if not drawn:
         ax.text(0.5, 0.5, "no loss curves: a run that diverges returns no losses",
                 ha="center", va="center", transform=ax.transAxes)
@@ -120,8 +151,10 @@ def _plot_losses(ax, report, names) -> None:
     log = values.size > 0 and bool(np.all(values > 0))
     if log:
         ax.set_yscale("log")
-    ax.set_ylabel("minibatch loss" + (" (log axis)" if log else ""))
-    ax.set_title("(a) loss per step, every backend (computed before the step's update)")
+    ax.set_ylabel("training loss" + (" (log axis)" if log else ""))
+    ax.set_title("(a) training loss, every backend: mean per epoch (lines), each step's "
+                 "minibatch loss (faint)" if averaged else
+                 "(a) loss per step, every backend (computed before the step's update)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
