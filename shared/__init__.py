@@ -13,13 +13,16 @@ import importlib
 from typing import Any
 
 from nnparity.shared.core.activations import ACTIVATIONS
+from nnparity.shared.core.checkpoint import Checkpoint
 from nnparity.shared.core.data import Dataset, notebook_data
 from nnparity.shared.core.datasets import load_dataset
 from nnparity.shared.core.divergence import DivergenceError
-from nnparity.shared.core.init import init_params
-from nnparity.shared.core.optimizers import SGD, Adam, AdamW, RMSprop
+from nnparity.shared.core.init import init_model_state, init_params
+from nnparity.shared.core.layers import Activation, Dense, Layer
+from nnparity.shared.core.optimizers import SGD, Adam, AdamW, OptimizerState, RMSprop
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
 from nnparity.shared.core.tolerance import POLICY, Tolerance
+from nnparity.shared.core.tree import flat_names, from_flat, to_flat
 from nnparity.shared.core.validation import InputTypeError, InputValueError, MissingFrameworkError
 
 #: names of the upper subpackages, loaded on first access (they import the backends)
@@ -28,7 +31,6 @@ _LAZY = {
     "BackendParity": "nnparity.shared.parity.harness",
     "ParityReport": "nnparity.shared.parity.harness",
     "StepDifference": "nnparity.shared.parity.harness",
-    "Checkpoint": "nnparity.shared.io.checkpoint",
     "load_checkpoint": "nnparity.shared.io.checkpoint",
     "save_checkpoint": "nnparity.shared.io.checkpoint",
 }
@@ -42,9 +44,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Adam", "AdamW", "BackendParity", "Checkpoint", "Dataset",
-    "Dense", "DivergenceError", "InputTypeError", "InputValueError", "MissingFrameworkError",
-    "NetworkSpec", "OptimizerState", "POLICY", "ParityReport", "RMSprop", "SGD",
-    "StepDifference", "Tolerance", "compare", "flat_names", "from_flat", "init_params",
-    "load_checkpoint", "load_dataset", "notebook_data", "notebook_spec", "save_checkpoint",
-    "to_flat",
+    "Dense", "DivergenceError", "InputTypeError", "InputValueError", "Layer",
+    "MissingFrameworkError", "NetworkSpec", "OptimizerState", "POLICY", "ParityReport",
+    "RMSprop", "SGD", "StepDifference", "Tolerance", "compare", "flat_names", "from_flat",
+    "init_model_state", "init_params", "load_checkpoint", "load_dataset", "notebook_data",
+    "notebook_spec", "save_checkpoint", "to_flat",
 ]

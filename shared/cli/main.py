@@ -16,11 +16,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nnparity.backends import get_backend, predict, train
 from nnparity.shared.cli.inputs import read_inputs
 from nnparity.shared.cli.spec_flags import add_spec_flags, spec_flags_given, spec_from_args
 from nnparity.shared.core.datasets import load_dataset
 from nnparity.shared.core.divergence import DivergenceError
-from nnparity.shared.core.validation import InputTypeError, InputValueError, MissingFrameworkError, check_int, fail
+from nnparity.shared.core.validation import (InputTypeError, InputValueError,
+                                             MissingFrameworkError, check_int, fail)
+from nnparity.shared.io.checkpoint import read_checkpoint, save_checkpoint
+from nnparity.shared.io.files import check_output_path
+from nnparity.shared.parity.harness import compare
+from nnparity.shared.report.outputs import check_outputs, write_outputs
+from nnparity.shared.report.plots import import_pyplot, plot_activations
 
 BACKEND_NAMES = ("numpy", "torch", "jax")
 #: print every parameter and prediction (as the notebook does) only for runs this small
@@ -78,11 +85,6 @@ class Progress:
 
 
 def cmd_train(args) -> int:
-    from nnparity.backends import predict, train
-
-    from nnparity.shared.io.checkpoint import read_checkpoint, save_checkpoint
-    from nnparity.shared.io.files import check_output_path
-
     if args.save is not None:                    # before training: --save '' fails here
         check_output_path("--save", args.save)
     resume = None
@@ -104,19 +106,22 @@ def cmd_train(args) -> int:
         progress.close()
     if resume is not None:
         print(f"resumed: {args.resume} at epoch {resume.epochs_done} of {spec.epochs}")
-    if sum(w.size + b.size for w, b in result.params) <= PRINT_PARAMS_UP_TO:
-        for name, (w, b) in zip(layer_names(len(result.params)), result.params, strict=True):
-            print(f"{name} weight: {w}")
-            print(f"{name} bias: {b}")
+    if spec.n_parameters <= PRINT_PARAMS_UP_TO:
+        trained = [layer for layer in result.params if layer]    # layers with parameters
+        for name, layer in zip(layer_names(len(trained)), trained, strict=True):
+            for key, value in layer.items():
+                print(f"{name} {key}: {value}")
     if len(data.x_test) <= PRINT_PREDICTIONS_UP_TO:
-        print(f"predictions: {predict(spec, result.params, data.x_test, backend=args.backend)}")
+        predictions = predict(spec, result.params, data.x_test, backend=args.backend,
+                              model_state=result.model_state)
+        print(f"predictions: {predictions}")
     print(f"error: {result.metrics['test_loss']}")
     if "test_accuracy" in result.metrics:
         print(f"accuracy: {result.metrics['test_accuracy']:.4f}")
     if args.save is not None:
         try:
             save_checkpoint(args.save, result.spec, result.params, result.opt_state,
-                            epochs_done=result.epochs_done)
+                            epochs_done=result.epochs_done, model_state=result.model_state)
         except OSError as exc:
             fail("--save", args.save, f"a writable file path ({exc.strerror or exc})")
         print(f"saved: {args.save} ({result.epochs_done} epochs)")
@@ -132,21 +137,19 @@ def check_resume_flags(args) -> None:
 
 
 def cmd_predict(args) -> int:
-    from nnparity.backends import predict
-
-    from nnparity.shared.io.checkpoint import read_checkpoint
-
-    spec, params, _ = read_checkpoint("--checkpoint", args.checkpoint)
-    x = read_inputs(args, spec.sizes[0])                       # (n, sizes[0]) float
-    for row in predict(spec, params, x, backend=args.backend):  # (n, sizes[-1])
+    checkpoint = read_checkpoint("--checkpoint", args.checkpoint)
+    spec = checkpoint.spec
+    if len(spec.input_shape) != 1:
+        fail("--checkpoint", args.checkpoint, "a network whose input rows are vectors: "
+             f"--input reads rows of numbers, this one takes {spec.input_shape}")
+    x = read_inputs(args, spec.input_shape[0])                 # (n, n_in) float
+    for row in predict(spec, checkpoint.params, x, backend=args.backend,
+                       model_state=checkpoint.model_state):    # (n, k)
         print(",".join(repr(float(value)) for value in row))
     return 0
 
 
 def cmd_compare(args) -> int:
-    from nnparity.shared.parity.harness import compare
-    from nnparity.shared.report.outputs import check_outputs, write_outputs
-
     outputs = check_outputs(args.json, args.plot, args.html)     # before any training
     spec = spec_from_args(args)
     report = compare(spec, load_dataset(args.dataset or "notebook"),
@@ -162,11 +165,6 @@ def cmd_compare(args) -> int:
 
 
 def cmd_activations(args) -> int:
-    from nnparity.backends import get_backend
-
-    from nnparity.shared.io.files import check_output_path
-    from nnparity.shared.report.plots import import_pyplot, plot_activations
-
     check_output_path("--plot", args.plot, suffix=".png")      # before any work
     import_pyplot()                                  # missing extra: fail before any work
     for backend in args.backends:
@@ -180,10 +178,7 @@ def cmd_activations(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from nnparity.backends import get_backend
-
-    from nnparity.shared.bench import run as bench
-    from nnparity.shared.io.files import check_output_path
+    from nnparity.shared.bench import run as bench          # not on the library's import path
 
     check_int("--repeats", args.repeats, 5)
     if args.json is not None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, NamedTuple
+from typing import Callable, Mapping
 
 from nnparity.shared.core.validation import check_choice, check_float, fail
 
@@ -53,17 +53,6 @@ class ActivationDef:
     defaults: Mapping[str, float] = field(default_factory=dict)
     breakpoints: Callable[[Mapping[str, float]], dict[float, float]] = _none
     positive: tuple[str, ...] = ()
-
-
-class Activation(NamedTuple):
-    """One layer's activation with all its parameters resolved (hashable)."""
-
-    name: str
-    params: tuple[tuple[str, float], ...] = ()
-
-    @property
-    def kwargs(self) -> dict[str, float]:
-        return dict(self.params)
 
 
 ACTIVATIONS: dict[str, ActivationDef] = {a.name: a for a in (
@@ -121,13 +110,7 @@ def check_activation_params(name: str, params, label: str = "activation_params")
     return checked
 
 
-def resolve(name: str, params: Mapping[str, float] | None = None) -> Activation:
-    """Activation ``name`` with its defaults updated by ``params`` (validated)."""
-    checked = check_activation_params(name, params or {})
-    full = {**ACTIVATIONS[name].defaults, **checked}
-    return Activation(name, tuple(sorted(full.items())))
-
-
 def breakpoints(name: str, params: Mapping[str, float] | None = None) -> dict[float, float]:
     """The breakpoint convention of activation ``name``: {x0: f'(x0)}."""
-    return ACTIVATIONS[name].breakpoints(resolve(name, params).kwargs)
+    return ACTIVATIONS[name].breakpoints({**ACTIVATIONS[name].defaults,
+                                          **check_activation_params(name, params or {})})

@@ -16,10 +16,10 @@ class Dataset:
     """Training and test data.
 
     Args:
-        x_train: (n_train, n_in) float32/float64 array, finite.
+        x_train: (n_train, *input_shape) float32/float64 array, finite.
         y_train: targets: (n_train, n_out) float array, or (n_train,) integer
             class labels (for ``cross_entropy``).
-        x_test: (n_test, n_in) float array, finite.
+        x_test: (n_test, *input_shape) float array, finite.
         y_test: targets of the test rows, of the same kind as y_train.
 
     Each is a plain ``np.ndarray`` (or ``np.memmap``): masked arrays and np.matrix
@@ -34,16 +34,19 @@ class Dataset:
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
-            x = check_float_array(f"x_{split}", getattr(self, f"x_{split}"), 2)
+            x = check_float_array(f"x_{split}", getattr(self, f"x_{split}"), None)
+            if x.ndim < 2:
+                fail(f"x_{split}.ndim", x.ndim, "at least 2: (rows, *input_shape)")
             y = check_targets_array(f"y_{split}", getattr(self, f"y_{split}"))
-            if x.shape[0] == 0 or x.shape[1] == 0:
+            if x.size == 0:
                 fail(f"x_{split}.shape", x.shape, "at least one row and one column")
             if y.shape[0] != x.shape[0]:
                 fail(f"y_{split}.shape", y.shape,
                      f"{x.shape[0]} rows, as many as x_{split} (shape {x.shape})")
-        if self.x_test.shape[1] != self.x_train.shape[1]:
-            fail("x_test.shape", self.x_test.shape,
-                 f"{self.x_train.shape[1]} columns, as many as x_train")
+        if self.x_test.shape[1:] != self.x_train.shape[1:]:
+            what = (f"{self.x_train.shape[1]} columns" if self.x_train.ndim == 2
+                    else f"rows of shape {self.x_train.shape[1:]}")
+            fail("x_test.shape", self.x_test.shape, f"{what}, as many as x_train")
         if (self.y_test.dtype.kind == "f") != (self.y_train.dtype.kind == "f"):
             fail("y_test.dtype", self.y_test.dtype.name,
                  f"targets of the same kind as y_train ({self.y_train.dtype.name})", TypeError)
@@ -142,7 +145,7 @@ def batch_plan(n_rows: int, batch_size: int, epochs: int, seed: int, shuffle: bo
 
 
 def check_fits(spec: NetworkSpec, data: Dataset) -> None:
-    """Check that ``data`` fits ``spec``: feature width, targets that suit the loss,
+    """Check that ``data`` fits ``spec``: input shape, targets that suit the loss,
     and values that stay finite in ``spec.dtype`` (float64 data above float32's
     largest value would become inf in a float32 run)."""
     if not isinstance(spec, NetworkSpec):
@@ -152,15 +155,10 @@ def check_fits(spec: NetworkSpec, data: Dataset) -> None:
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         # again: the arrays may have changed since the Dataset was built
-        check_float_array(f"x_{split}", x, 2, spec.dtype)
-        check_shape(f"x_{split}", x, (x.shape[0], spec.sizes[0]))
-        check_targets(spec.loss, f"y_{split}", y, spec.sizes[-1])
+        check_float_array(f"x_{split}", x, 1 + len(spec.input_shape), spec.dtype)
+        check_shape(f"x_{split}", x, (x.shape[0], *spec.input_shape))
+        check_targets(spec.loss, f"y_{split}", y, spec.n_outputs)
         check_targets_array(f"y_{split}", y, spec.dtype)
-
-
-def n_parameters(spec: NetworkSpec) -> int:
-    """The number of weights and biases of ``spec``'s network."""
-    return sum(o * i + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:], strict=True))
 
 
 def run_bytes(spec: NetworkSpec, n_rows: int, epochs: int, *, chunk_epochs: int | None = None,
@@ -171,20 +169,21 @@ def run_bytes(spec: NetworkSpec, n_rows: int, epochs: int, *, chunk_epochs: int 
     array the run must hold at once, so a run whose total exceeds the machine's
     memory cannot succeed; the frameworks' own overheads are left out."""
     item = np.dtype(spec.dtype).itemsize
-    state = n_parameters(spec) * item * (1 + len(state_buffers(spec.optimizer)))
+    n_buffers = sum(int(np.prod(s)) for layer in spec.buffer_shapes for s in layer.values())
+    state = (spec.n_parameters * (1 + len(state_buffers(spec.optimizer))) + n_buffers) * item
     steps_per_epoch = -(-n_rows // spec.batch_size)
     total_steps = epochs * steps_per_epoch
     plan_epochs = epochs if chunk_epochs is None else min(chunk_epochs, epochs)
     labels = LOSSES[spec.loss].targets == "labels"
-    y_row = 8 if labels else spec.sizes[-1] * item                 # int64 labels or floats
+    y_row = 8 if labels else spec.n_outputs * item                  # int64 labels or floats
     snapshots = -(-total_steps // record_every) if record_every and total_steps else 0
     return {
         "parameters and optimizer state": state,
-        "training data": n_rows * (spec.sizes[0] * item + y_row),
+        "training data": n_rows * (input_size(spec) * item + y_row),
         "batch plan": plan_epochs * n_rows * 8,                   # int64 row indices
         "losses": total_steps * item,
         "snapshots": snapshots * state,
-        "layer outputs": min(spec.batch_size, n_rows) * max(spec.sizes[1:]) * item,
+        "layer outputs": min(spec.batch_size, n_rows) * widest_output(spec) * item,
     }
 
 
@@ -192,6 +191,16 @@ def predict_bytes(spec: NetworkSpec, n_rows: int) -> dict[str, int]:
     """A lower bound of the memory ``predict`` allocates for ``n_rows`` rows, in bytes:
     the input in ``spec.dtype`` and the widest layer's output."""
     item = np.dtype(spec.dtype).itemsize
-    return {"input": n_rows * spec.sizes[0] * item,
-            "layer outputs": n_rows * max(spec.sizes[1:]) * item}
+    return {"input": n_rows * input_size(spec) * item,
+            "layer outputs": n_rows * widest_output(spec) * item}
+
+
+def input_size(spec: NetworkSpec) -> int:
+    """Numbers in one input row."""
+    return int(np.prod(spec.input_shape))
+
+
+def widest_output(spec: NetworkSpec) -> int:
+    """Numbers in the largest layer output of one row."""
+    return max(int(np.prod(shape)) for shape in spec.layer_input_shapes[1:])
 

@@ -1,73 +1,58 @@
-"""Initial parameters, drawn once in NumPy so that every backend starts equal.
+"""Initial parameters and model state, drawn once in NumPy so that every backend
+starts equal.
 
 One ``np.random.RandomState(spec.seed)`` serves the whole network, layer by
-layer from the first. W has shape (out, in); every bias starts at zero.
+layer from the first; each layer kind says how each rule draws its parameters
+(``Layer.init_params``: fan-in and fan-out are the kind's own). For Dense, with
+weight (out, in):
 
-- ``uniform_fan_in``: W = rand(out, in) / in, i.e. U[0, 1/in). For the notebook
-  this is ``rand(4, 2) / 2`` then ``rand(1, 4) / 4``.
-- ``zeros``: W = 0 (draws nothing).
-- ``xavier_uniform``: W = (2 rand(out, in) - 1) * a, a = sqrt(6 / (in + out)),
-  i.e. U[-a, a) (Glorot & Bengio).
-- ``he_normal``: W = randn(out, in) * sqrt(2 / in), i.e. N(0, 2/in) (He et al.).
+- ``uniform_fan_in``: weight = rand(out, in) / in, i.e. U[0, 1/in); bias 0. For
+  the notebook this is ``rand(4, 2) / 2`` then ``rand(1, 4) / 4``.
+- ``zeros``: weight 0, bias 0 (draws nothing).
+- ``xavier_uniform``: weight = (2 rand(out, in) - 1) * a, a = sqrt(6 / (in + out)),
+  i.e. U[-a, a) (Glorot & Bengio); bias 0.
+- ``he_normal``: weight = randn(out, in) * sqrt(2 / in), i.e. N(0, 2/in) (He et al.); bias 0.
+- ``torch_default``: as ``torch.nn.Linear``: weight then bias, each
+  U[-1/sqrt(in), 1/sqrt(in)) (kaiming-uniform with a = sqrt(5) for the weight).
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
 from nnparity.shared.core.spec import NetworkSpec
-from nnparity.shared.core.validation import check_float_array, check_shape, dtype_name, fail, plain_layout
+from nnparity.shared.core.tree import Params, check_tree
+from nnparity.shared.core.validation import fail
 
-Params = list[tuple[np.ndarray, np.ndarray]]
-
-
-def tensors(pairs) -> list:
-    """[(W0, b0), (W1, b1), ...] -> [W0, b0, W1, b1, ...]: the same arrays (or tensors)."""
-    return [array for pair in pairs for array in pair]
-
-
-def _draw(rule: str, rng: np.random.RandomState, n_out: int, n_in: int) -> np.ndarray:
-    if rule == "uniform_fan_in":
-        return rng.rand(n_out, n_in) / n_in
-    if rule == "zeros":
-        return np.zeros((n_out, n_in))
-    if rule == "xavier_uniform":
-        return (2.0 * rng.rand(n_out, n_in) - 1.0) * np.sqrt(6.0 / (n_in + n_out))
-    if rule == "he_normal":
-        return rng.randn(n_out, n_in) * np.sqrt(2.0 / n_in)
-    raise AssertionError(f"unhandled init rule {rule!r}")  # NetworkSpec validates the name
+import numpy as np
 
 
 def init_params(spec: NetworkSpec) -> Params:
-    """[(W (out, in), b (out,)), ...] for every layer, in ``spec.dtype``."""
+    """One dict of parameters per layer (``{"weight": (out, in), "bias": (out,)}`` for
+    Dense, ``{}`` for a parameter-free layer), in ``spec.dtype``."""
     if not isinstance(spec, NetworkSpec):
         fail("spec", spec, "a NetworkSpec", TypeError)
     rng = np.random.RandomState(spec.seed)
-    params = []
-    for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:], strict=True):
-        w = _draw(spec.init, rng, n_out, n_in).astype(spec.dtype)  # (out, in)
-        b = np.zeros(n_out, dtype=spec.dtype)                        # (out,)
-        params.append((w, b))
-    return params
+    return [{name: value.astype(spec.dtype)
+             for name, value in layer.init_params(spec.init, rng, shape).items()}
+            for layer, shape in zip(spec.layers, spec.layer_input_shapes, strict=False)]
 
 
-def check_params(spec: NetworkSpec, params, name: str = "params") -> Params:
+def init_model_state(spec: NetworkSpec) -> Params:
+    """The model state before training: one dict of buffers per layer, in
+    ``spec.dtype`` (all empty for networks of Dense and Activation layers)."""
+    if not isinstance(spec, NetworkSpec):
+        fail("spec", spec, "a NetworkSpec", TypeError)
+    return [{name: value.astype(spec.dtype) for name, value in layer.init_buffers(shape).items()}
+            for layer, shape in zip(spec.layers, spec.layer_input_shapes, strict=False)]
+
+
+def check_params(spec: NetworkSpec, params: Any, name: str = "params") -> Params:
     """Check that ``params`` (or an optimizer buffer shaped like them, called
-    ``name`` in errors) has the layers, shapes and dtype ``spec`` asks for.
+    ``name`` in errors) has the layers, names, shapes and dtype ``spec`` asks for;
+    see ``tree.check_tree``."""
+    return check_tree(params, spec.param_shapes, spec.dtype, name)
 
-    Returns them as plain C-contiguous, aligned, writeable arrays: the same
-    arrays when they are, copies otherwise (negative strides, slices, read-only
-    memory maps), so that every framework can take them as they are."""
-    shapes = spec.param_shapes
-    if not isinstance(params, (list, tuple)) or len(params) != len(shapes):
-        fail(name, params, f"a list of {len(shapes)} (W, b) pairs", TypeError)
-    for layer, (pair, (w_shape, b_shape)) in enumerate(zip(params, shapes, strict=True)):
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            fail(f"{name}[{layer}]", pair, "a (W, b) pair", TypeError)
-        for part, array, shape in (("W", pair[0], w_shape), ("b", pair[1], b_shape)):
-            label = f"{name}[{layer}].{part}"
-            check_float_array(label, array, len(shape))
-            check_shape(label, array, shape)
-            if array.dtype != np.dtype(spec.dtype):          # native byte order only
-                fail(f"{label}.dtype", dtype_name(array.dtype), f"the spec's dtype {spec.dtype}",
-                     TypeError)
-    return [(plain_layout(w), plain_layout(b)) for w, b in params]
+
+def check_model_state(spec: NetworkSpec, state: Any, name: str = "model_state") -> Params:
+    """Check a model state against ``spec.buffer_shapes``; see ``tree.check_tree``."""
+    return check_tree(state, spec.buffer_shapes, spec.dtype, name)

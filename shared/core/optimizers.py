@@ -42,13 +42,14 @@ RMSprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=Fals
 
     eps sits outside the square root; all buffers start at zero.
 
-Optimizer state is data: ``{"step": t-1, name: [(bW, bb), ...]}`` with one
-buffer per parameter, shaped like the parameters (see ``state_buffers``).
+Optimizer state is data: ``OptimizerState(step, buffers)``, ``step`` the updates
+done so far (t - 1 before step t) and ``buffers`` one tree per buffer name
+(``state_buffers``), shaped like the parameters.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, NamedTuple
 
 import numpy as np
 
@@ -189,16 +190,23 @@ def state_buffers(opt: Optimizer) -> tuple[str, ...]:
     return tuple(buffers)
 
 
-def init_state(opt: Optimizer, params) -> dict:
-    """The optimizer state before the first step, in NumPy.
+class OptimizerState(NamedTuple):
+    """An optimizer's state: ``step``, the updates done so far, and ``buffers``,
+    {torch.optim's buffer name: a tree shaped like the parameters}.
 
-    ``{"step": 0, buffer: [(zeros like W, zeros like b), ...] for each buffer}``;
-    ``step`` counts the updates done so far.
-    """
-    state = {"step": 0}
-    for buffer in state_buffers(opt):
-        state[buffer] = [(np.zeros_like(w), np.zeros_like(b)) for w, b in params]
-    return state
+    A NamedTuple, as optax's states are: a JAX pytree as it is (``step`` then
+    becomes an int64 array), and one type for every optimizer."""
+
+    step: Any
+    buffers: dict[str, Any]
+
+
+def init_state(opt: Optimizer, params) -> OptimizerState:
+    """The optimizer state before the first step, in NumPy: step 0 and every
+    buffer of ``state_buffers(opt)`` zeros like ``params`` (a tree)."""
+    return OptimizerState(0, {buffer: [{key: np.zeros_like(value) for key, value in layer.items()}
+                                       for layer in params]
+                              for buffer in state_buffers(opt)})
 
 
 def optimizer_from_dict(d: Mapping[str, Any]) -> Optimizer:

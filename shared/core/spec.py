@@ -8,18 +8,19 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from nnparity.shared.core.activations import ACTIVATIONS, Activation, check_activation_params, resolve
+from nnparity.shared.core.activations import ACTIVATIONS, check_activation_params
+from nnparity.shared.core.layers import Activation, Dense, Layer, Shape, layer_from_dict
 from nnparity.shared.core.losses import LOSSES, check_loss_params
 from nnparity.shared.core.optimizers import OPTIMIZERS, SGD, Optimizer, optimizer_from_dict
-from nnparity.shared.core.validation import (FLOAT_DTYPES, parse_json, InputValueError, check_bool, check_choice,
-                         check_count, check_in_dtype, fail)
+from nnparity.shared.core.validation import (FLOAT_DTYPES, parse_json, InputValueError, check_bool,
+                                             check_choice, check_count, check_in_dtype, fail)
 
-INITS = ("uniform_fan_in", "zeros", "xavier_uniform", "he_normal")
+INITS = ("uniform_fan_in", "zeros", "xavier_uniform", "he_normal", "torch_default")
 
 # Bounds no real run reaches; they keep every count a small int (hashable, JSON,
 # an int64 in a checkpoint) and refuse absurd specs before anything is allocated.
 # Whether a run within them fits in memory is checked by ``train``/``predict``.
-#: most entries in ``sizes`` (layers + 1)
+#: most entries in ``sizes`` (layers + 1), and most layers
 MAX_LAYERS = 1024
 #: widest layer
 MAX_WIDTH = 2**24
@@ -27,21 +28,35 @@ MAX_WIDTH = 2**24
 MAX_PARAMETERS = 2**32 - 1
 #: largest epochs, batch_size and seed (the seed's bound is np.random.RandomState's)
 MAX_COUNT = 2**32 - 1
+#: the MLP shorthand's fields, and the general form's
+SHORTHAND = ("sizes", "activation", "activation_params")
+GENERAL = ("input_shape", "layers")
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """A fully connected network and how to train it.
+    """A network, a tuple of layers, and how to train it.
 
-    Layer l maps (batch, sizes[l]) to (batch, sizes[l+1]) as ``x @ W.T + b``
-    with W of shape (sizes[l+1], sizes[l]). Hidden layers apply ``activation``;
-    the output layer is linear.
+    The network is ``layers`` applied in order to inputs of shape
+    (batch, *input_shape); each layer's input shape comes from ``input_shape``
+    and the layers before it (see ``nnparity.shared.core.layers``)::
+
+        NetworkSpec(input_shape=(2,), layers=(Dense(4), Activation("relu"), Dense(1)))
+
+    The MLP shorthand builds exactly that tuple: ``sizes`` are the widths, input
+    first, and ``activation`` follows every hidden Dense layer::
+
+        NetworkSpec(sizes=(2, 4, 1), activation="relu")
+
+    Either form gives the same spec: a spec built from layers that form such an
+    MLP has ``sizes``, ``activation`` and ``activation_params`` filled in (and
+    serialises in the shorthand); otherwise they are None.
 
     Fields (defaults are the notebook's values):
         sizes: layer widths, input first; 2 to ``MAX_LAYERS`` entries, each 1 ..
             ``MAX_WIDTH``, at most ``MAX_PARAMETERS`` weights and biases in all.
         activation: one name for every hidden layer, or a tuple with one name
-            per hidden layer (``len(sizes) - 2`` of them); see
+            per hidden layer (``len(sizes) - 2`` of them); default "relu"; see
             ``nnparity.shared.core.activations``.
         activation_params: parameters of parametric activations by activation
             name, e.g. ``{"leaky_relu": {"negative_slope": 0.1}}``; unset ones
@@ -57,6 +72,9 @@ class NetworkSpec:
         seed: seeds initialisation and shuffling (0 <= seed < 2**32).
         dtype: "float64" or "float32"; parameters and data use it.
         shuffle: draw a new permutation of the training rows every epoch.
+        input_shape: one input row's shape, without the batch axis.
+        layers: the layer specs, 1 to ``MAX_LAYERS`` of them. The output must be
+            one axis, (k,), as the losses take (batch, k).
 
     Every float parameter (activation and loss parameters, the optimizer's
     hyperparameters) is used in ``dtype``, so it must be a number there: rounded
@@ -64,9 +82,9 @@ class NetworkSpec:
     allowed (a beta of 1 - 1e-10 rounds to 1 in float32).
     """
 
-    sizes: tuple[int, ...]
-    activation: str | tuple[str, ...] = "relu"
-    activation_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    sizes: tuple[int, ...] | None = None
+    activation: str | tuple[str, ...] | None = None
+    activation_params: Mapping[str, Mapping[str, float]] | None = None
     init: str = "uniform_fan_in"
     loss: str = "mse"
     loss_params: Mapping[str, float] = field(default_factory=dict)
@@ -76,8 +94,62 @@ class NetworkSpec:
     seed: int = 99
     dtype: str = "float64"
     shuffle: bool = False
+    input_shape: tuple[int, ...] | None = None
+    layers: tuple[Layer, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.sizes is not None:
+            input_shape, layers = self._from_shorthand()
+            if self.layers is not None or self.input_shape is not None:
+                given = (self.input_shape, self.layers)
+                if given != (input_shape, layers):
+                    fail("layers", self.layers, f"the layers sizes={self.sizes} builds "
+                         f"({layers}) with input_shape={input_shape}, or no layers: give "
+                         "either the shorthand (sizes, activation) or input_shape and layers")
+        elif self.layers is None:
+            fail("spec", "no sizes and no layers",
+                 "sizes (the MLP shorthand) or input_shape and layers", TypeError)
+        else:
+            for name in ("activation", "activation_params"):
+                if getattr(self, name) is not None:
+                    fail(name, getattr(self, name), "None with layers: activations are "
+                         "Activation layers (activation belongs to the sizes shorthand)")
+            input_shape, layers = self._check_layers()
+            shorthand = mlp_shorthand(input_shape, layers)
+            if shorthand is not None:
+                for name, value in zip(SHORTHAND, shorthand, strict=True):
+                    object.__setattr__(self, name, value)
+        object.__setattr__(self, "input_shape", input_shape)
+        object.__setattr__(self, "layers", layers)
+
+        check_choice("init", self.init, INITS)
+        check_choice("loss", self.loss, LOSSES)
+        object.__setattr__(self, "loss_params", check_loss_params(self.loss, self.loss_params))
+        if not isinstance(self.optimizer, tuple(OPTIMIZERS.values())):
+            fail("optimizer", self.optimizer,
+                 f"an optimizer object ({', '.join(c.__name__ for c in OPTIMIZERS.values())})",
+                 TypeError)
+        for name, minimum in (("batch_size", 1), ("epochs", 0), ("seed", 0)):
+            object.__setattr__(self, name, check_count(name, getattr(self, name), minimum,
+                                                  MAX_COUNT, "2**32 - 1"))
+        check_choice("dtype", self.dtype, FLOAT_DTYPES)
+        object.__setattr__(self, "shuffle", check_bool("shuffle", self.shuffle))
+
+        # every parameter is used in self.dtype: it has to be a number there
+        if self.sizes is not None:                  # name them as the user wrote them
+            for name, params in self.activation_params.items():
+                check_activation_in_dtype(name, params, self.dtype,
+                                          f"activation_params[{name!r}]")
+        else:
+            for index, layer in enumerate(self.layers):
+                if isinstance(layer, Activation):
+                    check_activation_in_dtype(layer.name, dict(layer.params), self.dtype,
+                                              f"layers[{index}].params")
+        check_loss_in_dtype(self.loss, self.loss_params, self.dtype)
+        check_optimizer_in_dtype(self.optimizer, self.dtype)
+
+    def _from_shorthand(self) -> tuple[Shape, tuple[Layer, ...]]:
+        """Check sizes, activation and activation_params; the layers they build."""
         sizes = self.sizes
         if (isinstance(sizes, (str, bytes)) or not isinstance(sizes, (Sequence, np.ndarray))
                 or (isinstance(sizes, np.ndarray) and sizes.ndim != 1)):
@@ -94,7 +166,7 @@ class NetworkSpec:
         object.__setattr__(self, "sizes", sizes)
 
         n_hidden = len(sizes) - 2
-        activation = self.activation
+        activation = "relu" if self.activation is None else self.activation
         if isinstance(activation, str):
             check_choice("activation", activation, ACTIVATIONS)
         elif isinstance(activation, (tuple, list)):
@@ -107,75 +179,133 @@ class NetworkSpec:
             fail("activation", activation, "an activation name or a tuple of names", TypeError)
         object.__setattr__(self, "activation", activation)
 
-        if not isinstance(self.activation_params, Mapping):
-            fail("activation_params", self.activation_params,
+        activation_params = {} if self.activation_params is None else self.activation_params
+        if not isinstance(activation_params, Mapping):
+            fail("activation_params", activation_params,
                  "a mapping {activation name: {parameter: value}}", TypeError)
-        used = set(activation if isinstance(activation, tuple) else [activation] * n_hidden)
+        names = activation if isinstance(activation, tuple) else (activation,) * n_hidden
         checked = {}
-        for name, params in self.activation_params.items():
-            if name not in used:
+        for name, params in activation_params.items():
+            if name not in names:
                 fail("activation_params", name,
-                     f"names of activations this spec uses: {sorted(used) or 'none'}")
+                     f"names of activations this spec uses: {sorted(set(names)) or 'none'}")
             checked[name] = check_activation_params(name, params,
                                                     f"activation_params[{name!r}]")
         object.__setattr__(self, "activation_params", checked)
 
-        check_choice("init", self.init, INITS)
-        check_choice("loss", self.loss, LOSSES)
-        object.__setattr__(self, "loss_params", check_loss_params(self.loss, self.loss_params))
-        if not isinstance(self.optimizer, tuple(OPTIMIZERS.values())):
-            fail("optimizer", self.optimizer,
-                 f"an optimizer object ({', '.join(c.__name__ for c in OPTIMIZERS.values())})",
-                 TypeError)
-        for name, minimum in (("batch_size", 1), ("epochs", 0), ("seed", 0)):
-            object.__setattr__(self, name, check_count(name, getattr(self, name), minimum,
-                                                  MAX_COUNT, "2**32 - 1"))
-        check_choice("dtype", self.dtype, FLOAT_DTYPES)
-        object.__setattr__(self, "shuffle", check_bool("shuffle", self.shuffle))
+        layers: list[Layer] = []
+        for width, name in zip(sizes[1:-1], names, strict=True):
+            layers += [Dense(width), Activation(name, checked.get(name, {}))]
+        layers.append(Dense(sizes[-1]))
+        return (sizes[0],), tuple(layers)
 
-        # every parameter is used in self.dtype: it has to be a number there
-        for name, params in self.activation_params.items():
-            check_activation_in_dtype(name, params, self.dtype, f"activation_params[{name!r}]")
-        check_loss_in_dtype(self.loss, self.loss_params, self.dtype)
-        check_optimizer_in_dtype(self.optimizer, self.dtype)
+    def _check_layers(self) -> tuple[Shape, tuple[Layer, ...]]:
+        """Check input_shape and layers: every layer takes its input's shape, the
+        output is (k,), the parameter count within bounds."""
+        input_shape = self.input_shape
+        if input_shape is None:
+            fail("input_shape", None, "one input row's shape, e.g. (2,), with layers",
+                 TypeError)
+        if (isinstance(input_shape, (str, bytes))
+                or not isinstance(input_shape, (Sequence, np.ndarray))
+                or not 1 <= len(input_shape) <= 8):
+            fail("input_shape", input_shape, "a tuple of 1 to 8 integers >= 1", TypeError)
+        input_shape = tuple(check_count(f"input_shape[{i}]", s, 1, MAX_WIDTH, "2**24")
+                            for i, s in enumerate(input_shape))
+        layers = self.layers
+        if isinstance(layers, (str, bytes, Mapping)) or not isinstance(layers, (list, tuple)):
+            fail("layers", layers, "a tuple of layer specs such as Dense(4)", TypeError)
+        if not 1 <= len(layers) <= MAX_LAYERS:
+            fail("layers", f"{len(layers)} layers", f"1 to {MAX_LAYERS} layers")
+        shape, n_parameters = input_shape, 0
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                fail(f"layers[{index}]", layer, "a layer spec such as Dense(4) or "
+                     "Activation('relu')", TypeError)
+            layer.check_input(shape, f"layers[{index}] input shape")
+            n_parameters += sum(int(np.prod(s)) for s in layer.param_shapes(shape).values())
+            shape = layer.output_shape(shape)
+        if n_parameters > MAX_PARAMETERS:
+            fail("layers", f"{n_parameters} parameters", f"at most {MAX_PARAMETERS}")
+        if len(shape) != 1:
+            fail("layers", f"an output of shape {shape}",
+                 "an output of one axis, (k,): the losses take (batch, k)")
+        return input_shape, tuple(layers)
 
     def __hash__(self) -> int:
         return hash(self.to_json())
 
     @cached_property
-    def hidden_activations(self) -> tuple[Activation, ...]:
-        """Each hidden layer's activation with its parameters, ``len(sizes) - 2`` of them."""
-        names = self.activation
-        if isinstance(names, str):
-            names = (names,) * (len(self.sizes) - 2)
-        return tuple(resolve(name, self.activation_params.get(name)) for name in names)
+    def layer_input_shapes(self) -> tuple[Shape, ...]:
+        """The shape each layer takes, then the output's: len(layers) + 1 of them."""
+        shapes = [self.input_shape]
+        for layer in self.layers:
+            shapes.append(layer.output_shape(shapes[-1]))
+        return tuple(shapes)
+
+    @property
+    def output_shape(self) -> Shape:
+        """One output row's shape, (k,)."""
+        return self.layer_input_shapes[-1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.output_shape[0]
+
+    @cached_property
+    def param_shapes(self) -> tuple[dict[str, Shape], ...]:
+        """Per layer, {parameter name: shape} (``{}`` for a parameter-free layer)."""
+        return tuple(layer.param_shapes(shape)
+                     for layer, shape in zip(self.layers, self.layer_input_shapes, strict=False))
+
+    @cached_property
+    def buffer_shapes(self) -> tuple[dict[str, Shape], ...]:
+        """Per layer, {model-state buffer name: shape} (all empty for Dense networks)."""
+        return tuple(layer.buffer_shapes(shape)
+                     for layer, shape in zip(self.layers, self.layer_input_shapes, strict=False))
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(int(np.prod(s)) for layer in self.param_shapes for s in layer.values())
 
     @cached_property
     def loss_kwargs(self) -> dict[str, float]:
         """The loss's parameters, defaults filled in."""
         return {**LOSSES[self.loss].defaults, **self.loss_params}
 
-    @property
-    def param_shapes(self) -> list[tuple[tuple[int, int], tuple[int]]]:
-        """[(W shape (out, in), b shape (out,)), ...] layer by layer."""
-        return [((o, i), (o,)) for i, o in zip(self.sizes[:-1], self.sizes[1:], strict=True)]
-
     def replace(self, **changes: Any) -> "NetworkSpec":
-        """A copy with some fields changed (validated again)."""
+        """A copy with some fields changed (validated again). Changing a shorthand
+        field (sizes, activation, activation_params) rebuilds the layers from the
+        shorthand; changing input_shape or layers leaves the shorthand behind."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         unknown = set(changes) - set(values)
         if unknown:
             fail("replace", sorted(unknown), f"field names of NetworkSpec: {', '.join(values)}",
                  TypeError)
+        if set(changes) & set(SHORTHAND):
+            for name in GENERAL:
+                values[name] = None
+        elif set(changes) & set(GENERAL):
+            for name in SHORTHAND:
+                values[name] = None
         return NetworkSpec(**{**values, **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-compatible dict; ``NetworkSpec.from_dict`` inverts it."""
+        """Plain JSON-compatible dict; ``NetworkSpec.from_dict`` inverts it. An MLP is
+        written in the shorthand (sizes, activation, activation_params), any other
+        network as input_shape and layers."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["sizes"] = list(self.sizes)
-        if not isinstance(self.activation, str):
-            d["activation"] = list(self.activation)
-        d["activation_params"] = {k: dict(v) for k, v in self.activation_params.items()}
+        if self.sizes is not None:
+            del d["input_shape"], d["layers"]
+            d["sizes"] = list(self.sizes)
+            if not isinstance(self.activation, str):
+                d["activation"] = list(self.activation)
+            d["activation_params"] = {k: dict(v) for k, v in self.activation_params.items()}
+        else:
+            for name in SHORTHAND:
+                del d[name]
+            d["input_shape"] = list(self.input_shape)
+            d["layers"] = [layer.to_dict() for layer in self.layers]
         d["loss_params"] = dict(self.loss_params)
         d["optimizer"] = self.optimizer.to_dict()
         return d
@@ -184,7 +314,8 @@ class NetworkSpec:
     def from_dict(cls, d: Mapping[str, Any]) -> "NetworkSpec":
         """Build a spec from ``to_dict()`` output (e.g. parsed JSON).
 
-        Unknown keys are rejected; missing keys take their defaults, except ``sizes``.
+        Unknown keys are rejected; missing keys take their defaults, except
+        ``sizes`` (or ``input_shape`` and ``layers``).
         """
         if not isinstance(d, Mapping):
             fail("spec", d, "a mapping of NetworkSpec fields", TypeError)
@@ -195,13 +326,18 @@ class NetworkSpec:
         unknown = sorted(set(d) - set(names))
         if unknown:
             fail("spec keys", unknown, f"only NetworkSpec fields: {', '.join(names)}")
-        if "sizes" not in d:
-            fail("spec", dict(d), "a 'sizes' entry")
+        if "sizes" not in d and "layers" not in d:
+            fail("spec", dict(d), "a 'sizes' entry (or 'input_shape' and 'layers')")
         kwargs = dict(d)
         if "optimizer" in kwargs:
             kwargs["optimizer"] = optimizer_from_dict(kwargs["optimizer"])
         if isinstance(kwargs.get("activation"), list):
             kwargs["activation"] = tuple(kwargs["activation"])
+        if isinstance(kwargs.get("input_shape"), list):
+            kwargs["input_shape"] = tuple(kwargs["input_shape"])
+        if isinstance(kwargs.get("layers"), list):
+            kwargs["layers"] = tuple(layer_from_dict(layer, f"layers[{i}]")
+                                     for i, layer in enumerate(kwargs["layers"]))
         return cls(**kwargs)
 
     def to_json(self) -> str:
@@ -213,6 +349,25 @@ class NetworkSpec:
             fail("spec JSON", text, "a str", TypeError)
         d = parse_json("spec JSON", text, "valid JSON")
         return cls.from_dict(d)
+
+
+def mlp_shorthand(input_shape: Shape, layers: tuple[Layer, ...]):
+    """(sizes, activation, activation_params) when ``layers`` are what the shorthand
+    builds (Dense, then Activation and Dense pairs, on a one-axis input, each
+    activation name with one set of parameters), else None."""
+    if (len(input_shape) != 1 or len(layers) % 2 != 1
+            or not all(isinstance(layer, Dense) for layer in layers[0::2])
+            or not all(isinstance(layer, Activation) for layer in layers[1::2])):
+        return None
+    sizes = input_shape + tuple(layer.units for layer in layers[0::2])
+    hidden = layers[1::2]
+    params: dict[str, tuple] = {}
+    for layer in hidden:
+        if params.setdefault(layer.name, layer.params) != layer.params:
+            return None
+    names = tuple(layer.name for layer in hidden)
+    activation = "relu" if not names else names[0] if len(set(names)) == 1 else names
+    return sizes, activation, {name: dict(p) for name, p in params.items() if p}
 
 
 def _check_keys(name: str, d: Mapping) -> None:

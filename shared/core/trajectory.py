@@ -1,18 +1,17 @@
 """Snapshots of a training run, for trajectory and teacher-forced parity.
 
-A snapshot at step s holds the parameters and optimizer state *before* step s
-(so the snapshot at step 0 is the initial state). Backends record one every
-``record_every`` steps when asked; ``default_record_every`` keeps the memory
-of a long run bounded.
+A snapshot at step s holds the parameters, optimizer state and model state
+*before* step s (so the snapshot at step 0 is the initial state). Backends
+record one every ``record_every`` steps when asked; ``default_record_every``
+keeps the memory of a long run bounded.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
-
-from nnparity.shared.core.init import Params
+from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.tree import Params, copy_tree
 
 #: at most this many snapshots, and at most this many bytes of them, per run
 MAX_SNAPSHOTS = 200
@@ -21,21 +20,19 @@ MAX_SNAPSHOT_BYTES = 64 * 2**20
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Parameters and optimizer state before global step ``step`` (NumPy copies)."""
+    """Parameters, optimizer state and model state before global step ``step``
+    (NumPy copies)."""
 
     step: int
     params: Params
-    state: dict
+    opt_state: OptimizerState
+    model_state: Params = field(default_factory=list)
 
 
-def copy_params(params) -> Params:
-    """A copy of [(W, b), ...]; an array subclass stays that subclass
-    (``nnparity.shared.parity.rounding`` runs the NumPy step on one)."""
-    return [(np.array(w, subok=True), np.array(b, subok=True)) for w, b in params]
-
-
-def copy_state(state: dict) -> dict:
-    return {k: int(v) if k == "step" else copy_params(v) for k, v in state.items()}
+def copy_state(state: OptimizerState) -> OptimizerState:
+    """A copy of an optimizer state (``step`` as a Python int)."""
+    return OptimizerState(int(state.step),
+                          {name: copy_tree(tree) for name, tree in state.buffers.items()})
 
 
 def default_record_every(total_steps: int, n_params: int, n_buffers: int,

@@ -1,17 +1,23 @@
 """Checkpoints: a trained network, its optimizer state and its epoch count in one file.
 
 The file is an uncompressed ``.npz`` (a zip of ``.npy`` arrays) written to
-exactly the path given (no suffix is added), with these entries:
+exactly the path given (no suffix is added). Format version 2, with these entries:
 
 - ``format``: unicode string ``"nnparity checkpoint"``
-- ``version``: int64 scalar, ``FORMAT_VERSION`` (1)
+- ``version``: int64 scalar, ``FORMAT_VERSION`` (2)
 - ``spec``: unicode string, ``NetworkSpec.to_json()``
 - ``epochs_done``: int64 scalar, 0 <= epochs_done <= spec.epochs
-- ``params.{l}.W`` (out, in) and ``params.{l}.b`` (out,) for every layer l,
-  in the spec's dtype
+- ``params.{name}`` for every parameter, by its flat name (torch's
+  ``nn.Sequential`` state-dict key: ``params.0.weight``, ``params.0.bias``,
+  ``params.2.weight``...), in the spec's dtype
+- ``model.{name}`` for every model-state buffer (none for Dense networks)
 - with an optimizer state only: ``opt.step`` (int64 scalar, updates done) and
-  ``opt.{buffer}.{l}.W`` / ``opt.{buffer}.{l}.b`` for every buffer the spec's
-  optimizer keeps (``state_buffers``), shaped and typed like the parameters
+  ``opt.{buffer}.{name}`` for every buffer the spec's optimizer keeps
+  (``state_buffers``), shaped and typed like the parameters
+
+Version 1 files (written before the layer architecture, MLPs only) still load:
+they name layer l's tensors ``{l}.W`` and ``{l}.b`` (l counting Dense layers),
+which are the flat names ``{2l}.weight`` and ``{2l}.bias``.
 
 It is written atomically (``files.write_atomic``: a temporary file in the same
 directory, then ``os.replace``). Reading opens only a regular file
@@ -39,13 +45,17 @@ from typing import Any
 import numpy as np
 
 from nnparity.shared.io.files import check_output_path, npy_array, open_input, read_npy_header, write_atomic
-from nnparity.shared.core.init import Params, check_params
+from nnparity.shared.core.checkpoint import Checkpoint
+from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.tree import Params, ShapeTree, named_leaves
 from nnparity.shared.core.optimizers import state_buffers
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.validation import INT64_MAX, InputValueError, check_int, fail
 
 FORMAT = "nnparity checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: the versions this module reads
+READABLE_VERSIONS = (1, 2)
 ZIP_MAGIC = b"PK\x03\x04"
 #: the longest ``format`` and ``spec`` entries read, in characters (a spec's JSON is
 #: well under a kilobyte; the bound keeps a crafted file from claiming gigabytes)
@@ -53,68 +63,14 @@ MAX_FORMAT_CHARS = 64
 MAX_SPEC_CHARS = 2**20
 
 
-@dataclass(frozen=True, eq=False)      # arrays have no single truth value
-class Checkpoint:
-    """A network's state after ``epochs_done`` epochs of ``spec``.
-
-    Unpacks as ``spec, params, opt_state = checkpoint``.
-
-    Attributes:
-        spec: the NetworkSpec; ``spec.epochs`` is the run's total.
-        params: [(W (out, in), b (out,)), ...] in ``spec.dtype``.
-        opt_state: ``{"step": int, buffer: [(W-shaped, b-shaped), ...]}`` for the
-            spec's optimizer, or None (enough to predict, not to resume).
-        epochs_done: epochs trained, 0 <= epochs_done <= spec.epochs.
-
-    Every field is checked here (the arrays' layers, shapes, dtype and
-    finiteness; the optimizer state; the range of epochs_done), so a Checkpoint,
-    from ``load_checkpoint`` or built by hand, is always consistent with its spec.
-    """
-
-    spec: NetworkSpec
-    params: Params
-    opt_state: dict | None
-    epochs_done: int
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.spec, NetworkSpec):
-            fail("spec", self.spec, "a NetworkSpec", TypeError)
-        object.__setattr__(self, "params", check_params(self.spec, self.params))
-        if self.opt_state is not None:
-            object.__setattr__(self, "opt_state", check_opt_state(self.spec, self.opt_state))
-        epochs_done = check_int("epochs_done", self.epochs_done, 0, INT64_MAX)
-        if epochs_done > self.spec.epochs:
-            fail("epochs_done", epochs_done,
-                 f"at most spec.epochs={self.spec.epochs} (the run's total)")
-        object.__setattr__(self, "epochs_done", epochs_done)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.spec, self.params, self.opt_state))
-
-
-def check_opt_state(spec: NetworkSpec, state: Any, name: str = "opt_state") -> dict:
-    """Check that ``state`` is a state of ``spec.optimizer`` for parameters shaped by
-    ``spec``: exactly the keys "step" (an integer in the int64 range, >= 0) and
-    ``state_buffers``, each buffer a list of (W (out, in), b (out,)) pairs in
-    ``spec.dtype``, finite."""
-    buffers = state_buffers(spec.optimizer)
-    expected = ("step",) + buffers
-    if not isinstance(state, dict):
-        fail(name, state, f"a dict with keys {expected}", TypeError)
-    if set(state) != set(expected):
-        fail(f"{name} keys", sorted(state, key=str),
-             f"exactly {expected}, the state of {spec.optimizer}")
-    checked = {"step": check_int(f"{name}['step']", state["step"], 0, INT64_MAX)}
-    for buffer in buffers:
-        checked[buffer] = check_params(spec, state[buffer], f"{name}[{buffer!r}]")
-    return checked
-
-
 def save_checkpoint(path: str | os.PathLike, spec: NetworkSpec, params: Params,
-                    opt_state: dict | None = None, *, epochs_done: int | None = None) -> None:
-    """Write ``spec``, ``params`` (and ``opt_state``) to ``path`` as a checkpoint.
+                    opt_state: OptimizerState | None = None, *, epochs_done: int | None = None,
+                    model_state: Params | None = None) -> None:
+    """Write ``spec``, ``params`` (and ``opt_state``, ``model_state``) to ``path``
+    as a checkpoint.
 
-    ``epochs_done`` defaults to ``spec.epochs`` (a finished run). Everything is
+    ``epochs_done`` defaults to ``spec.epochs`` (a finished run); ``model_state``
+    to the initial one. Everything is
     checked before anything is written; the file appears at ``path`` complete
     or not at all (an existing file there is replaced). ``path`` must be a file
     in an existing, writable directory (``files.check_output_path``).
@@ -123,7 +79,7 @@ def save_checkpoint(path: str | os.PathLike, spec: NetworkSpec, params: Params,
     if not isinstance(spec, NetworkSpec):
         fail("spec", spec, "a NetworkSpec", TypeError)
     checkpoint = Checkpoint(spec, params, opt_state,
-                            spec.epochs if epochs_done is None else epochs_done)
+                            spec.epochs if epochs_done is None else epochs_done, model_state)
     arrays = checkpoint_arrays(checkpoint)
     # a file object: np.savez adds no ".npz", and stores (never compresses) its entries
     write_atomic(path, lambda f: np.savez(f, **arrays))
@@ -134,17 +90,27 @@ def checkpoint_arrays(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     arrays = {"format": np.array(FORMAT), "version": np.array(FORMAT_VERSION, np.int64),
               "spec": np.array(checkpoint.spec.to_json()),
               "epochs_done": np.array(checkpoint.epochs_done, np.int64)}
-    arrays.update(layer_arrays("params", checkpoint.params))
+    arrays.update(tree_arrays("params", checkpoint.params))
+    arrays.update(tree_arrays("model", checkpoint.model_state))
     if checkpoint.opt_state is not None:
-        arrays["opt.step"] = np.array(checkpoint.opt_state["step"], np.int64)
+        arrays["opt.step"] = np.array(checkpoint.opt_state.step, np.int64)
         for buffer in state_buffers(checkpoint.spec.optimizer):
-            arrays.update(layer_arrays(f"opt.{buffer}", checkpoint.opt_state[buffer]))
+            arrays.update(tree_arrays(f"opt.{buffer}", checkpoint.opt_state.buffers[buffer]))
     return arrays
 
 
-def layer_arrays(prefix: str, pairs) -> dict[str, np.ndarray]:
-    return {f"{prefix}.{layer}.{part}": array
-            for layer, pair in enumerate(pairs) for part, array in zip("Wb", pair, strict=True)}
+def tree_arrays(prefix: str, tree) -> dict[str, np.ndarray]:
+    """{"{prefix}.{flat name}": array} for a tree (or a tree of shapes)."""
+    return {f"{prefix}.{name}": value for name, value in named_leaves(tree)}
+
+
+def entry_name(version: int, flat_name: str) -> str:
+    """The file's name for a tensor's flat name: itself in version 2; in version 1
+    (MLPs only) ``{l}.W``/``{l}.b`` for ``{2l}.weight``/``{2l}.bias``."""
+    if version >= 2:
+        return flat_name
+    index, name = flat_name.split(".")
+    return f"{int(index) // 2}.{ {'weight': 'W', 'bias': 'b'}[name]}"
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -178,12 +144,14 @@ def read_checkpoint(name: str, path: str | os.PathLike) -> Checkpoint:
             with zipfile.ZipFile(f) as archive:
                 reader = EntryReader(path, archive, size)
                 spec, has_state = read_spec(reader)
-                params = reader.layers("params", spec)
+                params = reader.tree("params", spec.param_shapes, spec)
+                model_state = reader.tree("model", spec.buffer_shapes, spec)
                 opt_state = None
                 if has_state:
-                    opt_state = {"step": int(reader.read("opt.step", INT64_SCALAR)[()]),
-                                 **{buffer: reader.layers(f"opt.{buffer}", spec)
-                                    for buffer in state_buffers(spec.optimizer)}}
+                    opt_state = OptimizerState(
+                        int(reader.read("opt.step", INT64_SCALAR)[()]),
+                        {buffer: reader.tree(f"opt.{buffer}", spec.param_shapes, spec)
+                         for buffer in state_buffers(spec.optimizer)})
                 epochs_done = int(reader.read("epochs_done", INT64_SCALAR)[()])
         except InputValueError:
             raise
@@ -192,7 +160,7 @@ def read_checkpoint(name: str, path: str | os.PathLike) -> Checkpoint:
             # the last resort: zipfile's own parsing of a damaged file
             bad(path, f"the file is truncated or corrupt ({type(exc).__name__}: {exc})")
     try:                        # the one validation of what the file holds
-        return Checkpoint(spec, params, opt_state, epochs_done)
+        return Checkpoint(spec, params, opt_state, epochs_done, model_state)
     except (ValueError, TypeError) as exc:
         bad(path, str(exc))
 
@@ -237,6 +205,7 @@ class EntryReader:
 
     def __init__(self, path: str, archive: zipfile.ZipFile, size: int) -> None:
         self.path, self.archive = path, archive
+        self.version = FORMAT_VERSION             # read_spec sets the file's
         self.members: dict[str, zipfile.ZipInfo] = {}
         for info in archive.infolist():
             key = info.filename[:-len(".npy")]
@@ -336,13 +305,14 @@ class EntryReader:
         data = self.archive.read(info)             # at most the file's bytes; checks the CRC
         return npy_array(header, data, offset=header.size)
 
-    def layers(self, prefix: str, spec: NetworkSpec) -> Params:
-        """[(W, b), ...] from entries ``{prefix}.{l}.W`` and ``.b``, shaped by ``spec``."""
+    def tree(self, prefix: str, shapes: ShapeTree, spec: NetworkSpec) -> Params:
+        """The tree shaped like ``shapes`` from entries ``{prefix}.{name}``, each of
+        the spec's dtype."""
         dtype = np.dtype(spec.dtype)
-        return [tuple(self.read(f"{prefix}.{layer}.{part}", Entry(shape, dtype),
-                                " as the embedded spec implies")
-                      for part, shape in zip("Wb", shapes, strict=True))
-                for layer, shapes in enumerate(spec.param_shapes)]
+        return [{key: self.read(f"{prefix}.{entry_name(self.version, f'{index}.{key}')}",
+                                Entry(shape, dtype), " as the embedded spec implies")
+                 for key, shape in layer.items()}
+                for index, layer in enumerate(shapes)]
 
 
 def read_spec(reader: EntryReader) -> tuple[NetworkSpec, bool]:
@@ -355,9 +325,10 @@ def read_spec(reader: EntryReader) -> tuple[NetworkSpec, bool]:
     if found != FORMAT:
         bad(path, f"entry 'format' is {found!r}, expected {FORMAT!r}")
     version = int(reader.read("version", INT64_SCALAR)[()])
-    if version != FORMAT_VERSION:
-        bad(path, f"format version {version} is unknown; this nnparity reads version "
-                  f"{FORMAT_VERSION}")
+    if version not in READABLE_VERSIONS:
+        bad(path, f"format version {version} is unknown; this nnparity reads versions "
+                  f"{', '.join(map(str, READABLE_VERSIONS))}")
+    reader.version = version
     spec_json = str(reader.read("spec", Entry(max_chars=MAX_SPEC_CHARS))[()])
     try:
         spec = NetworkSpec.from_json(spec_json)
@@ -369,11 +340,17 @@ def read_spec(reader: EntryReader) -> tuple[NetworkSpec, bool]:
     buffers = state_buffers(spec.optimizer)
     has_state = any(key.startswith("opt.") for key in reader.members)
     expected = {"format", "version", "spec", "epochs_done"}
-    expected |= set(layer_arrays("params", spec.param_shapes))
+    if version == 1 and spec.sizes is None:
+        bad(path, "format version 1 holds MLPs only, but the embedded spec has layers")
+
+    def names(prefix: str, shapes: ShapeTree) -> set[str]:
+        return {f"{prefix}.{entry_name(version, name)}" for name, _ in named_leaves(shapes)}
+
+    expected |= names("params", spec.param_shapes) | names("model", spec.buffer_shapes)
     if has_state:
         expected.add("opt.step")
         for buffer in buffers:
-            expected |= set(layer_arrays(f"opt.{buffer}", spec.param_shapes))
+            expected |= names(f"opt.{buffer}", spec.param_shapes)
     found_keys = set(reader.members)
     missing, extra = sorted(expected - found_keys), sorted(found_keys - expected)
     if missing or extra:

@@ -29,15 +29,19 @@ from typing import Sequence
 
 import numpy as np
 
+from nnparity.backends import as_arrays, train
+from nnparity.backends.contract import StepResult
+from nnparity.backends.registry import BACKENDS, check_backend, get_backend
 from nnparity.shared.core.data import Dataset, batch_plan, check_fits
 from nnparity.shared.core.divergence import DivergenceError
-from nnparity.shared.core.optimizers import state_buffers
+from nnparity.shared.core.optimizers import OptimizerState, state_buffers
 from nnparity.shared.core.spec import NetworkSpec
-from nnparity.shared.parity.rounding import step_sensitivity
 from nnparity.shared.core.tolerance import (POLICY, Difference, Element, Tolerance, difference,
-                        tensorwise_difference)
-from nnparity.shared.core.trajectory import default_record_every
+                                            tensorwise_difference)
+from nnparity.shared.core.trajectory import Snapshot, default_record_every
+from nnparity.shared.core.tree import named_leaves
 from nnparity.shared.core.validation import check_int, fail
+from nnparity.shared.parity.rounding import step_sensitivity
 
 #: teacher-forced steps are taken at no more than this many snapshots
 MAX_TEACHER_STEPS = 50
@@ -70,7 +74,7 @@ class BackendParity:
     """One backend against the reference.
 
     Attributes:
-        differences: final quantities ("W0", "b0", ..., "predictions", "losses")
+        differences: final quantities ("0.weight", "0.bias", ..., "predictions", "losses")
             -> ``Difference``; empty when either side diverged.
         trajectory: the error-growth curve, one ``StepDifference`` per snapshot.
         teacher: one ``StepDifference`` per teacher-forced step.
@@ -98,7 +102,7 @@ class ParityReport:
         spec, reference, tolerance: what was compared, against what, how strictly.
         record_every: the trajectory's spacing in steps.
         results: backend name -> ``TrainResult`` (missing for a diverged backend).
-        predictions: backend name -> (n_test, sizes[-1]) test predictions.
+        predictions: backend name -> (n_test, k) test predictions.
         parity: one ``BackendParity`` per non-reference backend.
         reference_diverged_at: the step the reference diverged at, or None.
     """
@@ -168,35 +172,35 @@ def _sample(points: Sequence, count: int) -> list:
     return [points[i] for i in idx]
 
 
-def named_params(params, prefix: str = "") -> dict[str, np.ndarray]:
-    """[(W0, b0), (W1, b1), ...] -> {"W0": W0, "b0": b0, ...}, each name after ``prefix``."""
-    named = {}
-    for layer, (w, b) in enumerate(params):
-        named[f"{prefix}W{layer}"] = w
-        named[f"{prefix}b{layer}"] = b
-    return named
+def named_params(tree, prefix: str = "") -> dict[str, np.ndarray]:
+    """A tree's tensors by flat name (torch's state-dict keys), each after ``prefix``:
+    {"0.weight": ..., "0.bias": ..., "2.weight": ...}."""
+    return {prefix + name: value for name, value in named_leaves(tree)}
 
 
-def named_state(state: dict) -> dict[str, np.ndarray]:
+def named_state(state: OptimizerState) -> dict[str, np.ndarray]:
     """An optimizer state as named arrays: "step" and every buffer's tensors
-    ("momentum_buffer W0", ...), buffers in sorted order."""
-    named = {"step": np.asarray(state["step"])}
-    for buffer in sorted(k for k in state if k != "step"):
-        named.update(named_params(state[buffer], f"{buffer} "))
+    ("momentum_buffer 0.weight", ...), buffers in sorted order."""
+    named = {"step": np.asarray(state.step)}
+    for buffer in sorted(state.buffers):
+        named.update(named_params(state.buffers[buffer], f"{buffer} "))
     return named
 
 
-def named_step(out) -> dict[str, np.ndarray]:
-    """One step's (loss, grads, params, state) as named arrays: "loss",
-    "grad W0", ..., "W0", ..., "step", "momentum_buffer W0", ..."""
-    loss, grads, params, state = out
-    return {"loss": np.asarray(loss), **named_params(grads, "grad "), **named_params(params),
-            **named_state(state)}
+def named_step(out: StepResult) -> dict[str, np.ndarray]:
+    """One step's result as named arrays: "loss", "grad 0.weight", ...,
+    "0.weight", ..., "model 1.running_mean", ..., "step", "momentum_buffer 0.weight", ..."""
+    return {"loss": np.asarray(out.loss), **named_params(out.grads, "grad "),
+            **named_params(out.params), **named_params(out.model_state, "model "),
+            **named_state(out.opt_state)}
 
 
-def quantities(params, predictions: np.ndarray, losses: np.ndarray) -> dict[str, np.ndarray]:
-    """The final arrays the harness compares, by name: W0, b0, W1, b1, ..., predictions, losses."""
-    return {**named_params(params), "predictions": predictions, "losses": losses}
+def quantities(params, model_state, predictions: np.ndarray,
+               losses: np.ndarray) -> dict[str, np.ndarray]:
+    """The final arrays the harness compares, by name: 0.weight, 0.bias, ...,
+    model buffers ("model 1.running_mean", ...), predictions, losses."""
+    return {**named_params(params), **named_params(model_state, "model "),
+            "predictions": predictions, "losses": losses}
 
 
 def final_difference(quantity: str, actual, expected, tol: Tolerance) -> Difference:
@@ -221,15 +225,17 @@ def step_difference(step: int, actual: dict, expected: dict, tol: Tolerance,
     return StepDifference(step, d.max_abs, d.max_rel, d.ok, d.used, d.worst, relative)
 
 
-def trajectory_difference(step: int, actual, expected, tol: Tolerance) -> StepDifference:
-    """A free-running snapshot's parameters, tensor by tensor, normwise.
+def trajectory_difference(actual: Snapshot, expected: Snapshot, tol: Tolerance) -> StepDifference:
+    """A free-running snapshot's parameters and model state, tensor by tensor, normwise.
 
     The optimizer's buffers are judged in the teacher-forced steps, where their
     own rounding sensitivity is measured; along the run they matter through the
     parameters they move. (A buffer of pure rounding noise, 1e-19 / eps, differs
     from backend to backend by 1e-11 while the parameters agree to 1e-15.)
     """
-    return step_difference(step, named_params(actual), named_params(expected), tol)
+    def named(snap: Snapshot) -> dict[str, np.ndarray]:
+        return {**named_params(snap.params), **named_params(snap.model_state, "model ")}
+    return step_difference(expected.step, named(actual), named(expected), tol)
 
 
 def _first_loss_out(losses: np.ndarray, reference: np.ndarray, tol: Tolerance) -> int | None:
@@ -272,13 +278,11 @@ def incomplete(name: str, result, reference: str, expected) -> str | None:
 def sampled_sensitivities(spec, data, snapshots) -> dict[int, dict[str, float]]:
     """The rounding sensitivity of the step from each sampled snapshot (see
     ``nnparity.shared.parity.rounding``), by step."""
-    from nnparity.backends import as_arrays
-
     x, y = as_arrays(spec, data.x_train, data.y_train)
     plan = batch_plan(x.shape[0], spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
-    return {snap.step: step_sensitivity(spec, snap.params, snap.state, x[plan.rows(snap.step)],
-                                        y[plan.rows(snap.step)], seed=snap.step,
-                                        named_outputs=named_step)
+    return {snap.step: step_sensitivity(spec, snap.params, snap.model_state, snap.opt_state,
+                                        x[plan.rows(snap.step)], y[plan.rows(snap.step)],
+                                        seed=snap.step, named_outputs=named_step)
             for snap in _sample(snapshots, MAX_TEACHER_STEPS)}
 
 
@@ -288,15 +292,15 @@ def teacher_forced(spec, data, snapshots, reference_module, module, tol,
     """One step of ``module`` and of ``reference_module`` from each sampled snapshot,
     compared tensor by tensor with each step's rounding allowance (``sensitivities``
     by step, from ``sampled_sensitivities``; none when not given)."""
-    from nnparity.backends import as_arrays
-
     x, y = as_arrays(spec, data.x_train, data.y_train)
     plan = batch_plan(x.shape[0], spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
     points = []
     for snap in _sample(snapshots, MAX_TEACHER_STEPS):
         rows = plan.rows(snap.step)
-        expected = reference_module.step(spec, snap.params, snap.state, x[rows], y[rows])
-        actual = module.step(spec, snap.params, snap.state, x[rows], y[rows])
+        expected = reference_module.step(spec, snap.params, snap.model_state, snap.opt_state,
+                                         x[rows], y[rows])
+        actual = module.step(spec, snap.params, snap.model_state, snap.opt_state,
+                             x[rows], y[rows])
         allowance = sensitivities[snap.step] if sensitivities is not None else None
         points.append(step_difference(snap.step, named_step(actual), named_step(expected),
                                       tol, allowance))
@@ -334,8 +338,6 @@ def compare(spec: NetworkSpec, data: Dataset,
     most 200 snapshots and 64 MiB) and runs teacher-forced steps at up to 50
     of the reference's snapshots.
     """
-    from nnparity.backends import BACKENDS, check_backend, get_backend, train
-
     check_fits(spec, data)
     if isinstance(backends, str) or not isinstance(backends, Sequence) or not backends:
         fail("backends", backends, f"a non-empty sequence of names from {list(BACKENDS)}",
@@ -348,8 +350,7 @@ def compare(spec: NetworkSpec, data: Dataset,
         fail("reference", reference, f"one of the compared backends {list(backends)}")
     total_steps = spec.epochs * -(-data.x_train.shape[0] // spec.batch_size)
     if record_every is None:
-        n_params = sum(o * i + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:], strict=True))
-        record_every = default_record_every(total_steps, n_params,
+        record_every = default_record_every(total_steps, spec.n_parameters,
                                             len(state_buffers(spec.optimizer)),
                                             np.dtype(spec.dtype).itemsize)
     check_int("record_every", record_every, 1)
@@ -368,8 +369,10 @@ def compare(spec: NetworkSpec, data: Dataset,
         diverged[name] = None
         results[name] = result
         x_test = data.x_test.astype(spec.dtype)
-        predictions[name] = modules[name].predict(spec, result.params, x_test)
-        named[name] = quantities(result.params, predictions[name], result.losses)
+        predictions[name] = modules[name].predict(spec, result.params, result.model_state,
+                                                  x_test)
+        named[name] = quantities(result.params, result.model_state, predictions[name],
+                                 result.losses)
 
     parity, sensitivities = [], None              # measured once, for every backend
     for name in backends:
@@ -391,7 +394,7 @@ def compare(spec: NetworkSpec, data: Dataset,
                                         False, seconds[name]))
             continue
         trajectory = tuple(
-            trajectory_difference(s.step, s.params, r.params, tol)
+            trajectory_difference(s, r, tol)
             for s, r in zip(res.snapshots, ref.snapshots, strict=True))
         outs = [d.step for d in trajectory if not d.ok]
         loss_out = _first_loss_out(res.losses, ref.losses, tol)

@@ -27,6 +27,7 @@ from typing import Iterator
 
 import numpy as np
 
+from nnparity.backends.registry import get_backend
 from nnparity.shared.core.tolerance import ROUNDING_SAMPLES, ROUNDING_ULPS
 
 _INTS = {2: np.int16, 4: np.int32, 8: np.int64}
@@ -127,6 +128,8 @@ def jittered(tree):
     (ints, such as the optimizer's step count, stay as they are)."""
     if isinstance(tree, dict):
         return {key: jittered(value) for key, value in tree.items()}
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):       # a NamedTuple
+        return type(tree)(*(jittered(item) for item in tree))
     if isinstance(tree, (list, tuple)):
         return type(tree)(jittered(item) for item in tree)
     if isinstance(tree, np.ndarray):
@@ -134,26 +137,25 @@ def jittered(tree):
     return tree
 
 
-def step_sensitivity(spec, params, state, x: np.ndarray, y: np.ndarray, *, seed: int,
+def step_sensitivity(spec, params, model_state, opt_state, x: np.ndarray, y: np.ndarray, *,
+                     seed: int,
                      named_outputs, samples: int = ROUNDING_SAMPLES,
                      ulps: int = ROUNDING_ULPS) -> dict[str, float]:
-    """Each output tensor's sensitivity to rounding, for one step from (params, state)
-    on the batch (x, y): max over ``samples`` perturbed runs of max |perturbed - exact|
+    """Each output tensor's sensitivity to rounding, for one step from (params,
+    model_state, opt_state) on the batch (x, y): max over ``samples`` perturbed runs of max |perturbed - exact|
     (inf where a perturbed run turns a finite value non-finite).
 
-    ``named_outputs`` maps a step's (loss, grads, params, state) to named arrays;
+    ``named_outputs`` maps a step's ``StepResult`` to named arrays;
     the runs are the NumPy backend's ``step``, seeded by ``seed``.
     """
-    from nnparity.backends import get_backend
-
     numpy_backend = get_backend("numpy")
     with np.errstate(all="ignore"):
-        exact = named_outputs(numpy_backend.step(spec, params, state, x, y))
+        exact = named_outputs(numpy_backend.step(spec, params, model_state, opt_state, x, y))
         spread = dict.fromkeys(exact, 0.0)
         for sample in range(samples):
             with perturbed_rounding(np.random.default_rng([seed, sample]), ulps):
-                out = numpy_backend.step(spec, jittered(params), jittered(state),
-                                         jittered(x), jittered(y))
+                out = numpy_backend.step(spec, jittered(params), jittered(model_state),
+                                         jittered(opt_state), jittered(x), jittered(y))
             for name, value in named_outputs(out).items():
                 a = np.asarray(value, dtype=np.float64).view(np.ndarray)
                 e = np.asarray(exact[name], dtype=np.float64)

@@ -18,6 +18,7 @@ import os
 from nnparity.shared.io.files import check_output_path, write_atomic
 from nnparity.shared.parity.harness import ParityReport
 from nnparity.shared.report.as_html import render_html
+from nnparity.shared.report.plots import import_pyplot, plot_report
 from nnparity.shared.report.as_json import (
     LIBRARIES,
     NONFINITE,
@@ -51,8 +52,6 @@ def write_json(report: ParityReport, path) -> None:
 
 def write_plot(report: ParityReport, path) -> bytes:
     """Draw ``plots.plot_report(report)`` to the PNG file ``path``; returns the PNG bytes."""
-    from nnparity.shared.report.plots import plot_report
-
     check_report(report)
     path = check_output_path("path", path, suffix=".png")
     png = plot_report(report)
@@ -63,8 +62,6 @@ def write_plot(report: ParityReport, path) -> bytes:
 def write_html(report: ParityReport, path, png: bytes | None = None) -> None:
     """Write ``render_html(report, png)`` to ``path`` atomically; the plot is drawn
     (matplotlib needed) unless its PNG bytes are given."""
-    from nnparity.shared.report.plots import plot_report
-
     check_report(report)
     path = check_output_path("path", path)
     if png is None:
@@ -79,8 +76,6 @@ def check_outputs(json_path=None, plot_path=None, html_path=None) -> dict[str, s
     Each path must be writable (``check_output_path``; ``--plot`` ends in .png),
     no two may name the same file, and ``--plot``/``--html`` need matplotlib
     (``MissingFrameworkError`` naming the ``plot`` extra)."""
-    from nnparity.shared.report.plots import import_pyplot
-
     given = (("--json", json_path, None), ("--plot", plot_path, ".png"),
              ("--html", html_path, None))
     outputs = {flag: check_output_path(flag, path, suffix)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numpy_activations import sigmoid
+from .activations import sigmoid
 
 
 def mse(p, y):
@@ -70,3 +70,9 @@ LOSSES = {
     "cross_entropy": (cross_entropy, d_cross_entropy),
     "bce_with_logits": (bce_with_logits, d_bce_with_logits),
 }
+
+
+def loss_with_grad(loss, params, p, y):
+    """(L(p, y), dL/dp), dL/dp from the hand-written gradient."""
+    value, gradient = LOSSES[loss]
+    return np.array(value(p, y, **params)), gradient(p, y, **params)

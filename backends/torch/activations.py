@@ -77,3 +77,11 @@ ACTIVATIONS = {
     "hardsigmoid": hardsigmoid,
     "hardswish": hardswish,
 }
+
+
+def activation_with_grad(activation, x):
+    """(f(x), f'(x)) elementwise, f' from autograd (backward of the sum)."""
+    x = torch.tensor(x, requires_grad=True)
+    y = ACTIVATIONS[activation.name](x, **activation.kwargs)
+    y.sum().backward()
+    return y.detach().numpy(), x.grad.numpy()

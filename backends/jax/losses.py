@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def mse(p, y):
@@ -36,3 +37,10 @@ LOSSES = {
     "cross_entropy": cross_entropy,
     "bce_with_logits": bce_with_logits,
 }
+
+
+def loss_with_grad(loss, params, p, y):
+    """(L(p, y), dL/dp), dL/dp from jax.value_and_grad."""
+    with jax.enable_x64(True):
+        value, grad = jax.value_and_grad(LOSSES[loss])(jnp.asarray(p), jnp.asarray(y), **params)
+        return np.array(value), np.array(grad)

@@ -1,16 +1,22 @@
 """Optimizers in JAX: the update rules of ``nnparity.shared.core.optimizers`` as pure
-functions ``(params, grads, state) -> (params, state)`` built from ``jax.tree.map``.
+functions built from ``jax.tree.map``: ``update(kind, h, params, grads, state)``
+returns the new parameters and ``OptimizerState``.
 
-State is a pytree ``{"step": int, buffer: [(W, b), ...]}``; which buffers it
-holds fixes the structure (momentum or not, centered or not). The numeric
+Each rule takes the step count and the buffers ({name: tree like the
+parameters}) and returns the new parameters and buffers; which buffers there
+are fixes the structure (momentum or not, centered or not). The numeric
 hyperparameters ``h`` (see ``constants``) are traced arrays, so changing them
 does not recompile.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax.numpy as jnp
 import numpy as np
 from jax import tree
+
+from nnparity.shared.core.optimizers import OptimizerState
 
 
 def constants(opt, dtype) -> dict:
@@ -38,54 +44,54 @@ def _decay(h, grads, params, decay):
     return tree.map(lambda g, p: g + h["weight_decay"] * p, grads, params) if decay else grads
 
 
-def sgd(h, params, grads, state, nesterov, decay):
+def sgd(h, params, grads, step, buffers, nesterov, decay):
     grads = _decay(h, grads, params, decay)
-    if "momentum_buffer" in state:
-        first = state["step"] == 0                            # the buffer starts at g
+    if "momentum_buffer" in buffers:
+        first = step == 0                            # the buffer starts at g
         buffer = tree.map(
             lambda b, g: jnp.where(first, g, h["momentum"] * b + h["1-dampening"] * g),
-            state["momentum_buffer"], grads)
-        state = {**state, "momentum_buffer": buffer}
+            buffers["momentum_buffer"], grads)
+        buffers = {**buffers, "momentum_buffer": buffer}
         grads = tree.map(lambda g, b: g + h["momentum"] * b, grads, buffer) if nesterov \
             else buffer
     params = tree.map(lambda p, g: p - h["lr"] * g, params, grads)
-    return params, state
+    return params, buffers
 
 
-def adam(h, params, grads, state, decay, decoupled=False):
-    t = state["step"] + 1
+def adam(h, params, grads, step, buffers, decay, decoupled=False):
+    t = step + 1
     if decoupled:
         params = tree.map(lambda p: p * h["1-lr*wd"], params)
     else:
         grads = _decay(h, grads, params, decay)
-    m = tree.map(lambda m, g: h["beta1"] * m + h["1-beta1"] * g, state["exp_avg"], grads)
-    v = tree.map(lambda v, g: h["beta2"] * v + h["1-beta2"] * g * g, state["exp_avg_sq"], grads)
+    m = tree.map(lambda m, g: h["beta1"] * m + h["1-beta1"] * g, buffers["exp_avg"], grads)
+    v = tree.map(lambda v, g: h["beta2"] * v + h["1-beta2"] * g * g, buffers["exp_avg_sq"], grads)
     dtype = h["lr"].dtype                                     # bias corrections in float64
     correction1 = (1 - h["beta1_f64"] ** t).astype(dtype)
     correction2 = (1 - h["beta2_f64"] ** t).astype(dtype)
     params = tree.map(                                        # eps outside the square root
         lambda p, m, v: p - h["lr"] * (m / correction1) / (jnp.sqrt(v / correction2) + h["eps"]),
         params, m, v)
-    return params, {**state, "exp_avg": m, "exp_avg_sq": v}
+    return params, {**buffers, "exp_avg": m, "exp_avg_sq": v}
 
 
-def adamw(h, params, grads, state, decay):
-    return adam(h, params, grads, state, decay, decoupled=True)
+def adamw(h, params, grads, step, buffers, decay):
+    return adam(h, params, grads, step, buffers, decay, decoupled=True)
 
 
-def rmsprop(h, params, grads, state, decay):
+def rmsprop(h, params, grads, step, buffers, decay):
     grads = _decay(h, grads, params, decay)
     alpha = h["alpha"]
-    v = tree.map(lambda v, g: alpha * v + h["1-alpha"] * g * g, state["square_avg"], grads)
-    new = {**state, "square_avg": v}
-    if "grad_avg" in state:                                   # centered
-        a = tree.map(lambda a, g: alpha * a + h["1-alpha"] * g, state["grad_avg"], grads)
+    v = tree.map(lambda v, g: alpha * v + h["1-alpha"] * g * g, buffers["square_avg"], grads)
+    new = {**buffers, "square_avg": v}
+    if "grad_avg" in buffers:                                   # centered
+        a = tree.map(lambda a, g: alpha * a + h["1-alpha"] * g, buffers["grad_avg"], grads)
         new["grad_avg"] = a
         d = tree.map(lambda v, a: jnp.sqrt(v - a * a) + h["eps"], v, a)
     else:
         d = tree.map(lambda v: jnp.sqrt(v) + h["eps"], v)
-    if "momentum_buffer" in state:
-        b = tree.map(lambda b, g, d: h["momentum"] * b + g / d, state["momentum_buffer"], grads, d)
+    if "momentum_buffer" in buffers:
+        b = tree.map(lambda b, g, d: h["momentum"] * b + g / d, buffers["momentum_buffer"], grads, d)
         new["momentum_buffer"] = b
         params = tree.map(lambda p, b: p - h["lr"] * b, params, b)
     else:
@@ -93,12 +99,12 @@ def rmsprop(h, params, grads, state, decay):
     return params, new
 
 
-def update(kind, h, params, grads, state):
+def update(kind, h, params, grads, state: OptimizerState) -> tuple[Any, OptimizerState]:
     """One step; ``kind`` = (optimizer name, nesterov, weight_decay != 0), static under jit."""
     name, nesterov, decay = kind
     if name == "sgd":
-        params, state = sgd(h, params, grads, state, nesterov, decay)
+        params, buffers = sgd(h, params, grads, state.step, state.buffers, nesterov, decay)
     else:
-        params, state = {"adam": adam, "adamw": adamw, "rmsprop": rmsprop}[name](
-            h, params, grads, state, decay)
-    return params, {**state, "step": state["step"] + 1}
+        params, buffers = {"adam": adam, "adamw": adamw, "rmsprop": rmsprop}[name](
+            h, params, grads, state.step, state.buffers, decay)
+    return params, OptimizerState(state.step + 1, buffers)

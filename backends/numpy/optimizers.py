@@ -1,21 +1,23 @@
 """Optimizers in NumPy: the update rules of ``nnparity.shared.core.optimizers``,
 applied to the parameters and the state's buffers in place.
 
-params, grads and every buffer are lists of (W, b) pairs; each rule walks the
-tensors one by one. The rules are elementwise, so they apply unchanged to
-[(flat,)]: all parameters as one vector (the training loop does that).
+params, grads and every buffer are trees (one dict of arrays per layer); each
+rule walks their tensors one by one (``leaves``). The rules are elementwise, so
+they apply unchanged to [{"flat": vector}]: all parameters as one vector (the
+training loop does that).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from nnparity.shared.core.init import tensors
+from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.tree import leaves
 
 
 def sgd(opt, params, grads, state):
-    t = state["step"]
-    buffers = tensors(state["momentum_buffer"]) if opt.momentum != 0 else None
-    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads), strict=True)):
+    t = state.step
+    buffers = leaves(state.buffers["momentum_buffer"]) if opt.momentum != 0 else None
+    for i, (p, g) in enumerate(zip(leaves(params), leaves(grads), strict=True)):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p
         if opt.momentum != 0:
@@ -30,10 +32,10 @@ def sgd(opt, params, grads, state):
 
 
 def adam(opt, params, grads, state, decoupled=False):
-    t = state["step"] + 1
+    t = state.step + 1
     beta1, beta2 = opt.betas
-    ms, vs = tensors(state["exp_avg"]), tensors(state["exp_avg_sq"])
-    for p, g, m, v in zip(tensors(params), tensors(grads), ms, vs, strict=True):
+    ms, vs = leaves(state.buffers["exp_avg"]), leaves(state.buffers["exp_avg_sq"])
+    for p, g, m, v in zip(leaves(params), leaves(grads), ms, vs, strict=True):
         if decoupled:
             p *= 1 - opt.lr * opt.weight_decay               # AdamW: decay the weights
         elif opt.weight_decay != 0:
@@ -52,10 +54,10 @@ def adamw(opt, params, grads, state):
 
 
 def rmsprop(opt, params, grads, state):
-    vs = tensors(state["square_avg"])
-    bs = tensors(state["momentum_buffer"]) if opt.momentum > 0 else None
-    avgs = tensors(state["grad_avg"]) if opt.centered else None
-    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads), strict=True)):
+    vs = leaves(state.buffers["square_avg"])
+    bs = leaves(state.buffers["momentum_buffer"]) if opt.momentum > 0 else None
+    avgs = leaves(state.buffers["grad_avg"]) if opt.centered else None
+    for i, (p, g) in enumerate(zip(leaves(params), leaves(grads), strict=True)):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p
         v = vs[i]
@@ -81,7 +83,8 @@ def rmsprop(opt, params, grads, state):
 UPDATES = {"sgd": sgd, "adam": adam, "adamw": adamw, "rmsprop": rmsprop}
 
 
-def update(opt, params, grads, state):
-    """Apply one step of ``opt`` in place and count it in ``state["step"]``."""
+def update(opt, params, grads, state: OptimizerState) -> OptimizerState:
+    """Apply one step of ``opt`` to ``params`` and the buffers in place; the state
+    with the step counted."""
     UPDATES[opt.name](opt, params, grads, state)
-    state["step"] += 1
+    return state._replace(step=state.step + 1)

@@ -18,11 +18,13 @@ follows the selected branch (``jnp.maximum``/``jnp.clip`` split it 0.5/0.5):
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import jax.scipy.special
+import numpy as np
 
 from nnparity.shared.core.activations import GELU_TANH_C, GELU_TANH_K
 
@@ -90,3 +92,12 @@ ACTIVATIONS = {
     "hardsigmoid": hardsigmoid,
     "hardswish": hardswish,
 }
+
+
+def activation_with_grad(activation, x):
+    """(f(x), f'(x)) elementwise, f' from the vector-Jacobian product with ones."""
+    f = functools.partial(ACTIVATIONS[activation.name], **activation.kwargs)
+    with jax.enable_x64(True):
+        y, vjp = jax.vjp(f, jnp.asarray(x))
+        (grad,) = vjp(jnp.ones_like(y))
+        return np.array(y), np.array(grad)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .torch_activations import softplus
+from .activations import softplus
 
 
 def mse(p, y):
@@ -46,3 +46,11 @@ LOSSES = {
     "cross_entropy": cross_entropy,
     "bce_with_logits": bce_with_logits,
 }
+
+
+def loss_with_grad(loss, params, p, y):
+    """(L(p, y), dL/dp), dL/dp from autograd."""
+    p = torch.tensor(p, requires_grad=True)
+    value = LOSSES[loss](p, torch.from_numpy(y), **params)
+    value.backward()
+    return value.detach().numpy(), p.grad.numpy()

@@ -1,0 +1,51 @@
+"""The network in JAX, as pure functions: params are data.
+
+``loss_fn`` and ``train_step`` are all of training; the compiled run that
+loops over them is ``train.py``.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+from .layers import LAYERS
+from .losses import LOSSES
+from .optimizers import update
+
+
+def forward(layers, params, model_state, x, train):
+    """x (batch, *input_shape) -> (output (batch, k), new model state)."""
+    h, new_state = x, []
+    for layer, layer_params, buffers in zip(layers, params, model_state, strict=True):
+        h, buffers = LAYERS[layer.kind].forward(layer, layer_params, buffers, h, train)
+        new_state.append(buffers)
+    return h, new_state
+
+
+def loss_fn(params, model_state, x, y, model):
+    """(minibatch loss, new model state); ``model`` = (layers, loss name, loss
+    params), everything static."""
+    layers, loss, loss_params = model
+    p, model_state = forward(layers, params, model_state, x, True)
+    return LOSSES[loss](p, y, **dict(loss_params)), model_state
+
+
+def train_step(params, model_state, opt_state, x, y, hyper, model, kind):
+    """One minibatch step: (params, model state, optimizer state, loss before the update)."""
+    (loss, model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, model_state, x, y, model)
+    params, opt_state = update(kind, hyper, params, grads, opt_state)
+    return params, model_state, opt_state, loss
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(layers, params, model_state, x):
+    return forward(layers, params, model_state, x, False)[0]
+
+
+def predict(spec, params, model_state, x):
+    """The network's output for x (batch, *input_shape) -> (batch, k), eval mode."""
+    with jax.enable_x64(True):
+        return np.array(_predict(spec.layers, params, model_state, x))

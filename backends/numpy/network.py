@@ -1,0 +1,51 @@
+"""The network in NumPy: the layers' forward passes in order, their backward
+passes in reverse (the chain rule, layer by layer), and the loss on top."""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import LAYERS
+from .losses import LOSSES
+
+
+def forward(spec, params, model_state, x, train=True):
+    """Run the network on x (batch, *input_shape).
+
+    Returns the output (batch, k) and every layer's cache, which backward needs.
+    """
+    caches = []
+    h = x
+    for layer, layer_params, buffers in zip(spec.layers, params, model_state, strict=True):
+        h, cache = LAYERS[layer.kind].forward(layer, layer_params, buffers, h, train)
+        caches.append(cache)
+    return h, caches
+
+
+def backward(spec, params, caches, d_out, grads):
+    """The gradients of every parameter from dL/d(output) (batch, k), written
+    into ``grads`` (a tree shaped like ``params``)."""
+    d = d_out
+    for index in reversed(range(len(spec.layers))):
+        layer = spec.layers[index]
+        d = LAYERS[layer.kind].backward(layer, params[index], caches[index], d, grads[index],
+                                        need_input_grad=index > 0)
+    return grads
+
+
+def empty_like(params):
+    """Arrays to write gradients into, shaped like ``params``."""
+    return [{name: np.empty_like(value) for name, value in layer.items()} for layer in params]
+
+
+def loss_and_gradients(spec, params, model_state, x, y, grads):
+    """The minibatch loss and its gradient with respect to every parameter,
+    written into ``grads``."""
+    loss, d_loss = LOSSES[spec.loss]
+    p, caches = forward(spec, params, model_state, x)
+    d_out = d_loss(p, y, **spec.loss_kwargs)                # dL/dp, (batch, k)
+    return loss(p, y, **spec.loss_kwargs), backward(spec, params, caches, d_out, grads)
+
+
+def predict(spec, params, model_state, x):
+    """The network's output for x (batch, *input_shape) -> (batch, k), eval mode."""
+    return forward(spec, params, model_state, x, train=False)[0]

@@ -1,0 +1,79 @@
+"""NumPy training: the reference loop, written like the notebook.
+
+Each step: forward, hand-written backward, in-place optimizer update. The
+parameters, gradients and optimizer buffers are views of one flat vector each
+(``nnparity.shared.core.flat``), so the update runs once on the whole vector.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnparity.backends.contract import RunResult, StepResult
+from nnparity.shared.core.divergence import raise_divergence
+from nnparity.shared.core.flat import in_one_vector
+from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.trajectory import Snapshot, copy_state
+from nnparity.shared.core.tree import copy_tree
+
+from .network import empty_like, loss_and_gradients
+from .optimizers import update
+
+
+def step(spec, params, model_state, opt_state, x, y) -> StepResult:
+    """One step from copies of the arguments: the loss before the update, the
+    gradients, and the parameters and states after it."""
+    params, model_state = copy_tree(params), copy_tree(model_state)
+    opt_state = copy_state(opt_state)
+    loss, grads = loss_and_gradients(spec, params, model_state, x, y, empty_like(params))
+    opt_state = update(spec.optimizer, params, grads, opt_state)
+    return StepResult(np.asarray(loss), grads, params, model_state, opt_state)
+
+
+def all_finite(loss, *flats):
+    """True when the loss and every element of every array in ``flats`` are
+    finite, each usually decided by one sum (see ``nnparity.shared.core.divergence``)."""
+    return math.isfinite(loss) and all(math.isfinite(flat.sum()) or bool(np.isfinite(flat).all())
+                                       for flat in flats)
+
+
+def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -> RunResult:
+    """Train over the batches of ``plan``.
+
+    Returns the parameters, the model and optimizer states, every step's
+    minibatch loss (computed before that step's update), (epochs *
+    steps_per_epoch,), and a snapshot before every ``record_every``-th step.
+    Raises ``DivergenceError`` at the first step whose loss, updated parameters
+    or optimizer state are not finite.
+    """
+    flat, params = in_one_vector(params, spec.dtype)
+    flat_grads, grads = in_one_vector(params, spec.dtype)
+    model_state = copy_tree(model_state)
+    buffers = {name: in_one_vector(tree, spec.dtype) for name, tree in opt_state.buffers.items()}
+    flat_state = OptimizerState(opt_state.step,
+                                {name: [{"all": f}] for name, (f, _) in buffers.items()})
+
+    def current_state():
+        return OptimizerState(flat_state.step, {name: v for name, (_, v) in buffers.items()})
+
+    batches = [(x[rows], y[rows]) for rows in plan.batches(0)]   # the same every epoch
+    losses, snapshots = [], []                                    # unless shuffled
+    step_index = plan.first_step
+    with np.errstate(over="ignore", invalid="ignore"):           # divergence is checked below
+        for epoch in range(plan.epochs):
+            if spec.shuffle and epoch > 0:
+                batches = [(x[rows], y[rows]) for rows in plan.batches(epoch)]
+            for x_batch, y_batch in batches:
+                if record_every and step_index % record_every == 0:
+                    snapshots.append(Snapshot(step_index, copy_tree(params),
+                                              copy_state(current_state()), copy_tree(model_state)))
+                loss, _ = loss_and_gradients(spec, params, model_state, x_batch, y_batch, grads)
+                flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
+                                    flat_state)
+                if not all_finite(loss, flat, *(f for f, _ in buffers.values())):
+                    raise_divergence(spec, "numpy", step_index, plan.steps_per_epoch)
+                losses.append(loss)
+                step_index += 1
+    return RunResult(params, model_state, current_state(), np.array(losses, dtype=spec.dtype),
+                     snapshots)

@@ -1,0 +1,40 @@
+"""The network in torch: the layers' forward passes in order, and the loss."""
+from __future__ import annotations
+
+import torch
+
+from nnparity.shared.core.tree import map_tree
+
+from .layers import LAYERS
+from .losses import LOSSES
+
+
+def forward(spec, params, model_state, x, train=True):
+    """x (batch, *input_shape) -> output (batch, k)."""
+    h = x
+    for layer, layer_params, buffers in zip(spec.layers, params, model_state, strict=True):
+        h = LAYERS[layer.kind].forward(layer, layer_params, buffers, h, train)
+    return h
+
+
+def loss_fn(spec, params, model_state, x, y):
+    """The minibatch loss, a 0-d tensor autograd can differentiate."""
+    return LOSSES[spec.loss](forward(spec, params, model_state, x), y, **spec.loss_kwargs)
+
+
+def to_tensors(tree, requires_grad=False):
+    """A NumPy tree as tensors of the same dtype (copied)."""
+    return map_tree(lambda a: torch.tensor(a, requires_grad=requires_grad), tree)
+
+
+def to_numpy(tree):
+    """A tree of tensors as NumPy copies."""
+    return map_tree(lambda t: t.detach().numpy().copy(), tree)
+
+
+def predict(spec, params, model_state, x):
+    """The network's output for x (batch, *input_shape) -> (batch, k), eval mode."""
+    with torch.no_grad():
+        params = map_tree(torch.from_numpy, params)
+        model_state = map_tree(torch.from_numpy, model_state)
+        return forward(spec, params, model_state, torch.from_numpy(x), train=False).numpy()

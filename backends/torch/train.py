@@ -1,0 +1,102 @@
+"""torch training: autograd for the gradients, the update rules by hand.
+
+Parameters are leaf tensors with ``requires_grad``; each step runs
+``loss.backward()``, updates the parameters and the optimizer state inside
+``torch.no_grad()`` and clears the gradients. No ``torch.optim``, no
+``nn.Module``. The parameters, gradients and optimizer buffers are views of one
+flat vector each (``nnparity.shared.core.flat``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from nnparity.backends.contract import RunResult, StepResult
+from nnparity.shared.core.divergence import raise_divergence
+from nnparity.shared.core.flat import in_one_vector
+from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.trajectory import Snapshot
+from nnparity.shared.core.tree import leaves, map_tree, zeros_like_tree
+
+from .network import loss_fn, to_numpy, to_tensors
+from .optimizers import update
+
+
+def state_to_tensors(state):
+    return OptimizerState(state.step, {name: to_tensors(tree) for name, tree in state.buffers.items()})
+
+
+def state_to_numpy(state):
+    return OptimizerState(int(state.step),
+                          {name: to_numpy(tree) for name, tree in state.buffers.items()})
+
+
+def step(spec, params, model_state, opt_state, x, y) -> StepResult:
+    """One step from NumPy arguments; the result in NumPy."""
+    params, model_state = to_tensors(params, requires_grad=True), to_tensors(model_state)
+    opt_state = state_to_tensors(opt_state)
+    loss = loss_fn(spec, params, model_state, torch.from_numpy(x), torch.from_numpy(y))
+    loss.backward()
+    grads = map_tree(lambda p: p.grad, params)
+    opt_state = update(spec.optimizer, params, grads, opt_state)
+    return StepResult(loss.detach().numpy(), to_numpy(grads), to_numpy(params),
+                      to_numpy(model_state), state_to_numpy(opt_state))
+
+
+def all_finite(loss, *flats):
+    """True when the loss and every element of every tensor in ``flats`` are
+    finite, each usually decided by one sum (see ``nnparity.shared.core.divergence``)."""
+    return math.isfinite(loss) and all(
+        math.isfinite(flat.sum()) or bool(torch.isfinite(flat).all()) for flat in flats)
+
+
+def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -> RunResult:
+    """Train from NumPy arguments over ``plan``; the result in NumPy. Raises
+    ``DivergenceError`` at the first step whose loss, parameters or optimizer
+    state are not finite.
+
+    Each step runs ``loss.backward()``, which adds into the parameters' ``.grad``
+    (views of one zeroed gradient vector), then updates under ``torch.no_grad()``
+    and zeroes the gradients again.
+    """
+    flat_grads, grads = in_one_vector(zeros_like_tree(params), spec.dtype, torch.from_numpy)
+    flat, params = in_one_vector(params, spec.dtype, torch.from_numpy)
+    for p, g in zip(leaves(params), leaves(grads), strict=True):
+        p.requires_grad_(True)                                   # leaves autograd fills
+        p.grad = g
+    model_state = map_tree(torch.from_numpy, map_tree(np.copy, model_state))
+    buffers = {name: in_one_vector(tree, spec.dtype, torch.from_numpy)
+               for name, tree in opt_state.buffers.items()}
+    flat_state = OptimizerState(opt_state.step,
+                                {name: [{"all": f}] for name, (f, _) in buffers.items()})
+
+    def current_state():
+        return OptimizerState(flat_state.step, {name: v for name, (_, v) in buffers.items()})
+
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    losses, snapshots = [], []
+    step_index = plan.first_step
+    batches = [(x[rows], y[rows]) for rows in plan.batches(0)]   # the same every epoch
+    for epoch in range(plan.epochs):                              # unless shuffled
+        if spec.shuffle and epoch > 0:
+            batches = [(x[rows], y[rows]) for rows in plan.batches(epoch)]
+        for x_batch, y_batch in batches:
+            if record_every and step_index % record_every == 0:
+                snapshots.append(Snapshot(step_index, to_numpy(params),
+                                          state_to_numpy(current_state()),
+                                          to_numpy(model_state)))
+            loss = loss_fn(spec, params, model_state, x_batch, y_batch)
+            loss.backward()
+            flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
+                                flat_state)
+            flat_grads.zero_()                                   # clear the gradients
+            loss = loss.detach()
+            losses.append(loss)
+            if not all_finite(loss, flat, *(f for f, _ in buffers.values())):
+                raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)
+            step_index += 1
+    losses = torch.stack(losses) if losses else torch.zeros(0, dtype=x.dtype)
+    return RunResult(to_numpy(params), to_numpy(model_state), state_to_numpy(current_state()),
+                     losses.numpy(), snapshots)
