@@ -80,14 +80,14 @@ def one_torch_thread():
 
 
 def perturb_torch(monkeypatch) -> None:
-    """Negative control: torch's final W0[0, 0] moved by 1e-6 (parity must fail)."""
+    """Negative control: torch's final 0.weight[0, 0] moved by 1e-6 (parity must fail)."""
     import nnparity.backends.torch as torch_backend
     real_train = torch_backend.train
 
     def perturbed(*args):
-        params, state, losses, snapshots = real_train(*args)
-        params[0][0][0, 0] += 1e-6
-        return params, state, losses, snapshots
+        result = real_train(*args)
+        result.params[0]["weight"][0, 0] += 1e-6
+        return result
 
     monkeypatch.setattr(torch_backend, "train", perturbed)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from nnparity.backends import numpy as numpy_backend
-from nnparity.backends import numpy_activations
+from nnparity.backends.numpy import activations as numpy_activations
 from nnparity.shared import POLICY, SGD, Dataset, NetworkSpec, compare, init_params
 from nnparity.shared.core.activations import ACTIVATIONS
 from conftest import require

@@ -164,7 +164,7 @@ def test_negative_control_float32_wrong_loss_caught_at_step_0(monkeypatch):
     """A loss 0.1% too large in torch: ten times the float32 rtol, caught by the
     teacher-forced step at step 0."""
     require("torch")
-    import nnparity.backends.torch_losses as torch_losses
+    import nnparity.backends.torch.losses as torch_losses
     monkeypatch.setitem(torch_losses.LOSSES, "mse", lambda p, y: 1.001 * ((p - y) ** 2).mean())
     spec, data = PARITY_CASES["hardtanh-wide-sgd-mse"]
     report = compare(spec, data, backends=("numpy", "torch"))

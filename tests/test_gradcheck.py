@@ -1,6 +1,6 @@
 """Hand-written NumPy derivatives against central finite differences (float64).
 
-- Each activation's f' (``nnparity.backends.numpy_activations``) at points at
+- Each activation's f' (``nnparity.backends.numpy.activations``) at points at
   least 1e-3 from its breakpoints: relative error <= 1e-6 point by point.
 - The whole network's backprop (``nnparity.backends.numpy.loss_and_gradients``)
   for small random specs with every activation: norm-based relative error
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nnparity.backends import numpy as numpy_backend
-from nnparity.backends import numpy_activations
+from nnparity.backends.numpy import activations as numpy_activations
 from nnparity.shared import NetworkSpec, init_params
 from nnparity.shared.core.activations import ACTIVATIONS, breakpoints, resolve
 
@@ -273,7 +273,7 @@ def test_negative_control_wrong_loss_gradient_fails(monkeypatch):
     spec = network_spec("gelu")
     params, x, y = kink_free_problem(spec)
     assert network_check(spec, params, x, y) <= MAX_RELATIVE_ERROR
-    from nnparity.backends import numpy_losses
+    from nnparity.backends.numpy import losses as numpy_losses
     monkeypatch.setitem(numpy_losses.LOSSES, "mse",
                         (numpy_losses.mse, lambda p, y: (p - y) / p.size))
     assert network_check(spec, params, x, y) > MAX_RELATIVE_ERROR

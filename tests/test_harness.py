@@ -404,7 +404,7 @@ def test_negative_control_parity_ok_without_the_patch():
 
 def test_negative_control_wrong_torch_loss_caught_at_step_0(monkeypatch):
     require("torch")
-    import nnparity.backends.torch_losses as torch_losses
+    import nnparity.backends.torch.losses as torch_losses
     monkeypatch.setitem(torch_losses.LOSSES, "mse",
                         lambda p, y: 1.01 * ((p - y) ** 2).mean())
     report = compare(NEG_SPEC, NEG_DATA, backends=("numpy", "torch"), record_every=4)
@@ -416,7 +416,7 @@ def test_negative_control_wrong_torch_loss_caught_at_step_0(monkeypatch):
 
 def test_negative_control_wrong_torch_update_caught_at_step_0(monkeypatch):
     require("torch")
-    import nnparity.backends.torch_optimizers as torch_optimizers
+    import nnparity.backends.torch.optimizers as torch_optimizers
     original = torch_optimizers.UPDATES["sgd"]
 
     def sgd_too_long(opt, params, grads, state):
@@ -432,7 +432,7 @@ def test_negative_control_wrong_torch_update_caught_at_step_0(monkeypatch):
 def test_negative_control_wrong_jax_loss_caught_at_step_0(monkeypatch):
     jax = require("jax")
     import jax.numpy as jnp
-    import nnparity.backends.jax_losses as jax_losses
+    import nnparity.backends.jax.losses as jax_losses
     jax.clear_caches()            # jitted functions are cached by their static arguments
     try:
         with monkeypatch.context() as m:
@@ -447,7 +447,7 @@ def test_negative_control_momentum_bug_after_step_0_caught_later(monkeypatch):
     """The buffer update for t > 0 is wrong (1.01 g instead of g): step 0, where the
     buffer starts at g, agrees; a later teacher-forced step does not."""
     require("torch")
-    import nnparity.backends.torch_optimizers as torch_optimizers
+    import nnparity.backends.torch.optimizers as torch_optimizers
     original = torch_optimizers.UPDATES["sgd"]
 
     def sgd_late_bug(opt, params, grads, state):
@@ -633,7 +633,7 @@ def test_negative_control_the_noise_moves_parameters_at_a_larger_lr():
 
 def test_a_failing_teacher_step_names_its_worst_element(monkeypatch):
     require("torch")
-    import nnparity.backends.torch_losses as torch_losses
+    import nnparity.backends.torch.losses as torch_losses
     monkeypatch.setitem(torch_losses.LOSSES, "mse",
                         lambda p, y: 1.01 * ((p - y) ** 2).mean())
     report = compare(NEG_SPEC, NEG_DATA, backends=("numpy", "torch"), record_every=4)

@@ -23,7 +23,7 @@ import re
 import numpy as np
 import pytest
 
-import nnparity.backends.numpy_losses as numpy_losses
+import nnparity.backends.numpy.losses as numpy_losses
 from nnparity.backends import loss_with_grad, predict, train
 from nnparity.shared import SGD, Adam, Dataset, NetworkSpec, compare, init_params
 from nnparity.shared.core.losses import LOSSES

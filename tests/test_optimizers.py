@@ -69,7 +69,7 @@ import numpy as np
 import pytest
 
 from nnparity.backends import train
-from nnparity.backends import numpy_optimizers
+from nnparity.backends.numpy import optimizers as numpy_optimizers
 from nnparity.shared import POLICY, SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, init_params
 from nnparity.shared.core.data import epoch_order
 from nnparity.shared.core.optimizers import (OPTIMIZERS, init_state, optimizer_from_dict,
@@ -769,7 +769,7 @@ def test_wrong_state_fails_state_comparison(monkeypatch):
 def test_wrong_torch_backend_update_fails(monkeypatch):
     """The torch backend's comparison can fail too: its SGD buffer starting at (1 - d) g."""
     require("torch")
-    from nnparity.backends import torch_optimizers
+    from nnparity.backends.torch import optimizers as torch_optimizers
 
     def damped(opt, params, grads, state):
         for i, (p, g) in enumerate(zip(torch_optimizers.tensors(params),

@@ -26,8 +26,8 @@ import types
 import numpy as np
 import pytest
 
-import nnparity.backends.numpy_activations as numpy_activations
-import nnparity.backends.numpy_losses as numpy_losses
+import nnparity.backends.numpy.activations as numpy_activations
+import nnparity.backends.numpy.losses as numpy_losses
 from nnparity.shared import SGD, Adam, NetworkSpec, compare
 from nnparity.shared.parity.rounding import move_ulps
 from nnparity.shared.core.synthetic import chaotic_case, regression
@@ -118,7 +118,7 @@ def test_well_conditioned_spec_is_ok_on_another_libm(other_libm):
 
 def test_wrong_update_is_still_caught_at_step_0_on_another_libm(other_libm, monkeypatch):
     require("torch")
-    import nnparity.backends.torch_optimizers as torch_optimizers
+    import nnparity.backends.torch.optimizers as torch_optimizers
     original = torch_optimizers.UPDATES["sgd"]
 
     def sgd_too_long(opt, params, grads, state):

@@ -326,7 +326,7 @@ def test_missing_framework_via_find_spec(monkeypatch, framework):
             return None
         return real_find_spec(name, *args, **kwargs)
 
-    monkeypatch.setattr(nnparity.backends.importlib.util, "find_spec", find_spec)
+    monkeypatch.setattr(nnparity.backends.registry.importlib.util, "find_spec", find_spec)
     with pytest.raises(ImportError, match=rf"{framework}.*nnparity\[{framework}\]"):
         train(notebook_spec().replace(epochs=1), notebook_data(), backend=framework)
 

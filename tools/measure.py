@@ -1,0 +1,213 @@
+"""Measure the numbers the documentation quotes, and write them in one place.
+
+A measurement, not a test: timings and the last digits of rounding differences
+depend on the machine. The pages in docs/ and the README link here instead of
+copying numbers. It writes:
+
+- ``docs/measured.md``: parity on the notebook spec, the chaotic run's
+  diagnosis, the digits recipe (needs scikit-learn), the float32 measurements
+  (``tools/measure_float32.py``'s output) and ``nnparity bench``'s tables with
+  the targets of issue 6, under a header saying when, where and how;
+- the README's ``nnparity compare`` output, between the
+  ``<!-- measured: compare -->`` markers (the timing line left out).
+
+Run: python tools/measure.py [--skip-bench] [--repeats N]
+(about 2-3 minutes on 2 cores with every backend and peer installed)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import os
+import platform
+import re
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+MEASURED = ROOT / "docs" / "measured.md"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- measured: compare -->", "<!-- /measured -->"
+BACKENDS = ["numpy", "torch", "jax"]
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def versions() -> str:
+    import jax
+    import torch
+    return (f"Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, "
+            f"jax {jax.__version__}")
+
+
+def parameter_quantities(differences: dict) -> dict:
+    return {k: d for k, d in differences.items() if k not in ("predictions", "losses")}
+
+
+def compare_output() -> tuple[str, object]:
+    """``nnparity compare``'s output for the notebook spec, without its timing line."""
+    from nnparity.shared.cli.main import main
+
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        status = main(["compare"])
+    if status != 0:
+        raise SystemExit(f"nnparity compare exited with {status}:\n{buffer.getvalue()}")
+    lines = [line for line in buffer.getvalue().splitlines()
+             if not line.startswith("train seconds:")]
+    return "\n".join(lines)
+
+
+def notebook_parity() -> list[str]:
+    from nnparity.shared import compare, notebook_data, notebook_spec
+
+    report = compare(notebook_spec(), notebook_data())
+    out = ["## Parity on the notebook spec", "",
+           "`compare(notebook_spec(), notebook_data())`: 2000 SGD steps, float64, against "
+           "numpy, normwise per tensor (max|a - e| / max|e|).", "",
+           "| backend | largest rel. difference, parameters | predictions | losses (elementwise) |",
+           "| --- | --- | --- | --- |"]
+    for p in report.parity:
+        params = max(d.max_rel for d in parameter_quantities(p.differences).values())
+        out.append(f"| {p.backend} | {params:.1e} | {p.differences['predictions'].max_rel:.1e} "
+                   f"| {p.differences['losses'].max_rel:.1e} |")
+    worst = max(d.max_rel for p in report.parity
+                for d in parameter_quantities(p.differences).values())
+    out += ["", f"Largest over both backends and every parameter: {worst:.1e} relative, "
+            f"against the policy's rtol {report.tolerance.rtol:g}.", ""]
+    return out
+
+
+def chaotic() -> list[str]:
+    from nnparity.shared import compare
+    from nnparity.shared.core.synthetic import chaotic_case
+
+    spec, data = chaotic_case()
+    report = compare(spec, data)
+    keep = [line for line in str(report).splitlines()
+            if line.startswith(("diagnosis", "verdict"))
+            or "teacher-forced steps, the closest call" in line
+            or "first snapshot out" in line]
+    return ["## The chaotic run", "",
+            "`nnparity.shared.core.synthetic.chaotic_case()`: sizes (3, 16, 16, 1), tanh, "
+            "`SGD(lr=0.1, momentum=0.9)`, 500 epochs. Lines of `compare`'s report:", "",
+            "```", *keep, "```", ""]
+
+
+def digits() -> list[str]:
+    import importlib.util
+
+    out = ["## The digits recipe", ""]
+    if importlib.util.find_spec("sklearn") is None:
+        return out + ["Skipped: scikit-learn (the `datasets` extra) is not installed.", ""]
+    from nnparity.shared import Adam, NetworkSpec, compare, load_dataset
+
+    spec = NetworkSpec(sizes=(64, 64, 10), activation="relu", init="he_normal",
+                       loss="cross_entropy", optimizer=Adam(lr=1e-3), batch_size=32, epochs=20,
+                       seed=0)
+    report = compare(spec, load_dataset("digits"))
+    out += ["Sizes (64, 64, 10), relu, he_normal, cross_entropy, `Adam(lr=1e-3)`, batch 32, "
+            "20 epochs, seed 0, float64.", "",
+            "| backend | test accuracy | largest parameter difference to numpy (abs / rel) |",
+            "| --- | --- | --- |"]
+    for name, result in report.results.items():
+        p = next((p for p in report.parity if p.backend == name), None)
+        diff = "(reference)"
+        if p is not None:
+            params = parameter_quantities(p.differences).values()
+            diff = f"{max(d.max_abs for d in params):.1e} / {max(d.max_rel for d in params):.1e}"
+        out.append(f"| {name} | {100 * result.metrics['test_accuracy']:.1f}% | {diff} |")
+    out += ["", f"Verdict: {'parity holds' if report.ok else 'PARITY FAILED'} under the float64 "
+            "policy.", ""]
+    return out
+
+
+def float32() -> list[str]:
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "measure_float32.py")],
+                          capture_output=True, text=True, check=True)
+    return ["## float32", "",
+            "The data behind the float32 entry of the tolerance policy: "
+            "`python tools/measure_float32.py`'s output (its docstring explains the columns).",
+            "", "```", done.stdout.rstrip(), "```", ""]
+
+
+def performance(repeats: int) -> list[str]:
+    from nnparity.shared.bench import run as bench
+
+    result = bench.run(BACKENDS, repeats=repeats)
+    nb, peers = result["notebook"], result["peers"]
+    numpy_ratio = nb["numpy"] / peers["notebook loop"]
+    torch_ratio = nb["torch"] / peers["torch.nn + torch.optim"]
+    jax_ratio = nb["jax"] / peers["jit + lax.scan (hand-written)"]
+    compute = [c["gflops"] / c["matmul_gflops"] for c in result["compute"].values()]
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "not met"
+
+    return ["## Performance", "",
+            f"`nnparity bench --repeats {repeats}` (medians of {repeats} after a warm-up; "
+            "what a ratio compares is timed in turn within each repetition):", "",
+            "```", bench.table(result), "```", "",
+            "| target (issue 6) | measured | |", "| --- | --- | --- |",
+            f"| numpy ≤ 0.8 × the notebook's loop | {numpy_ratio:.2f} | {met(numpy_ratio <= 0.8)} |",
+            f"| torch ≤ 0.6 × `torch.nn` + `torch.optim` | {torch_ratio:.2f} "
+            f"| {met(torch_ratio <= 0.6)} |",
+            f"| jax warm ≤ 3 ms and ≤ 2 × the hand-written scan | {1e3 * nb['jax']:.1f} ms, "
+            f"{jax_ratio:.2f} × | {met(nb['jax'] <= 3e-3 and jax_ratio <= 2)} |",
+            f"| jax cold ≤ 1 s | {result['cold']['jax']:.2f} s | {met(result['cold']['jax'] <= 1)} |",
+            f"| compute-bound ≥ 0.8 of the matmul rate | {', '.join(f'{r:.2f}' for r in compute)} "
+            f"| {met(min(compute) >= 0.8)} |",
+            f"| `nnparity compare` cold ≤ 8 s | {result['compare_cli_cold']:.1f} s "
+            f"| {met(result['compare_cli_cold'] <= 8)} |", ""]
+
+
+def write_readme_block(text: str) -> None:
+    readme = README.read_text()
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1:
+        raise SystemExit(f"README.md must hold {BEGIN} ... {END} once")
+    head, rest = readme.split(BEGIN)
+    _, tail = rest.split(END)
+    README.write_text(f"{head}{BEGIN}\n```\n$ nnparity compare\n{text}\n```\n{END}{tail}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-bench", action="store_true",
+                        help="leave out nnparity bench (the Performance section says so)")
+    parser.add_argument("--repeats", type=int, default=5, metavar="N")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = ["# Measured numbers", "",
+            f"<!-- Generated by `python tools/measure.py` on {when}. Do not edit by hand: "
+            "rerun it. -->", "",
+            f"Generated by `python tools/measure.py` on {when}, on {cpu_name()} "
+            f"({os.cpu_count()} cores visible), {platform.system()}; {versions()}. "
+            "Every number on this page comes from that run; the other pages link here instead "
+            "of quoting them. Timings on a shared machine are noisy: read the ratios, which "
+            "are timed in turn within each repetition. Rounding differences move by a few "
+            "ulps with the CPU and its BLAS kernels; the verdicts do not.", ""]
+    body += notebook_parity() + chaotic() + digits() + float32()
+    body += (["## Performance", "", "Not measured in this run (`--skip-bench`).", ""]
+             if args.skip_bench else performance(args.repeats))
+    MEASURED.write_text("\n".join(body).rstrip() + "\n")
+    write_readme_block(compare_output())
+    print(f"wrote {MEASURED.relative_to(ROOT)} and README.md's compare output")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
