@@ -21,8 +21,10 @@ from idioms_guide import (BLOCKS, CASE_ID, DEMO_BLOCKS, GUIDE_TEXT, SOURCE_BLOCK
 def test_guide_shows_every_backend():
     sources = {b.source for b in SOURCE_BLOCKS}
     for backend in ("numpy", "torch", "jax"):
-        assert f"backends/{backend}.py" in sources, backend
-        assert any(s.startswith(f"backends/{backend}_") for s in sources), backend
+        assert any(s.startswith(f"backends/{backend}/layers/") or s.startswith(
+            f"backends/{backend}/network.py") for s in sources), backend
+        assert any(s.startswith(f"backends/{backend}/") and s.endswith("optimizers.py")
+                   for s in sources), backend
     for section in ("## Forward pass", "## Backward pass", "## The SGD update",
                     "## An optimizer with state", "## The training loop", "## Traps"):
         assert section in GUIDE_TEXT, section
@@ -90,9 +92,9 @@ def test_negative_control_stale_snippet_in_the_guide_is_reported():
 
 
 def test_negative_control_snippet_against_another_file_is_missing():
-    numpy_forward = next(b for b in SOURCE_BLOCKS if b.source == "backends/numpy.py")
-    retagged = f"<!-- source: backends/torch.py -->\n```python\n{numpy_forward.text}\n```\n"
-    assert stale_snippets(retagged) == ["line 2: backends/torch.py"]
+    numpy_forward = next(b for b in SOURCE_BLOCKS if b.source == "backends/numpy/network.py")
+    retagged = f"<!-- source: backends/torch/network.py -->\n```python\n{numpy_forward.text}\n```\n"
+    assert stale_snippets(retagged) == ["line 2: backends/torch/network.py"]
     nowhere = "<!-- source: backends/no_such.py -->\n```python\nx = 1\n```\n"
     assert stale_snippets(nowhere) == ["line 2: backends/no_such.py"]
     outside = "<!-- source: ../shared/GUIDE.md -->\n```python\nx = 1\n```\n"
