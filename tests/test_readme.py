@@ -171,7 +171,7 @@ def test_slow_and_upstream_markers_select_their_tests():
 # ---------------------------------------------------------------- compare's output
 
 #: a number that is not part of a name ("W0", "0.weight" keep theirs)
-NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w])")
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?!\w|\.[A-Za-z_])")
 
 
 def shape_of(lines: list[str]) -> list[str]:
