@@ -140,6 +140,16 @@ def _register_helper(name: str) -> None:
 
 _register_helper("crafted_checkpoints")        # checkpoint files crafted to attack the reader
 _register_helper("idioms_guide")               # docs/idioms.md's code blocks and test names
+_register_helper("layer_contract")             # the tests every layer kind passes
+
+
+def pytest_generate_tests(metafunc):
+    """A ``LayerContract`` subclass's tests run once per entry of its ``cases``."""
+    if "case" in metafunc.fixturenames and metafunc.cls is not None \
+            and hasattr(metafunc.cls, "cases"):
+        cases = metafunc.cls.cases
+        assert cases, f"{metafunc.cls.__name__}.cases is empty: a layer kind needs cases"
+        metafunc.parametrize("case", list(cases.values()), ids=list(cases))
 
 
 # ---------------------------------------------------------------- hypothesis profiles

@@ -1,0 +1,222 @@
+"""The tests every layer kind must pass, written once.
+
+A layer kind's test module (``tests/test_layer_<kind>.py``) subclasses
+``LayerContract`` and sets:
+
+- ``cases``: {id: NetworkSpec} small float64 networks that use the kind (smooth
+  ones: the finite-difference check needs no kinks near the data);
+and defines, at module level, ``torch_module(layer, input_shape)``: the
+``torch.nn`` module that computes the same layer (the outside oracle), with
+parameters named as ours. A network mixes kinds, so the oracle of each layer
+is looked up in its own kind's test module (``torch_oracle``).
+
+Every test below then runs for every case (``conftest.pytest_generate_tests``
+parametrizes ``case``):
+
+- shapes: init, every backend's forward and the spec agree;
+- gradients: the NumPy backend's hand-written backward pass against central
+  finite differences, and against ``torch.nn`` + autograd;
+- forward: the NumPy, torch and JAX backends against ``torch.nn.Sequential``
+  loaded with our parameters by their flat names (``load_state_dict`` with
+  ``strict=True``: the names are torch's);
+- parity: ``compare`` in all three backends, with a negative control;
+- checkpoints: save, load, predict the same; the file names tensors by their
+  flat names.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from conftest import perturb_torch, require
+
+from nnparity.backends import get_backend, predict, train
+from nnparity.backends.numpy.network import empty_like, loss_and_gradients
+from nnparity.shared import (POLICY, Dataset, NetworkSpec, compare, init_model_state,
+                             init_params, load_checkpoint, save_checkpoint, to_flat)
+from nnparity.shared.core.tolerance import tensorwise_difference
+from nnparity.shared.core.tree import leaves
+
+#: the finite-difference acceptance threshold (norm-based relative error), as in
+#: tests/test_gradcheck.py
+MAX_RELATIVE_ERROR = 1e-6
+BACKENDS = ("numpy", "torch", "jax")
+
+
+@functools.cache
+def torch_oracle(kind: str):
+    """``torch_module`` of ``tests/test_layer_<kind>.py``, loaded from its file."""
+    path = Path(__file__).with_name(f"test_layer_{kind}.py")
+    assert path.exists(), f"layer kind {kind!r} has no test module {path.name}"
+    spec = importlib.util.spec_from_file_location(f"_oracle_{kind}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.torch_module
+
+
+def data_for(spec: NetworkSpec, rows: int = 12, seed: int = 0) -> Dataset:
+    """Seeded regression data shaped for ``spec`` (targets of ``spec.n_outputs`` columns)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, *spec.input_shape))
+    y = rng.standard_normal((rows, spec.n_outputs))
+    return Dataset(x, y, x[:4], y[:4])
+
+
+def batch(spec: NetworkSpec):
+    data = data_for(spec)
+    return data.x_train[:spec.batch_size], data.y_train[:spec.batch_size]
+
+
+def numpy_gradients(spec, params, x, y):
+    loss, grads = loss_and_gradients(spec, params, init_model_state(spec), x, y,
+                                     empty_like(params))
+    return float(loss), grads
+
+
+def finite_difference_gradients(spec, params, x, y):
+    """Central differences of the NumPy loss in every parameter element."""
+    out = []
+    for layer in params:
+        entry = {}
+        for name, value in layer.items():
+            grad = np.empty_like(value)
+            for index in np.ndindex(value.shape):
+                saved = value[index]
+                h = 1e-6 * max(1.0, abs(saved))
+                value[index] = saved + h
+                up = numpy_gradients(spec, params, x, y)[0]
+                value[index] = saved - h
+                down = numpy_gradients(spec, params, x, y)[0]
+                value[index] = saved
+                grad[index] = (up - down) / (2 * h)
+            entry[name] = grad
+        out.append(entry)
+    return out
+
+
+def relative_error(actual, expected) -> float:
+    a = np.concatenate([np.ravel(t) for t in leaves(actual)])
+    e = np.concatenate([np.ravel(t) for t in leaves(expected)])
+    return float(np.linalg.norm(a - e) / max(np.linalg.norm(e), 1e-300))
+
+
+class LayerContract:
+    """Subclass it in the layer kind's test module (see the module docstring)."""
+
+    cases: ClassVar[dict[str, NetworkSpec]] = {}
+
+    # ------------------------------------------------------------------ shapes
+
+    def test_shapes_agree(self, case):
+        spec = case
+        params = init_params(spec)
+        assert [{k: v.shape for k, v in layer.items()} for layer in params] == \
+            list(spec.param_shapes)
+        assert all(v.dtype == np.dtype(spec.dtype) for v in leaves(params))
+        x, _ = batch(spec)
+        for backend in BACKENDS:
+            require(backend)
+            out = predict(spec, params, x, backend)
+            assert out.shape == (x.shape[0], *spec.output_shape), backend
+
+    # --------------------------------------------------------------- gradients
+
+    def test_backward_matches_finite_differences(self, case):
+        spec = case
+        params = init_params(spec)
+        x, y = batch(spec)
+        _, grads = numpy_gradients(spec, params, x, y)
+        assert relative_error(grads, finite_difference_gradients(spec, params, x, y)) \
+            <= MAX_RELATIVE_ERROR
+
+    def test_negative_control_a_wrong_gradient_fails_the_finite_differences(self, case):
+        spec = case
+        params = init_params(spec)
+        x, y = batch(spec)
+        _, grads = numpy_gradients(spec, params, x, y)
+        first = leaves(grads)[0]
+        first.flat[0] += 1e-3 * max(1.0, np.abs(first).max())
+        assert relative_error(grads, finite_difference_gradients(spec, params, x, y)) \
+            > MAX_RELATIVE_ERROR
+
+    def sequential(self, spec, params):
+        """torch.nn.Sequential of the oracle modules, loaded with ``params`` by flat name."""
+        torch = require("torch")
+        modules = [torch_oracle(layer.kind)(layer, shape)
+                   for layer, shape in zip(spec.layers, spec.layer_input_shapes, strict=False)]
+        model = torch.nn.Sequential(*modules).to(torch.float64)
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in to_flat(params).items()},
+                              strict=True)
+        return model
+
+    def test_backward_matches_torch_nn_autograd(self, case):
+        torch = require("torch")
+        spec = case
+        params = init_params(spec)
+        x, y = batch(spec)
+        loss, grads = numpy_gradients(spec, params, x, y)
+        model = self.sequential(spec, params)
+        out = model(torch.from_numpy(x))
+        expected_loss = torch.nn.functional.mse_loss(out, torch.from_numpy(y))
+        expected_loss.backward()
+        expected = {name: p.grad.numpy() for name, p in model.named_parameters()}
+        tol = POLICY[spec.dtype]
+        assert tensorwise_difference({"loss": loss}, {"loss": expected_loss.item()}, tol).ok
+        assert list(expected) == list(to_flat(grads))
+        assert tensorwise_difference(to_flat(grads), expected, tol).ok
+
+    # ----------------------------------------------------------------- forward
+
+    @pytest.mark.parametrize("backend", BACKENDS)
+    def test_forward_matches_torch_nn(self, case, backend):
+        torch = require("torch")
+        require(backend)
+        spec = case
+        params = init_params(spec)
+        x, _ = batch(spec)
+        with torch.no_grad():
+            expected = self.sequential(spec, params)(torch.from_numpy(x)).numpy()
+        actual = predict(spec, params, x, backend)
+        assert tensorwise_difference({"out": actual}, {"out": expected}, POLICY[spec.dtype]).ok
+
+    # ------------------------------------------------------------------ parity
+
+    def test_parity_in_every_backend(self, case):
+        for backend in BACKENDS:
+            require(backend)
+        spec = case
+        report = compare(spec, data_for(spec))
+        assert report.ok, str(report)
+
+    def test_negative_control_a_perturbed_torch_run_fails_parity(self, case, monkeypatch):
+        require("torch")
+        perturb_torch(monkeypatch)
+        spec = case
+        report = compare(spec, data_for(spec), backends=("numpy", "torch"))
+        assert not report.ok
+
+    # ------------------------------------------------------------- checkpoints
+
+    def test_checkpoint_round_trip(self, case, tmp_path):
+        spec = case
+        data = data_for(spec)
+        result = train(spec, data)
+        path = tmp_path / "net.npz"
+        save_checkpoint(path, spec, result.params, result.opt_state,
+                        model_state=result.model_state)
+        with np.load(path, allow_pickle=False) as archive:
+            stored = {k[len("params."):] for k in archive.files if k.startswith("params.")}
+        assert stored == set(to_flat(result.params))
+        loaded = load_checkpoint(path)
+        assert loaded.spec == spec
+        for backend in BACKENDS:
+            require(backend)
+            expected = get_backend(backend).predict(spec, result.params, result.model_state,
+                                                    data.x_test)
+            actual = predict(spec, loaded.params, data.x_test, backend,
+                             model_state=loaded.model_state)
+            assert np.array_equal(actual, expected), backend
