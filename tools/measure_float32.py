@@ -117,10 +117,10 @@ def vector(tree) -> np.ndarray:
 
 def step_parts(out) -> dict[str, np.ndarray]:
     """One step's parts as whole vectors: loss, grads, params, each buffer."""
-    loss, grads, params, state = out
-    parts = {"loss": np.asarray(loss, dtype=np.float64), "grads": vector(grads),
-             "params": vector(params)}
-    parts.update({k: vector(state[k]) for k in sorted(state) if k != "step"})
+    parts = {"loss": np.asarray(out.loss, dtype=np.float64), "grads": vector(out.grads),
+             "params": vector(out.params)}
+    buffers = out.opt_state.buffers
+    parts.update({k: vector(buffers[k]) for k in sorted(buffers)})
     return parts
 
 
@@ -145,8 +145,8 @@ def teacher_parts(spec, data, snapshots, name):
              "state": 0.0, "used": 0.0}
     for snap in snapshots:
         rows = plan.rows(snap.step)
-        e = ref.step(spec, snap.params, snap.state, x[rows], y[rows])
-        a = module.step(spec, snap.params, snap.state, x[rows], y[rows])
+        e = ref.step(spec, snap.params, snap.model_state, snap.opt_state, x[rows], y[rows])
+        a = module.step(spec, snap.params, snap.model_state, snap.opt_state, x[rows], y[rows])
         named_a, named_e = named_step(a), named_step(e)
         worst["no floor"] = max(worst["no floor"],
                                 step_difference(snap.step, named_a, named_e, NO_FLOOR).max_rel)
@@ -185,8 +185,8 @@ def measure(name, spec, data):
                        used_elementwise(res.losses, ref.losses),
                        used_elementwise(report.predictions[p.backend],
                                         report.predictions["numpy"]),
-                       max(used_elementwise(vector((s.params, s.state)),
-                                            vector((r.params, r.state)))
+                       max(used_elementwise(vector((s.params, s.opt_state.buffers)),
+                                            vector((r.params, r.opt_state.buffers)))
                            for s, r in zip(res.snapshots, ref.snapshots, strict=True))),
             ok=p.ok, first_out=p.first_step_out,
             f32_vs_f64=normwise(ref.params, f64.params)))
