@@ -91,7 +91,8 @@ def rmsprop(h, params, grads, step, buffers, decay):
     else:
         d = tree.map(lambda v: jnp.sqrt(v) + h["eps"], v)
     if "momentum_buffer" in buffers:
-        b = tree.map(lambda b, g, d: h["momentum"] * b + g / d, buffers["momentum_buffer"], grads, d)
+        b = tree.map(lambda b, g, d: h["momentum"] * b + g / d, buffers["momentum_buffer"],
+                     grads, d)
         new["momentum_buffer"] = b
         params = tree.map(lambda p, b: p - h["lr"] * b, params, b)
     else:

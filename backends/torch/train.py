@@ -25,7 +25,8 @@ from .optimizers import update
 
 
 def state_to_tensors(state):
-    return OptimizerState(state.step, {name: to_tensors(tree) for name, tree in state.buffers.items()})
+    return OptimizerState(state.step,
+                          {name: to_tensors(tree) for name, tree in state.buffers.items()})
 
 
 def state_to_numpy(state):

@@ -16,7 +16,8 @@ from nnparity.shared.io.files import open_input, read_bounded
 from nnparity.shared.core.losses import LOSSES
 from nnparity.shared.core.optimizers import OPTIMIZERS
 from nnparity.shared.core.spec import INITS, NetworkSpec, notebook_spec
-from nnparity.shared.core.validation import FLOAT_DTYPES, InputTypeError, InputValueError, fail, parse_json
+from nnparity.shared.core.validation import (FLOAT_DTYPES, InputTypeError, InputValueError, fail,
+                                             parse_json)
 
 #: flag destination -> optimizer argument it sets
 OPTIMIZER_FLAGS = {"lr": "lr", "momentum": "momentum", "dampening": "dampening",

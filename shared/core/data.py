@@ -8,7 +8,8 @@ import numpy as np
 from nnparity.shared.core.losses import LOSSES, check_targets
 from nnparity.shared.core.optimizers import state_buffers
 from nnparity.shared.core.spec import NetworkSpec
-from nnparity.shared.core.validation import check_float_array, check_shape, check_targets_array, fail
+from nnparity.shared.core.validation import (check_float_array, check_shape, check_targets_array,
+                                             fail)
 
 
 @dataclass(frozen=True)

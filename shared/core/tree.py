@@ -14,7 +14,8 @@ from typing import Any, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from nnparity.shared.core.validation import check_float_array, check_shape, dtype_name, fail, plain_layout
+from nnparity.shared.core.validation import (check_float_array, check_shape, dtype_name, fail,
+                                             plain_layout)
 
 Tree = list[dict[str, Any]]
 #: a tree of NumPy arrays: params, model state, or one optimizer buffer

@@ -38,19 +38,18 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from nnparity.shared.io.files import check_output_path, npy_array, open_input, read_npy_header, write_atomic
+from nnparity.shared.io.files import (check_output_path, npy_array, open_input, read_npy_header,
+                                      write_atomic)
 from nnparity.shared.core.checkpoint import Checkpoint
 from nnparity.shared.core.optimizers import OptimizerState
 from nnparity.shared.core.tree import Params, ShapeTree, named_leaves
 from nnparity.shared.core.optimizers import state_buffers
 from nnparity.shared.core.spec import NetworkSpec
-from nnparity.shared.core.validation import INT64_MAX, InputValueError, check_int, fail
+from nnparity.shared.core.validation import InputValueError, fail
 
 FORMAT = "nnparity checkpoint"
 FORMAT_VERSION = 2

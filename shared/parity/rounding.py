@@ -138,12 +138,12 @@ def jittered(tree):
 
 
 def step_sensitivity(spec, params, model_state, opt_state, x: np.ndarray, y: np.ndarray, *,
-                     seed: int,
-                     named_outputs, samples: int = ROUNDING_SAMPLES,
+                     seed: int, named_outputs, samples: int = ROUNDING_SAMPLES,
                      ulps: int = ROUNDING_ULPS) -> dict[str, float]:
     """Each output tensor's sensitivity to rounding, for one step from (params,
-    model_state, opt_state) on the batch (x, y): max over ``samples`` perturbed runs of max |perturbed - exact|
-    (inf where a perturbed run turns a finite value non-finite).
+    model_state, opt_state) on the batch (x, y): max over ``samples`` perturbed
+    runs of max |perturbed - exact| (inf where a perturbed run turns a finite
+    value non-finite).
 
     ``named_outputs`` maps a step's ``StepResult`` to named arrays;
     the runs are the NumPy backend's ``step``, seeded by ``seed``.

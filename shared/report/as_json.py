@@ -19,7 +19,8 @@ import platform
 from typing import Any
 
 from nnparity.shared.parity.harness import ParityReport, StepDifference
-from nnparity.shared.core.tolerance import ROUNDING_MULTIPLE, ROUNDING_SAMPLES, ROUNDING_ULPS, Difference, Element
+from nnparity.shared.core.tolerance import (ROUNDING_MULTIPLE, ROUNDING_SAMPLES, ROUNDING_ULPS,
+                                            Difference, Element)
 from nnparity.shared.core.validation import fail
 
 SCHEMA = "nnparity.compare-report"
