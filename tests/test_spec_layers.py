@@ -190,3 +190,25 @@ def test_bad_layer_specs_are_refused_by_name(kwargs, error, message):
 def test_bad_layers_are_refused_by_name(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+def test_shorthand_changes_to_a_layer_spec_are_refused_by_name():
+    spec = NetworkSpec(input_shape=(2,), layers=(Dense(3), Dense(1)))
+    with pytest.raises(ValueError, match="activation=.*given as layers"):
+        spec.replace(activation="tanh")
+    assert spec.replace(sizes=(2, 5, 1)).layers == (Dense(5), Activation("relu"), Dense(1))
+
+
+def test_the_cli_trains_a_layer_spec_file_and_refuses_shorthand_flags_for_it(tmp_path, capsys):
+    from nnparity.shared.cli.main import main
+    spec = NetworkSpec(input_shape=(2,), layers=(Dense(3), Activation("tanh"), Dense(3),
+                                                 Dense(1)), init="torch_default", epochs=3)
+    path = tmp_path / "spec.json"
+    path.write_text(spec.to_json())
+    assert main(["train", "--spec", str(path), "--save", str(tmp_path / "net.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "hidden2 weight" in out and "output bias" in out
+    assert main(["predict", "--checkpoint", str(tmp_path / "net.npz"), "--input", "1,2"]) == 0
+    assert main(["train", "--spec", str(path), "--activation", "relu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--activation" in err[0] and "given as layers" in err[0]

@@ -169,11 +169,17 @@ def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
     base = read_spec_file(args.spec) if args.spec else notebook_spec()
     if "loss" in changes and "loss_params" not in changes and changes["loss"] != base.loss:
         changes["loss_params"] = {}
+    if base.sizes is None and "sizes" not in changes:
+        for field in ("activation", "activation_params"):
+            if field in changes:
+                flag = "--" + field.replace("_", "-")
+                fail(flag, getattr(args, field), f"no {flag} with a --spec whose network is "
+                     "given as layers (give its Activation layers in the file, or --sizes)")
     if "activation" in changes and "activation_params" not in changes:
         names = set(changes["activation"] if isinstance(changes["activation"], tuple)
                     else (changes["activation"],))
         # keep the base's parameters of names still used
-        changes["activation_params"] = {k: v for k, v in base.activation_params.items()
+        changes["activation_params"] = {k: v for k, v in (base.activation_params or {}).items()
                                         if k in names}
     changes["optimizer"] = optimizer_from_args(args, base.optimizer)
     try:

@@ -283,6 +283,10 @@ class NetworkSpec:
             fail("replace", sorted(unknown), f"field names of NetworkSpec: {', '.join(values)}",
                  TypeError)
         if set(changes) & set(SHORTHAND):
+            if self.sizes is None and "sizes" not in changes:
+                name = sorted(set(changes) & set(SHORTHAND))[0]
+                fail(name, changes[name], "a change of input_shape or layers: this network "
+                     "is given as layers, not in the MLP shorthand (sizes)")
             for name in GENERAL:
                 values[name] = None
         elif set(changes) & set(GENERAL):
