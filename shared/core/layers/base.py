@@ -37,6 +37,11 @@ class Layer:
         """{name: shape} of the non-trainable model state (e.g. running statistics)."""
         return {}
 
+    def fans(self, input_shape: Shape) -> tuple[int, int]:
+        """(fan_in, fan_out): the numbers the init rules scale by, the kind's own
+        (for Dense: in-features and units)."""
+        return 0, 0
+
     def init_params(self, rule: str, rng: np.random.RandomState,
                     input_shape: Shape) -> dict[str, np.ndarray]:
         """Draw the parameters with init ``rule`` from ``rng`` (float64; the caller

@@ -50,9 +50,12 @@ class Dense(Layer):
     def param_shapes(self, input_shape: Shape) -> dict[str, Shape]:
         return {"weight": (self.units, input_shape[-1]), "bias": (self.units,)}
 
+    def fans(self, input_shape: Shape) -> tuple[int, int]:
+        return input_shape[-1], self.units
+
     def init_params(self, rule: str, rng: np.random.RandomState,
                     input_shape: Shape) -> dict[str, np.ndarray]:
-        n_in, n_out = input_shape[-1], self.units
+        n_in, n_out = self.fans(input_shape)
         bias = np.zeros(n_out)
         if rule == "uniform_fan_in":
             weight = rng.rand(n_out, n_in) / n_in
