@@ -74,18 +74,19 @@ def replace_member(members, name, data):
 
 def crafted_files(arrays: dict) -> dict[str, tuple[bytes, str]]:
     """name -> (the file's bytes, text the ValueError must contain), crafted from the
-    valid checkpoint ``arrays`` of a float64 network of 2 layers with Adam's state."""
+    valid checkpoint ``arrays`` of a float64 network of 2 Dense layers (flat names
+    0.* and 2.*, an Activation between) with Adam's state."""
     members = members_of(arrays)
-    w, b = arrays["params.0.W"], arrays["params.0.b"]
+    w, b = arrays["params.0.weight"], arrays["params.0.bias"]
     huge = (10**6, 10**6)                                        # 8 TB of float64
     spec = json.loads(str(arrays["spec"][()]))
     # the largest first layer a spec allows (at most 2**32 - 1 parameters): 34 GB
-    wide = (255, 2**24)                                          # W is (out, in)
+    wide = (255, 2**24)                                          # weight is (out, in)
     huge_spec = json.dumps({**spec, "sizes": [wide[1], wide[0]] + spec["sizes"][2:]})
     return {
         "big-endian-param": (
-            zip_bytes(members_of({**arrays, "params.0.W": w.astype(">f8")})),
-            f"entry 'params.0.W' is >f8 {w.shape}, expected float64 {w.shape}"),
+            zip_bytes(members_of({**arrays, "params.0.weight": w.astype(">f8")})),
+            f"entry 'params.0.weight' is >f8 {w.shape}, expected float64 {w.shape}"),
         "deflated": (zip_bytes(members, zipfile.ZIP_DEFLATED), "compressed (zip method 8)"),
         "bzip2": (zip_bytes(members, zipfile.ZIP_BZIP2), "compressed (zip method 12)"),
         "lzma": (zip_bytes(members, zipfile.ZIP_LZMA), "compressed (zip method 14)"),
@@ -93,38 +94,38 @@ def crafted_files(arrays: dict) -> dict[str, tuple[bytes, str]]:
                                        "compressed (zip method 99)"),
         "encrypted-flag": (patched(zip_bytes(members), FLAGS, 1), "is encrypted"),
         "header-claims-a-huge-shape": (
-            zip_bytes(replace_member(members, "params.0.W.npy",
+            zip_bytes(replace_member(members, "params.0.weight.npy",
                                      npy_header(huge) + w.tobytes())),
-            f"entry 'params.0.W' is float64 (1000000, 1000000), expected float64 {w.shape}"),
+            f"entry 'params.0.weight' is float64 (1000000, 1000000), expected float64 {w.shape}"),
         "spec-and-header-claim-a-huge-shape": (
             zip_bytes(replace_member(replace_member(
                 members, "spec.npy", npy_bytes(np.array(huge_spec))),
-                "params.0.W.npy", npy_header(wide) + w.tobytes())),
-            (f"entry 'params.0.W' holds {w.nbytes} bytes of data, but its header float64 "
+                "params.0.weight.npy", npy_header(wide) + w.tobytes())),
+            (f"entry 'params.0.weight' holds {w.nbytes} bytes of data, but its header float64 "
              f"{wide} needs {8 * wide[0] * wide[1]}")),
         "record-claims-more-bytes-than-the-file": (
             patched(zip_bytes(members), SIZES, 2**31 - 1, 2**31 - 1,
-                    names={"params.1.b.npy"}),
-            "entry 'params.1.b' claims 2147483647 bytes, more than the file's"),
+                    names={"params.2.bias.npy"}),
+            "entry 'params.2.bias' claims 2147483647 bytes, more than the file's"),
         "trailing-bytes-after-the-data": (
-            zip_bytes(replace_member(members, "params.0.b.npy",
+            zip_bytes(replace_member(members, "params.0.bias.npy",
                                      npy_bytes(b) + bytes(8))),
-            (f"entry 'params.0.b' holds {b.nbytes + 8} bytes of data, but its header "
+            (f"entry 'params.0.bias' holds {b.nbytes + 8} bytes of data, but its header "
              f"float64 {b.shape} needs {b.nbytes}")),
         "malformed-npy-header": (
-            zip_bytes(replace_member(members, "params.0.W.npy",
+            zip_bytes(replace_member(members, "params.0.weight.npy",
                                      b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f8 \n")),
-            "entry 'params.0.W' has a malformed .npy header"),
-        "not-npy-data": (zip_bytes(replace_member(members, "params.0.W.npy", b"hello")),
-                         "entry 'params.0.W' has a malformed .npy header"),
+            "entry 'params.0.weight' has a malformed .npy header"),
+        "not-npy-data": (zip_bytes(replace_member(members, "params.0.weight.npy", b"hello")),
+                         "entry 'params.0.weight' has a malformed .npy header"),
         "npy-version-3": (
-            zip_bytes(replace_member(members, "params.0.W.npy",
+            zip_bytes(replace_member(members, "params.0.weight.npy",
                                      npy_header(w.shape, version=(3, 0)) + w.tobytes())),
             ".npy format version (3, 0)"),
         "member-not-npy": (zip_bytes(members + [("notes.txt", b"hi")]),
                            "member 'notes.txt' is not an .npy array"),
-        "duplicate-entry": (zip_bytes(members + [("params.0.W.npy", npy_bytes(w))]),
-                            "entry 'params.0.W' appears more than once"),
+        "duplicate-entry": (zip_bytes(members + [("params.0.weight.npy", npy_bytes(w))]),
+                            "entry 'params.0.weight' appears more than once"),
         "spec-nested-too-deeply": (
             zip_bytes(replace_member(members, "spec.npy",
                                      npy_bytes(np.array("[" * 100_000 + "]" * 100_000)))),

@@ -32,9 +32,10 @@ import pytest
 import nnparity.backends
 from nnparity.backends import (activation_with_grad, evaluate, loss_with_grad, predict,
                                train)
-from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, compare,
-                             init_params, load_dataset, notebook_data)
+from nnparity.shared import (SGD, Activation, Adam, AdamW, Dataset, Dense, NetworkSpec,
+                             RMSprop, compare, init_params, load_dataset, notebook_data)
 from nnparity.shared.cli.main import main
+from nnparity.shared.core.tree import leaves, map_tree
 from conftest import require
 
 #: the backend functions that do work; the tripwire replaces each one
@@ -62,6 +63,23 @@ def spec(**changes) -> NetworkSpec:
     """A small valid float64 regression spec for the notebook data (2 inputs, 1 output)."""
     base = dict(sizes=(2, 4, 1), optimizer=SGD(lr=1e-3), epochs=2, batch_size=2)
     return NetworkSpec(**{**base, **changes})
+
+
+#: a network in the general layer form that is not an MLP (two Dense layers in a row)
+LAYERS = (Dense(4), Activation("tanh"), Dense(3), Dense(1))
+
+
+def layer_spec(**changes) -> NetworkSpec:
+    """``spec()``'s network in the layer form: input_shape (2,) and LAYERS (no sizes)."""
+    base = dict(input_shape=(2,), layers=LAYERS, optimizer=SGD(lr=1e-3), epochs=2,
+                batch_size=2)
+    return NetworkSpec(**{**base, **changes})
+
+
+def layers_json(**changes) -> str:
+    """``layer_spec()`` as JSON, some entries replaced (a value None drops the entry)."""
+    d = {**layer_spec().to_dict(), **changes}
+    return json.dumps({key: value for key, value in d.items() if value is not None})
 
 
 def ce_spec(**changes) -> NetworkSpec:
@@ -208,6 +226,123 @@ CASES = [
         '{"sizes": [2, 1], "optimizer": {"name": "sgd", "lr": NaN}}'), ValueError,
          "lr", "nan", "finite"),
 
+    # ------------------------------------------------------------ NetworkSpec, layer form
+    case("layers-without-input_shape", lambda: layer_spec(input_shape=None), TypeError,
+         "input_shape", "None", "one input row's shape"),
+    case("layers-input_shape-int", lambda: layer_spec(input_shape=2), TypeError,
+         "input_shape", "2", "a tuple of 1 to 8 integers >= 1"),
+    case("layers-input_shape-str", lambda: layer_spec(input_shape="2"), TypeError,
+         "input_shape", "'2'", "a tuple of 1 to 8 integers >= 1"),
+    case("layers-input_shape-empty", lambda: layer_spec(input_shape=()), TypeError,
+         "input_shape", "()", "a tuple of 1 to 8 integers >= 1"),
+    case("layers-input_shape-zero", lambda: layer_spec(input_shape=(0,)), ValueError,
+         "input_shape[0]", "0", ">= 1"),
+    case("layers-input_shape-negative", lambda: layer_spec(input_shape=(2, -3)), ValueError,
+         "input_shape[1]", "-3", ">= 1"),
+    case("layers-input_shape-float", lambda: layer_spec(input_shape=(2.0,)), TypeError,
+         "input_shape[0]", "2.0", "integer"),
+    case("layers-input_shape-bool", lambda: layer_spec(input_shape=(True,)), TypeError,
+         "input_shape[0]", "True", "integer"),
+    case("layers-input_shape-nine-axes", lambda: layer_spec(input_shape=(1,) * 9), TypeError,
+         "input_shape", "(1, 1, 1, 1, 1, 1, 1, 1, 1)", "1 to 8 integers"),
+    case("layers-a-layer-not-a-tuple", lambda: layer_spec(layers=Dense(1)), TypeError,
+         "layers", "Dense(units=1)", "a tuple of layer specs"),
+    case("layers-str", lambda: layer_spec(layers="dense"), TypeError,
+         "layers", "'dense'", "a tuple of layer specs"),
+    case("layers-dict", lambda: layer_spec(layers={"kind": "dense", "units": 1}), TypeError,
+         "layers", "{'kind': 'dense'", "a tuple of layer specs"),
+    case("layers-set", lambda: layer_spec(layers={Dense(1)}), TypeError,
+         "layers", "{Dense(units=1)}", "a tuple of layer specs"),
+    case("layers-generator", lambda: layer_spec(layers=(layer for layer in LAYERS)), TypeError,
+         "layers", "<generator", "a tuple of layer specs"),
+    case("layers-empty", lambda: layer_spec(layers=()), ValueError,
+         "layers", "0 layers", "1 to 1024 layers"),
+    case("layers-item-str", lambda: layer_spec(layers=(Dense(4), "relu", Dense(1))), TypeError,
+         "layers[1]", "'relu'", "a layer spec such as Dense(4)"),
+    case("layers-item-dict", lambda: layer_spec(layers=(Dense(4), {"kind": "dense", "units": 1})),
+         TypeError, "layers[1]", "{'kind': 'dense'", "a layer spec such as Dense(4)"),
+    case("layers-item-class", lambda: layer_spec(layers=(Dense,)), TypeError,
+         "layers[0]", "Dense", "a layer spec such as Dense(4)"),
+    case("Dense-zero", lambda: Dense(0), ValueError, "Dense.units", "0", ">= 1"),
+    case("Dense-float", lambda: Dense(2.5), TypeError, "Dense.units", "2.5", "integer"),
+    case("Dense-bool", lambda: Dense(True), TypeError, "Dense.units", "True", "integer"),
+    case("Dense-str", lambda: Dense("4"), TypeError, "Dense.units", "'4'", "integer"),
+    case("Dense-too-wide", lambda: Dense(2**24 + 1), ValueError,
+         "Dense.units", str(2**24 + 1), "2**24"),
+    case("Activation-unknown", lambda: Activation("nope"), ValueError,
+         "activation", "'nope'", "'relu'"),
+    case("Activation-name-not-str", lambda: Activation(3), TypeError,
+         "activation", "3", "'relu'"),
+    case("Activation-param-unknown", lambda: Activation("relu", {"x": 1}), ValueError,
+         "Activation('relu').params['x']", "1", "none"),
+    case("Activation-param-str", lambda: Activation("leaky_relu", {"negative_slope": "0.1"}),
+         TypeError, "Activation('leaky_relu').params['negative_slope']", "'0.1'", "real number"),
+    case("Activation-params-not-a-mapping", lambda: Activation("leaky_relu", [0.1]), TypeError,
+         "Activation('leaky_relu').params", "[0.1]", "a mapping"),
+    case("Activation-param-nan-in-a-spec", lambda: layer_spec(layers=(
+        Dense(4), Activation("elu", {"alpha": math.nan}), Dense(1))), ValueError,
+         "alpha", "nan", "finite"),
+    case("layers-param-rounds-to-zero-in-float32", lambda: layer_spec(dtype="float32", layers=(
+        Dense(4), Activation("leaky_relu", {"negative_slope": 1e-300}), Dense(3), Dense(1))),
+         ValueError, "layers[1].params['negative_slope']", "1e-300", "float32"),
+    # layers that form an MLP are the shorthand: the parameter is named as it would be there
+    case("mlp-layers-param-rounds-to-zero-in-float32", lambda: layer_spec(
+        dtype="float32", layers=(Dense(4), Activation("leaky_relu", {"negative_slope": 1e-300}),
+                                 Dense(1))),
+         ValueError, "activation_params['leaky_relu']['negative_slope']", "1e-300", "float32"),
+    case("sizes-and-layers-disagree", lambda: layer_spec(sizes=(2, 4, 1), layers=(
+        Dense(5), Activation("relu"), Dense(1))), ValueError,
+         "layers", "Dense(units=5)", "the layers sizes=(2, 4, 1) builds"),
+    case("sizes-and-input_shape-disagree", lambda: spec(input_shape=(3,)), ValueError,
+         "input_shape", "(3,)", "(2,), the input shape sizes=(2, 4, 1) builds"),
+    case("sizes-and-input_shape-disagree-same-layers", lambda: spec(
+        input_shape=(3,), layers=(Dense(4), Activation("relu"), Dense(1))), ValueError,
+         "input_shape", "(3,)", "(2,), the input shape sizes=(2, 4, 1) builds"),
+    case("sizes-and-input_shape-without-layers", lambda: spec(input_shape=(2,)), ValueError,
+         "layers", "None", "or no layers"),
+    case("activation-with-layers", lambda: layer_spec(activation="tanh"), ValueError,
+         "activation", "'tanh'", "None with layers"),
+    case("activation_params-with-layers", lambda: layer_spec(
+        activation_params={"elu": {"alpha": 1.0}}), ValueError,
+         "activation_params", "{'elu'", "None with layers"),
+    case("neither-sizes-nor-layers", lambda: NetworkSpec(input_shape=(2,)), TypeError,
+         "spec", "no sizes and no layers", "input_shape and layers"),
+    case("layers-from_json-unknown-kind", lambda: NetworkSpec.from_json(layers_json(
+        layers=[{"kind": "conv2d", "units": 4}])), ValueError,
+         "layers[0].kind", "'conv2d'", "'dense', 'activation'"),
+    case("layers-from_json-unknown-field", lambda: NetworkSpec.from_json(layers_json(
+        layers=[{"kind": "dense", "units": 4, "bias": False}])), ValueError,
+         "layers[0]['bias']", "False", "fields of Dense: units"),
+    case("layers-from_json-activation-unknown-field", lambda: NetworkSpec.from_json(layers_json(
+        layers=[{"kind": "dense", "units": 4}, {"kind": "activation", "name": "relu",
+                                                "slope": 1}])), ValueError,
+         "layers[1]['slope']", "1", "fields of Activation: name, params"),
+    case("layers-from_json-missing-field", lambda: NetworkSpec.from_json(layers_json(
+        layers=[{"kind": "dense"}])), TypeError,
+         "layers[0]", "{'kind': 'dense'}", "field 'units'"),
+    case("layers-from_json-no-kind", lambda: NetworkSpec.from_json(layers_json(
+        layers=[{"units": 4}])), TypeError,
+         "layers[0]", "{'units': 4}", "a 'kind' key"),
+    case("layers-from_json-kind-not-str", lambda: NetworkSpec.from_json(layers_json(
+        layers=[{"kind": 1}])), TypeError, "layers[0]", "{'kind': 1}", "a 'kind' key"),
+    case("layers-from_json-layer-a-str", lambda: NetworkSpec.from_json(layers_json(
+        layers=["dense"])), TypeError, "layers[0]", "'dense'", "a 'kind' key"),
+    case("layers-from_json-layers-an-object", lambda: NetworkSpec.from_json(layers_json(
+        layers={"kind": "dense", "units": 4})), TypeError,
+         "layers", "{'kind': 'dense'", "a tuple of layer specs"),
+    case("layers-from_json-units-float", lambda: NetworkSpec.from_json(layers_json(
+        layers=[{"kind": "dense", "units": 2.5}])), TypeError, "Dense.units", "2.5", "integer"),
+    case("layers-from_json-no-input_shape", lambda: NetworkSpec.from_json(layers_json(
+        input_shape=None)), TypeError, "input_shape", "None", "one input row's shape"),
+    case("layers-from_json-input_shape-str", lambda: NetworkSpec.from_json(layers_json(
+        input_shape="2")), TypeError, "input_shape", "'2'", "a tuple of 1 to 8 integers"),
+    case("layers-from_json-activation-with-layers", lambda: NetworkSpec.from_json(layers_json(
+        activation="relu")), ValueError, "activation", "'relu'", "None with layers"),
+    case("layers-replace-bad-layer", lambda: layer_spec().replace(layers=(Dense(4), 3)),
+         TypeError, "layers[1]", "3", "a layer spec"),
+    case("layers-replace-shorthand-field", lambda: layer_spec().replace(activation="tanh"),
+         ValueError, "activation", "'tanh'", "this network is given as layers"),
+
     # ------------------------------------------------------------ optimizers
     case("SGD-lr-str", lambda: SGD(lr="0.1"), TypeError, "lr", "'0.1'", "real number"),
     case("SGD-lr-bool", lambda: SGD(lr=True), TypeError, "lr", "True", "real number"),
@@ -286,14 +421,15 @@ CASES = [
          "y_train.dtype", "'int64'", "float32 or float64"),
     case("Dataset-y_train-object", lambda: data(y_train=Y.astype(object)), TypeError,
          "y_train.dtype", "'object'", "float32 or float64"),
-    case("Dataset-x_train-3d", lambda: data(x_train=X[:, :, None]), ValueError,
-         "x_train.shape", "(4, 2, 1)", "2 dimensions"),
+    # rows may have any shape (a spec's input_shape), but x_test's must be x_train's
+    case("Dataset-x_train-3d-x_test-2d", lambda: data(x_train=X[:, :, None]), ValueError,
+         "x_test.shape", "(1, 2)", "rows of shape (2, 1)"),
     case("Dataset-x_train-1d", lambda: data(x_train=X[:, 0]), ValueError,
-         "x_train.shape", "(4,)", "2 dimensions"),
+         "x_train.ndim", "1", "at least 2"),
     case("Dataset-y_train-3d", lambda: data(y_train=Y[:, :, None]), ValueError,
          "y_train.shape", "(4, 1, 1)", "(n, k)"),
     case("Dataset-x_test-3d", lambda: data(x_test=np.ones((1, 2, 1))), ValueError,
-         "x_test.shape", "(1, 2, 1)", "2 dimensions"),
+         "x_test.shape", "(1, 2, 1)", "2 columns, as many as x_train"),
     case("Dataset-row-mismatch", lambda: data(y_train=Y[:3]), ValueError,
          "y_train.shape", "(3, 1)", "4 rows"),
     case("Dataset-test-row-mismatch", lambda: data(y_test=np.ones((2, 1))), ValueError,
@@ -354,19 +490,28 @@ CASES = [
     case("predict-spec-not-a-spec", lambda: predict("spec", params(), X), TypeError,
          "spec", "'spec'", "NetworkSpec"),
     case("predict-params-not-a-list", lambda: predict(spec(), "params", X), TypeError,
-         "params", "'params'", "(W, b) pairs"),
+         "params", "'params'", "a list of 3 dicts of arrays, one per layer"),
     case("predict-params-wrong-layers", lambda: predict(spec(), params()[:1], X), TypeError,
-         "params", "[(array(", "2 (W, b) pairs"),
+         "params", "[{'weight': array(", "a list of 3 dicts"),
+    case("predict-params-old-pairs", lambda: predict(
+        spec(), [(layer["weight"], layer["bias"]) for layer in params() if layer], X), TypeError,
+         "params", "[(array(", "['0.weight', '0.bias', '2.weight', '2.bias']"),
+    case("predict-params-activation-layer-has-a-tensor", lambda: predict(
+        spec(), [params()[0], {"weight": params()[0]["weight"]}, params()[2]], X), ValueError,
+         "params[1] keys", "['weight']", "exactly []"),
+    case("predict-params-missing-bias", lambda: predict(
+        spec(), [params()[0], {}, {"weight": params()[2]["weight"]}], X), ValueError,
+         "params[2] keys", "['weight']", "exactly ['weight', 'bias']"),
     case("predict-params-wrong-shape", lambda: predict(spec(), params(spec(sizes=(2, 5, 1))), X),
-         ValueError, "params[0].W.shape", "(5, 2)", "(4, 2)"),
+         ValueError, "params[0]['weight'].shape", "(5, 2)", "(4, 2)"),
     case("predict-params-int", lambda: predict(
-        spec(), [(w.astype(np.int64), b) for w, b in params()], X), TypeError,
-         "params[0].W.dtype", "'int64'", "float32 or float64"),
+        spec(), map_tree(lambda a: a.astype(np.int64), params()), X), TypeError,
+         "params[0]['weight'].dtype", "'int64'", "float32 or float64"),
     case("predict-params-dtype-differs", lambda: predict(spec(), params(spec(dtype="float32")), X),
-         TypeError, "params[0].W.dtype", "'float32'", "float64"),
+         TypeError, "params[0]['weight'].dtype", "'float32'", "float64"),
     case("predict-params-nan", lambda: predict(
-        spec(), [(with_value(w, (0, 0), np.nan), b) for w, b in params()], X), ValueError,
-         "params[0].W[0, 0]", "nan", "finite"),
+        spec(), map_tree(lambda a: with_value(a, (0,) * a.ndim, np.nan), params()), X),
+         ValueError, "params[0]['weight'][0, 0]", "nan", "finite"),
     case("predict-x-nan", lambda: predict(spec(), params(), with_value(X, (2, 1), np.nan)),
          ValueError, "x[2, 1]", "nan", "finite"),
     case("predict-x-wrong-feature-count", lambda: predict(spec(), params(), np.ones((4, 3))),
@@ -413,16 +558,16 @@ CASES = [
     case("evaluate-spec-not-a-spec", lambda: evaluate("spec", params(), data()), TypeError,
          "spec", "'spec'", "NetworkSpec"),
     case("evaluate-params-not-a-list", lambda: evaluate(spec(), "params", data()), TypeError,
-         "params", "'params'", "(W, b) pairs"),
+         "params", "'params'", "a list of 3 dicts of arrays, one per layer"),
     case("evaluate-params-wrong-shape", lambda: evaluate(spec(), params(spec(sizes=(2, 5, 1))),
                                                          data()),
-         ValueError, "params[0].W.shape", "(5, 2)", "(4, 2)"),
+         ValueError, "params[0]['weight'].shape", "(5, 2)", "(4, 2)"),
     case("evaluate-params-dtype-differs", lambda: evaluate(spec(), params(spec(dtype="float32")),
                                                            data()),
-         TypeError, "params[0].W.dtype", "'float32'", "float64"),
+         TypeError, "params[0]['weight'].dtype", "'float32'", "float64"),
     case("evaluate-params-nan", lambda: evaluate(
-        spec(), [(with_value(w, (0, 0), np.nan), b) for w, b in params()], data()), ValueError,
-         "params[0].W[0, 0]", "nan", "finite"),
+        spec(), map_tree(lambda a: with_value(a, (0,) * a.ndim, np.nan), params()), data()),
+         ValueError, "params[0]['weight'][0, 0]", "nan", "finite"),
     case("evaluate-data-not-a-dataset", lambda: evaluate(spec(), params(), (X, Y)), TypeError,
          "data", "(array(", "Dataset"),
     case("evaluate-wrong-feature-count", lambda: evaluate(      # the whole Dataset is checked
@@ -547,22 +692,24 @@ def test_zero_epochs_returns_initial_parameters(backend, dtype):
     s = spec(epochs=0, dtype=dtype, optimizer=Adam(lr=0.1), sizes=(2, 3, 3, 1),
              init="xavier_uniform")
     result = train(s, data(), backend=backend)
-    for (w, b), (w0, b0) in zip(result.params, init_params(s), strict=True):
-        assert w.dtype == b.dtype == np.dtype(dtype)
-        np.testing.assert_array_equal(w, w0)
-        np.testing.assert_array_equal(b, b0)
+    initial = init_params(s)
+    assert [list(layer) for layer in result.params] == [list(layer) for layer in initial]
+    for got, want in zip(leaves(result.params), leaves(initial), strict=True):
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, want)
     assert result.losses.shape == (0,)
-    assert result.opt_state["step"] == 0
-    assert all(np.all(a == 0) for name, buffers in result.opt_state.items() if name != "step"
-               for pair in buffers for a in pair)
+    assert result.opt_state.step == 0
+    assert set(result.opt_state.buffers) == {"exp_avg", "exp_avg_sq"}
+    assert all(np.all(a == 0) for tree in result.opt_state.buffers.values()
+               for a in leaves(tree))
 
 
 def test_zero_epochs_negative_control():
     """One epoch does move the parameters, so the check above can fail."""
     s = spec(epochs=1, optimizer=Adam(lr=0.1), sizes=(2, 3, 3, 1), init="xavier_uniform")
     result = train(s, data())
-    assert not all(np.array_equal(w, w0) for (w, _), (w0, _) in zip(result.params,
-                                                                       init_params(s), strict=True))
+    assert not all(np.array_equal(a, a0) for a, a0 in zip(leaves(result.params),
+                                                           leaves(init_params(s)), strict=True))
 
 
 # ---------------------------------------------------------------- the command line
@@ -627,6 +774,31 @@ CLI_CASES = [
         stdin=spec_json(optimizer={"name": "sgd", "lr": math.nan})),
     cli("spec-dtype-int32", ["train", "--spec", "-"], "dtype", "'int32'", "'float64'",
         stdin=spec_json(dtype="int32")),
+    cli("layers-unknown-kind", ["train", "--spec", "-"], "layers[1].kind", "'conv2d'",
+        "'dense', 'activation'",
+        stdin=layers_json(layers=[{"kind": "dense", "units": 4}, {"kind": "conv2d"}])),
+    cli("layers-unknown-field", ["train", "--spec", "-"], "layers[0]['bias']", "False",
+        "fields of Dense: units",
+        stdin=layers_json(layers=[{"kind": "dense", "units": 4, "bias": False}])),
+    cli("layers-missing-field", ["train", "--spec", "-"], "layers[0]", "field 'units'",
+        stdin=layers_json(layers=[{"kind": "dense"}])),
+    cli("layers-units-zero", ["train", "--spec", "-"], "Dense.units", "0", ">= 1",
+        stdin=layers_json(layers=[{"kind": "dense", "units": 0}])),
+    cli("layers-activation-unknown", ["train", "--spec", "-"], "activation", "'nope'", "'relu'",
+        stdin=layers_json(layers=[{"kind": "activation", "name": "nope"},
+                                  {"kind": "dense", "units": 1}])),
+    cli("layers-without-input_shape", ["train", "--spec", "-"], "input_shape", "None",
+        stdin=layers_json(input_shape=None)),
+    cli("layers-input_shape-zero", ["train", "--spec", "-"], "input_shape[0]", "0", ">= 1",
+        stdin=layers_json(input_shape=[0])),
+    cli("layers-not-a-list", ["train", "--spec", "-"], "layers", "'dense'", "a tuple of layer",
+        stdin=layers_json(layers="dense")),
+    cli("layers-and-sizes-disagree", ["train", "--spec", "-"], "layers", "sizes=(2, 4, 1)",
+        stdin=layers_json(sizes=[2, 4, 1])),
+    cli("layers-with-activation", ["train", "--spec", "-"], "activation", "'relu'",
+        "None with layers", stdin=layers_json(activation="relu")),
+    cli("layers-wrong-feature-count", ["train", "--spec", "-"], "x_train.shape", "(4, 2)",
+        "(4, 3)", stdin=layers_json(input_shape=[3])),
     cli("spec-not-json", ["train", "--spec", "-"], "spec JSON", "{sizes", "valid JSON",
         stdin="{sizes: [2, 4, 1]}"),
     cli("spec-missing-file", ["train", "--spec", "/nonexistent/spec.json"], "--spec",
@@ -677,6 +849,44 @@ def test_cli_zero_epochs_prints_the_initial_parameters():
     proc = run_cli("train", "--epochs", "0")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    w0 = init_params(spec(optimizer=SGD(lr=1e-5), sizes=(2, 4, 1)))[0][0]
+    w0 = init_params(spec(optimizer=SGD(lr=1e-5), sizes=(2, 4, 1)))[0]["weight"]
     # the notebook's first hidden weight, printed the way NumPy prints it
     assert f"hidden weight: {w0}".splitlines()[0] in proc.stdout, proc.stdout
+
+
+def test_layer_form_negative_controls():
+    """The layer-form cases above differ from valid specs only in what each changes:
+    layer_spec() is valid and not an MLP, a list of layers is taken as a tuple, and
+    sizes with the layers they build is the same spec."""
+    general = layer_spec()
+    assert general.sizes is None and general.activation is None
+    assert general.layers == LAYERS and general.input_shape == (2,)
+    assert layer_spec(layers=list(LAYERS)).layers == LAYERS
+    assert NetworkSpec.from_json(layers_json()) == general
+    mlp = (Dense(4), Activation("relu"), Dense(1))
+    assert spec(input_shape=(2,), layers=mlp) == spec() == layer_spec(layers=mlp)
+    assert Activation("leaky_relu", {"negative_slope": 0.2}).params == (("negative_slope", 0.2),)
+
+
+@pytest.mark.parametrize("layers, fragment", [
+    ([{"kind": "dense", "units": 4}, {"kind": "pool"}], "layers[1].kind='pool'"),
+    ([{"kind": "dense", "units": 4, "bias": False}], "layers[0]['bias']=False"),
+])
+def test_cli_bad_layer_spec_file_is_one_line_exit_2(tmp_path, layers, fragment):
+    """The real entry point, in a subprocess, with the spec in a file."""
+    path = tmp_path / "spec.json"
+    path.write_text(layers_json(layers=layers))
+    proc = run_cli("train", "--spec", str(path))
+    assert proc.returncode == 2, proc
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nnparity: error: "), proc.stderr
+    assert fragment in lines[0]
+
+
+def test_cli_layer_spec_file_negative_control(tmp_path):
+    """The same file with valid layers trains (exit 0)."""
+    path = tmp_path / "spec.json"
+    path.write_text(layers_json(epochs=1))
+    proc = run_cli("train", "--spec", str(path))
+    assert proc.returncode == 0, proc.stderr

@@ -3,8 +3,10 @@ way a file or an argument can be wrong."""
 import functools
 import io
 import itertools
+import json
 import os
 import pickle
+from pathlib import Path
 
 import nnparity.shared.io.checkpoint as checkpoint_module
 import numpy as np
@@ -15,19 +17,22 @@ from nnparity.backends import predict, train
 from nnparity.shared import (
     POLICY,
     SGD,
+    Activation,
     Adam,
     AdamW,
     Checkpoint,
     Dataset,
+    Dense,
     NetworkSpec,
     RMSprop,
     load_checkpoint,
     save_checkpoint,
 )
 from nnparity.shared.io.checkpoint import FORMAT_VERSION, checkpoint_arrays
-from nnparity.shared.core.optimizers import init_state, state_buffers
+from nnparity.shared.core.optimizers import OptimizerState, init_state, state_buffers
 from nnparity.shared.core.spec import MAX_COUNT
 from nnparity.shared.core.tolerance import difference
+from nnparity.shared.core.tree import copy_tree, flat_names, leaves, map_tree, to_flat
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -85,13 +90,20 @@ def checkpoint_after(spec, backend, epochs_done=DONE):
 def worst_difference(result, reference):
     """(all within the policy, max abs difference) over params, test predictions, losses."""
     tol = POLICY[reference.spec.dtype]
-    pairs = [(a, e) for (w, b), (we, be) in zip(result.params, reference.params, strict=True)
-             for a, e in ((w, we), (b, be))]
+    pairs = list(zip(leaves(result.params), leaves(reference.params), strict=True))
     pairs.append((predict(result.spec, result.params, DATA.x_test),
                   predict(reference.spec, reference.params, DATA.x_test)))
     pairs.append((result.losses, reference.losses[-len(result.losses):]))
     diffs = [difference(a, e, tol) for a, e in pairs]
     return all(d.ok for d in diffs), max(d.max_abs for d in diffs)
+
+
+def trees_equal(got, want, dtype):
+    """The same layers, names, dtype (``dtype``) and values, exactly."""
+    return (len(got) == len(want)
+            and all(list(g) == list(w) for g, w in zip(got, want, strict=True))
+            and all(a.dtype == b.dtype == np.dtype(dtype) and np.array_equal(a, b)
+                    for a, b in zip(leaves(got), leaves(want), strict=True)))
 
 
 def require_backend(name):
@@ -112,15 +124,13 @@ def test_round_trip_is_exact(tmp_path, optimizer, dtype):
     assert os.listdir(tmp_path) == ["run.ckpt"]
     loaded = load_checkpoint(str(path))
     assert loaded.spec == saved.spec and loaded.epochs_done == DONE
-    for (w, b), (ws, bs) in zip(loaded.params, saved.params, strict=True):
-        assert w.dtype == ws.dtype == np.dtype(dtype) and np.array_equal(w, ws)
-        assert b.dtype == bs.dtype and np.array_equal(b, bs)
-    assert set(loaded.opt_state) == {"step", *state_buffers(optimizer)}
-    assert loaded.opt_state["step"] == DONE * STEPS_PER_EPOCH
+    assert trees_equal(loaded.params, saved.params, dtype)
+    assert isinstance(loaded.opt_state, OptimizerState)
+    assert set(loaded.opt_state.buffers) == set(state_buffers(optimizer))
+    assert loaded.opt_state.step == DONE * STEPS_PER_EPOCH
     for buffer in state_buffers(optimizer):
-        for got, want in zip(loaded.opt_state[buffer], saved.opt_state[buffer], strict=True):
-            assert all(g.dtype == w.dtype and np.array_equal(g, w)
-                       for g, w in zip(got, want, strict=True))
+        assert trees_equal(loaded.opt_state.buffers[buffer], saved.opt_state.buffers[buffer],
+                           dtype)
 
 
 def test_checkpoint_unpacks_as_the_issue_s_three_tuple(tmp_path):
@@ -128,8 +138,8 @@ def test_checkpoint_unpacks_as_the_issue_s_three_tuple(tmp_path):
     saved = checkpoint_after(spec, "numpy")
     save_checkpoint(tmp_path / "c", *saved, epochs_done=saved.epochs_done)
     loaded_spec, params, opt_state = load_checkpoint(tmp_path / "c")
-    assert loaded_spec == spec and opt_state["step"] == saved.opt_state["step"]
-    assert np.array_equal(params[0][0], saved.params[0][0])
+    assert loaded_spec == spec and opt_state.step == saved.opt_state.step
+    assert np.array_equal(params[0]["weight"], saved.params[0]["weight"])
 
 
 def test_without_optimizer_state_and_epochs_done_defaults_to_the_total(tmp_path):
@@ -165,7 +175,7 @@ def test_resume_on_any_backend_equals_an_uninterrupted_run(tmp_path, first, seco
     reference = uninterrupted(spec, second)
     ok, worst = worst_difference(resumed, reference)
     assert ok, f"{first} -> {second}: max abs difference {worst:.3g}"
-    assert resumed.epochs_done == TOTAL and resumed.opt_state["step"] == TOTAL * STEPS_PER_EPOCH
+    assert resumed.epochs_done == TOTAL and resumed.opt_state.step == TOTAL * STEPS_PER_EPOCH
     assert len(resumed.losses) == (TOTAL - DONE) * STEPS_PER_EPOCH
 
 
@@ -189,8 +199,8 @@ def test_a_checkpoint_predicts_the_same_in_every_backend(tmp_path, first, second
         """The loaded parameters with W0[0, 0] moved by ``times`` the tolerance at its
         own scale (atol + rtol * |w|); the outputs are O(1), so about one tolerance
         on the weight is one on the outputs."""
-        copy = [(w.copy(), b.copy()) for w, b in params]
-        w = copy[0][0]
+        copy = copy_tree(params)
+        w = copy[0]["weight"]
         w[0, 0] += times * (tol.atol + tol.rtol * abs(float(w[0, 0])))
         return predict(loaded_spec, copy, x, backend=second)
 
@@ -202,7 +212,7 @@ def test_a_checkpoint_predicts_the_same_in_every_backend(tmp_path, first, second
 def test_negative_control_fresh_optimizer_buffers_differ(spec_name):
     spec = RESUME_SPECS[spec_name]
     saved = checkpoint_after(spec, "numpy")
-    fresh = {**init_state(spec.optimizer, saved.params), "step": saved.opt_state["step"]}
+    fresh = init_state(spec.optimizer, saved.params)._replace(step=saved.opt_state.step)
     resumed = train(spec, DATA, resume=Checkpoint(spec, saved.params, fresh, DONE))
     ok, worst = worst_difference(resumed, uninterrupted(spec, "numpy"))
     assert not ok and worst > 1e3 * POLICY["float64"].atol
@@ -214,7 +224,7 @@ def test_negative_control_wrong_start_epoch_differs():
     after the first step, so only the order changes)."""
     spec = RESUME_SPECS["sgd-momentum"]
     saved = checkpoint_after(spec, "numpy")
-    shifted = {**saved.opt_state, "step": (DONE + 1) * STEPS_PER_EPOCH}
+    shifted = saved.opt_state._replace(step=(DONE + 1) * STEPS_PER_EPOCH)
     resumed = train(spec.replace(epochs=TOTAL + 1), DATA,
                     resume=Checkpoint(spec.replace(epochs=TOTAL + 1), saved.params, shifted,
                                       DONE + 1))
@@ -237,12 +247,12 @@ def test_resume_with_a_larger_total_equals_the_longer_uninterrupted_run():
 def test_resume_at_the_total_trains_nothing_and_leaves_the_checkpoint_alone():
     spec = RESUME_SPECS["adam"]
     saved = checkpoint_after(spec, "numpy", TOTAL)
-    before = saved.params[0][0].copy()
+    before = saved.params[0]["weight"].copy()
     result = train(spec, DATA, resume=saved)
-    assert len(result.losses) == 0 and np.array_equal(result.params[0][0], before)
+    assert len(result.losses) == 0 and np.array_equal(result.params[0]["weight"], before)
     result = train(spec.replace(epochs=TOTAL + 1), DATA, resume=saved)
     assert len(result.losses) == STEPS_PER_EPOCH
-    assert np.array_equal(saved.params[0][0], before)                # not updated in place
+    assert np.array_equal(saved.params[0]["weight"], before)                # not updated in place
 
 
 def test_resume_with_progress_chunks_gives_the_same_result():
@@ -268,7 +278,7 @@ def wrong_resumes():
                          "resume.opt_state=None"),
         "fresh-state-step-0": (spec, Checkpoint(spec, saved.params,
                                                 init_state(spec.optimizer, saved.params), DONE),
-                               ValueError, "resume.opt_state['step']=0"),
+                               ValueError, "resume.opt_state.step=0"),
     }
 
 
@@ -284,6 +294,264 @@ def test_wrong_resume_is_rejected_before_training(case, monkeypatch):
     monkeypatch.setattr(numpy_backend, "train", tripped)
     with pytest.raises(error, match=named.replace("[", r"\[").replace("(", r"\(")):
         train(spec, DATA, backend="numpy", resume=resume)
+
+
+# ---------------------------------------------------------------- format version 1
+
+DATA_DIR = Path(__file__).parent / "data"
+V1_FILE = DATA_DIR / "checkpoint_v1.npz"
+#: v1 names (``{d}.W``/``{d}.b``, d counting Dense layers) -> the flat names of version 2
+V1_NAMES = {f"{d}.{old}": f"{2 * d}.{new}" for d in range(3)
+            for old, new in (("W", "weight"), ("b", "bias"))}
+
+
+def v1_data():
+    """The data tests/data/make_checkpoint_v1.py trained on, and its query rows."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((10, 3)), rng.standard_normal((10, 2))
+    return Dataset(x, y, x[:4], y[:4]), rng.standard_normal((6, 3))
+
+
+def v1_raw():
+    """The v1 file's entries as they are stored."""
+    with np.load(V1_FILE, allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def test_v1_file_is_what_its_script_wrote():
+    """The stored file is format version 1 with the old names (so the tests below
+    read the old layout), and the script's data reproduces the stored query rows."""
+    raw = v1_raw()
+    assert int(raw["version"]) == 1 and int(raw["opt.step"]) == 9
+    assert {key for key in raw if key.startswith("params.")} == {f"params.{k}" for k in V1_NAMES}
+    assert np.array_equal(v1_data()[1], np.load(DATA_DIR / "checkpoint_v1_x.npy"))
+
+
+def test_v1_checkpoint_loads_onto_the_new_trees():
+    raw = v1_raw()
+    loaded = load_checkpoint(V1_FILE)
+    spec = loaded.spec
+    assert spec.sizes == (3, 5, 4, 2) and spec.activation == ("tanh", "leaky_relu")
+    assert spec.layers == (Dense(5), Activation("tanh"), Dense(4),
+                           Activation("leaky_relu", {"negative_slope": 0.1}), Dense(2))
+    assert spec.optimizer == Adam(lr=0.01) and loaded.epochs_done == 3 == spec.epochs
+    assert [list(layer) for layer in loaded.params] == [["weight", "bias"], [],
+                                                        ["weight", "bias"], [],
+                                                        ["weight", "bias"]]
+    flat = to_flat(loaded.params)
+    assert list(flat) == list(V1_NAMES.values())
+    for old, new in V1_NAMES.items():
+        assert flat[new].dtype == np.float64 and np.array_equal(flat[new], raw[f"params.{old}"])
+    # Adam's state at step 9 (3 epochs of 3 batches): every buffer on the new names
+    state = loaded.opt_state
+    assert isinstance(state, OptimizerState) and state.step == 9
+    assert set(state.buffers) == {"exp_avg", "exp_avg_sq"}
+    for buffer, tree in state.buffers.items():
+        flat = to_flat(tree)
+        assert list(flat) == list(V1_NAMES.values())
+        for old, new in V1_NAMES.items():
+            assert np.array_equal(flat[new], raw[f"opt.{buffer}.{old}"]), (buffer, new)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_v1_checkpoint_predicts_what_the_old_code_predicted(backend):
+    require_backend(backend)
+    spec, params, _ = load_checkpoint(V1_FILE)
+    x = np.load(DATA_DIR / "checkpoint_v1_x.npy")
+    expected = np.load(DATA_DIR / "checkpoint_v1_predictions.npy")
+    got = predict(spec, params, x, backend=backend)
+    assert got.shape == expected.shape == (6, 2) and got.dtype == np.float64
+    if backend == "numpy":
+        assert np.array_equal(got, expected)
+    else:
+        assert difference(got, expected, POLICY["float64"]).ok
+
+
+def test_negative_control_v1_predictions_see_a_swapped_layer():
+    """The comparison above is not vacuous: the same file with its two hidden
+    activations' order changed predicts something else."""
+    spec, params, _ = load_checkpoint(V1_FILE)
+    x = np.load(DATA_DIR / "checkpoint_v1_x.npy")
+    expected = np.load(DATA_DIR / "checkpoint_v1_predictions.npy")
+    swapped = spec.replace(activation=("leaky_relu", "tanh"))
+    assert not difference(predict(swapped, params, x), expected, POLICY["float64"]).ok
+
+
+def test_v1_checkpoint_is_what_the_new_code_trains():
+    """The new code, trained on the script's data, reaches the v1 file's parameters
+    and optimizer state (within the policy): the old names map onto the right tensors."""
+    loaded = load_checkpoint(V1_FILE)
+    data, _ = v1_data()
+    fresh = train(loaded.spec, data, "numpy")
+    tol = POLICY["float64"]
+    assert fresh.opt_state.step == loaded.opt_state.step == 9
+    for got, want in zip(leaves(loaded.params), leaves(fresh.params), strict=True):
+        assert difference(got, want, tol).ok
+    for buffer in ("exp_avg", "exp_avg_sq"):
+        for got, want in zip(leaves(loaded.opt_state.buffers[buffer]),
+                             leaves(fresh.opt_state.buffers[buffer]), strict=True):
+            assert difference(got, want, tol).ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_from_a_v1_checkpoint_equals_an_uninterrupted_run(backend):
+    require_backend(backend)
+    loaded = load_checkpoint(V1_FILE)
+    data, _ = v1_data()
+    longer = loaded.spec.replace(epochs=5)
+    resumed = train(longer, data, backend, resume=loaded)
+    reference = train(longer, data, backend)
+    tol = POLICY["float64"]
+    assert resumed.epochs_done == 5 and resumed.opt_state.step == 15
+    assert len(resumed.losses) == 2 * 3
+    for got, want in zip(leaves(resumed.params), leaves(reference.params), strict=True):
+        assert difference(got, want, tol).ok
+    assert difference(resumed.losses, reference.losses[-6:], tol).ok
+
+
+def test_v1_checkpoint_resaved_is_version_2_with_flat_names(tmp_path):
+    loaded = load_checkpoint(V1_FILE)
+    path = tmp_path / "v2.npz"
+    save_checkpoint(path, *loaded, epochs_done=loaded.epochs_done)
+    with np.load(path, allow_pickle=False) as npz:
+        assert int(npz["version"]) == FORMAT_VERSION == 2
+        names = set(npz.files)
+    dense = ("0", "2", "4")
+    assert names == ({"format", "version", "spec", "epochs_done", "opt.step"}
+                     | {f"{prefix}.{i}.{name}" for prefix in
+                        ("params", "opt.exp_avg", "opt.exp_avg_sq")
+                        for i in dense for name in ("weight", "bias")})
+    assert {"params.0.weight", "params.2.weight", "params.4.weight",
+            "opt.exp_avg.0.weight"} <= names
+    again = load_checkpoint(path)
+    assert again.spec == loaded.spec and again.epochs_done == loaded.epochs_done
+    assert trees_equal(again.params, loaded.params, "float64")
+    assert again.opt_state.step == loaded.opt_state.step
+    for buffer in ("exp_avg", "exp_avg_sq"):
+        assert trees_equal(again.opt_state.buffers[buffer], loaded.opt_state.buffers[buffer],
+                           "float64")
+
+
+@pytest.mark.parametrize("old, new", [("params.1.W", "params.2.weight"),
+                                      ("opt.exp_avg_sq.2.b", "opt.exp_avg_sq.2.B")])
+def test_negative_control_a_v1_file_with_an_entry_renamed_is_refused(tmp_path, old, new):
+    """One entry of the v1 file under another name (a v2 name, or a misspelt one):
+    a clear ValueError naming both, not a KeyError or a silent mix of layouts."""
+    raw = v1_raw()
+    raw[new] = raw.pop(old)
+    path = tmp_path / "renamed.npz"
+    write_npz(path, raw)
+    with pytest.raises(ValueError, match="checkpoint .*renamed.npz") as exc:
+        load_checkpoint(path)
+    message = str(exc.value)
+    assert f"missing {old}" in message and f"unexpected {new}" in message
+
+
+# ---------------------------------------------------------------- the general layer form
+
+GENERAL_SPEC = NetworkSpec(input_shape=(3,), layers=(Dense(5), Activation("tanh"), Dense(4),
+                                                     Dense(2)),
+                           init="xavier_uniform", optimizer=Adam(lr=0.05), batch_size=BATCH,
+                           epochs=TOTAL, seed=3, shuffle=True)
+GENERAL_SPECS = {
+    "dense-dense": GENERAL_SPEC,
+    "activation-first-and-last": GENERAL_SPEC.replace(layers=(
+        Activation("leaky_relu", {"negative_slope": 0.2}), Dense(4), Activation("tanh"),
+        Dense(2), Activation("sigmoid"))),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", GENERAL_SPECS)
+def test_round_trip_of_a_network_that_is_not_an_mlp(tmp_path, name, dtype):
+    spec = GENERAL_SPECS[name].replace(dtype=dtype)
+    assert spec.sizes is None and spec.activation is None
+    saved = checkpoint_after(spec, "numpy")
+    path = tmp_path / "c.npz"
+    save_checkpoint(path, *saved, epochs_done=DONE)
+    with np.load(path, allow_pickle=False) as npz:
+        assert int(npz["version"]) == FORMAT_VERSION
+        assert "layers" in json.loads(str(npz["spec"])) and "sizes" not in json.loads(
+            str(npz["spec"]))
+        assert sorted(k for k in npz.files if k.startswith("params.")) == sorted(
+            f"params.{n}" for n in flat_names(spec.param_shapes))
+    loaded = load_checkpoint(path)
+    assert loaded.spec == spec and loaded.spec.layers == spec.layers
+    assert loaded.spec.sizes is None and loaded.epochs_done == DONE
+    assert trees_equal(loaded.params, saved.params, dtype)
+    assert loaded.opt_state.step == saved.opt_state.step == DONE * STEPS_PER_EPOCH
+    for buffer in state_buffers(spec.optimizer):
+        assert trees_equal(loaded.opt_state.buffers[buffer], saved.opt_state.buffers[buffer],
+                           dtype)
+
+
+def test_general_form_flat_names_skip_the_parameter_free_layers(tmp_path):
+    saved = checkpoint_after(GENERAL_SPEC, "numpy")
+    save_checkpoint(tmp_path / "c.npz", *saved, epochs_done=DONE)
+    with np.load(tmp_path / "c.npz") as npz:
+        assert [k for k in npz.files if k.startswith("params.")] == [
+            "params.0.weight", "params.0.bias", "params.2.weight", "params.2.bias",
+            "params.3.weight", "params.3.bias"]
+
+
+@pytest.mark.parametrize("second", BACKENDS)
+def test_resume_of_a_network_that_is_not_an_mlp(tmp_path, second):
+    require_backend(second)
+    saved = checkpoint_after(GENERAL_SPEC, "numpy")
+    save_checkpoint(tmp_path / "c.npz", *saved, epochs_done=DONE)
+    resumed = train(GENERAL_SPEC, DATA, second, resume=load_checkpoint(tmp_path / "c.npz"))
+    ok, worst = worst_difference(resumed, uninterrupted(GENERAL_SPEC, second))
+    assert ok, f"numpy -> {second}: max abs difference {worst:.3g}"
+
+
+def test_layers_that_form_an_mlp_are_saved_in_the_shorthand(tmp_path):
+    """input_shape and layers that are what sizes builds give the same spec, which
+    the file holds as the shorthand (a v1-compatible spec)."""
+    spec = NetworkSpec(input_shape=(3,), layers=(Dense(5), Activation("tanh"), Dense(2)),
+                       init="xavier_uniform", optimizer=Adam(lr=0.05), batch_size=BATCH,
+                       epochs=TOTAL, seed=3, shuffle=True)
+    assert spec == RESUME_SPECS["adam"] and spec.sizes == (3, 5, 2)
+    saved = checkpoint_after(spec, "numpy")
+    save_checkpoint(tmp_path / "c.npz", *saved, epochs_done=DONE)
+    with np.load(tmp_path / "c.npz") as npz:
+        assert json.loads(str(npz["spec"]))["sizes"] == [3, 5, 2]
+    assert load_checkpoint(tmp_path / "c.npz").spec == spec
+
+
+def v1_labelled(arrays):
+    """``arrays`` (a version 2 file's entries) with the version entry set to 1."""
+    return {**arrays, "version": np.array(1, np.int64)}
+
+
+def test_a_v1_labelled_file_whose_spec_has_layers_is_refused(tmp_path):
+    arrays = checkpoint_arrays(checkpoint_after(GENERAL_SPEC, "numpy"))
+    path = tmp_path / "bad.npz"
+    write_npz(path, v1_labelled(arrays))
+    with pytest.raises(ValueError, match="checkpoint .*bad.npz") as exc:
+        load_checkpoint(path)
+    assert "format version 1 holds MLPs only, but the embedded spec has layers" in str(
+        exc.value)
+
+
+def test_negative_control_a_v1_labelled_mlp_with_v1_names_loads(tmp_path):
+    """The refusal above is about the layers: an MLP labelled version 1 with v1's
+    names loads (the v1 file, rewritten entry by entry, is the same checkpoint)."""
+    path = tmp_path / "v1.npz"
+    write_npz(path, v1_raw())
+    assert trees_equal(load_checkpoint(path).params, load_checkpoint(V1_FILE).params,
+                       "float64")
+
+
+def test_a_v1_labelled_mlp_with_v2_names_is_refused(tmp_path):
+    """An MLP's version 2 arrays relabelled version 1: the names are the other
+    version's, a clear ValueError."""
+    arrays = checkpoint_arrays(checkpoint_after(RESUME_SPECS["adam"], "numpy"))
+    path = tmp_path / "bad.npz"
+    write_npz(path, v1_labelled(arrays))
+    with pytest.raises(ValueError, match="checkpoint .*bad.npz") as exc:
+        load_checkpoint(path)
+    missing, unexpected = str(exc.value).split("missing ")[1].split("; unexpected ")
+    assert "params.0.W" in missing.split(", ") and "params.0.weight" in unexpected.split(", ")
 
 
 # ---------------------------------------------------------------- bad files
@@ -324,7 +592,7 @@ def bad_files():
 
     def flipped(path, tmp):
         data = bytearray(saved_file(tmp).read_bytes())
-        start = data.index(b"params.0.W.npy") + 200          # inside that array's data
+        start = data.index(b"params.0.weight.npy") + 200          # inside that array's data
         data[start:start + 8] = bytes(255 - b for b in data[start:start + 8])
         path.write_bytes(bytes(data))
 
@@ -348,11 +616,11 @@ def bad_files():
         "truncated-half": (truncated(1500), "truncated or corrupt"),
         "truncated-header": (truncated(10), "truncated or corrupt"),
         "flipped-bytes": (flipped, "corrupt"),
-        "missing-param": (npz(lambda a: without(a, "params.0.W")), "missing params.0.W"),
+        "missing-param": (npz(lambda a: without(a, "params.0.weight")), "missing params.0.weight"),
         "extra-entry": (replaced("notes", np.array("hi")), "unexpected notes"),
         "missing-version": (npz(lambda a: without(a, "version")), "no entry 'version'"),
         "unknown-version": (replaced("version", np.array(FORMAT_VERSION + 1)),
-                            "format version 2 is unknown"),
+                            f"format version {FORMAT_VERSION + 1} is unknown"),
         "version-as-text": (replaced("version", np.array("1")),
                             ("entry 'version' is a unicode string of length 1, expected an "
                              "int64 scalar")),
@@ -360,29 +628,31 @@ def bad_files():
         "spec-not-json": (replaced("spec", np.array("{not json")), "embedded spec is invalid"),
         "spec-invalid": (replaced("spec", np.array('{"sizes": [3, 0, 2]}')), "sizes[1]=0"),
         "spec-as-bytes": (replaced("spec", np.frombuffer(b"{}", np.uint8)), "entry 'spec'"),
-        "spec-other-sizes": (spec_of(sizes=(3, 4, 2)), ("params.0.W' is float64 (5, 3), "
+        "spec-other-sizes": (spec_of(sizes=(3, 4, 2)), ("params.0.weight' is float64 (5, 3), "
                                                        "expected float64 (4, 3)")),
-        "transposed-weight": (npz(lambda a: {**a, "params.0.W": a["params.0.W"].T.copy()}),
-                              "expected float64 (5, 3)"),
+        "transposed-weight": (
+            npz(lambda a: {**a, "params.0.weight": a["params.0.weight"].T.copy()}),
+            "expected float64 (5, 3)"),
         "float32-params-in-float64-spec": (
-            npz(lambda a: {**a, "params.1.b": a["params.1.b"].astype(np.float32)}),
-            "'params.1.b' is float32 (2,), expected float64"),
+            npz(lambda a: {**a, "params.2.bias": a["params.2.bias"].astype(np.float32)}),
+            "'params.2.bias' is float32 (2,), expected float64"),
         "float64-params-in-float32-spec": (float32_spec, "expected float32"),
-        "int-params": (npz(lambda a: {**a, "params.0.b": np.zeros(5, np.int64)}),
-                       "'params.0.b' is int64"),
-        "nan-param": (npz(lambda a: {**a, "params.0.W": np.full((5, 3), np.nan)}),
-                      "params[0].W[0, 0]=nan is not allowed: expected finite values"),
+        "int-params": (npz(lambda a: {**a, "params.0.bias": np.zeros(5, np.int64)}),
+                       "'params.0.bias' is int64"),
+        "nan-param": (npz(lambda a: {**a, "params.0.weight": np.full((5, 3), np.nan)}),
+                      "params[0]['weight'][0, 0]=nan is not allowed: expected finite values"),
         "nan-in-an-optimizer-buffer": (
-            npz(lambda a: {**a, "opt.exp_avg.1.b": np.array([0.0, np.inf])}),
-            "opt_state['exp_avg'][1].b[1]=inf is not allowed: expected finite values"),
+            npz(lambda a: {**a, "opt.exp_avg.2.bias": np.array([0.0, np.inf])}),
+            ("opt_state.buffers['exp_avg'][2]['bias'][1]=inf is not allowed: expected finite "
+             "values")),
         "opt-of-another-optimizer": (spec_of(optimizer=SGD(lr=0.1, momentum=0.9)),
-                                     "unexpected opt.exp_avg.0.W"),
-        "opt-buffer-missing": (npz(lambda a: without(a, "opt.exp_avg_sq.1.b")),
-                               "missing opt.exp_avg_sq.1.b"),
-        "opt-buffer-wrong-shape": (replaced("opt.exp_avg.1.W", np.zeros((5, 2))),
-                                   "'opt.exp_avg.1.W' is float64 (5, 2)"),
+                                     "unexpected opt.exp_avg.0.bias, opt.exp_avg.0.weight"),
+        "opt-buffer-missing": (npz(lambda a: without(a, "opt.exp_avg_sq.2.bias")),
+                               "missing opt.exp_avg_sq.2.bias"),
+        "opt-buffer-wrong-shape": (replaced("opt.exp_avg.2.weight", np.zeros((5, 2))),
+                                   "'opt.exp_avg.2.weight' is float64 (5, 2)"),
         "opt-step-negative": (replaced("opt.step", np.array(-1)),
-                              "opt_state['step']=-1 is not allowed"),
+                              "opt_state.step=-1 is not allowed"),
         "opt-step-int32": (replaced("opt.step", np.array(6, np.int32)),
                            "entry 'opt.step' is int32 (), expected an int64 scalar"),
         "opt-buffers-without-step": (npz(lambda a: without(a, "opt.step")),
@@ -404,21 +674,21 @@ def test_negative_control_the_crafting_tools_write_a_loadable_file(tmp_path, cra
     arrays = valid_arrays()
     members = members_of(arrays)
     if craft == "fortran-order":
-        w = np.asfortranarray(arrays["params.0.W"])
-        members = members_of({**arrays, "params.0.W": w})
+        w = np.asfortranarray(arrays["params.0.weight"])
+        members = members_of({**arrays, "params.0.weight": w})
     data = zip_bytes(members)
     if craft == "method-0-flags-0":
         data = patched(data, METHOD, 0)
     if craft == "npy-version-2":
         buffer = io.BytesIO()
-        np.lib.format.write_array(buffer, arrays["params.0.W"], version=(2, 0))
-        data = zip_bytes([(n, buffer.getvalue() if n == "params.0.W.npy" else d)
+        np.lib.format.write_array(buffer, arrays["params.0.weight"], version=(2, 0))
+        data = zip_bytes([(n, buffer.getvalue() if n == "params.0.weight.npy" else d)
                           for n, d in members])
     path = tmp_path / "good.npz"
     path.write_bytes(data)
     loaded = load_checkpoint(path)
-    assert np.array_equal(loaded.params[0][0], arrays["params.0.W"])
-    assert loaded.params[0][0].dtype == np.float64 and loaded.opt_state["step"] == 6
+    assert np.array_equal(loaded.params[0]["weight"], arrays["params.0.weight"])
+    assert loaded.params[0]["weight"].dtype == np.float64 and loaded.opt_state.step == 6
 
 
 @pytest.mark.parametrize("case", bad_files())
@@ -477,32 +747,39 @@ def bad_saves():
     params, state = saved.params, saved.opt_state
     return {
         "spec-not-a-spec": ((spec.to_dict(), params, state), {}, TypeError, "spec="),
-        "params-not-a-list": ((spec, params[0][0], state), {}, TypeError, "params="),
-        "params-wrong-shape": ((spec, [(params[0][0].T, params[0][1]), params[1]], state),
-                               {}, ValueError, "params[0].W.shape"),
-        "params-float32": ((spec, [(w.astype(np.float32), b) for w, b in params], state), {},
-                           TypeError, "params[0].W.dtype"),
+        "params-not-a-list": ((spec, params[0]["weight"], state), {}, TypeError, "params="),
+        "params-wrong-shape": ((spec, [{**params[0], "weight": params[0]["weight"].T},
+                                       *params[1:]], state),
+                               {}, ValueError, "params[0]['weight'].shape"),
+        "params-float32": ((spec, map_tree(lambda a: a.astype(np.float32), params), state), {},
+                           TypeError, "params[0]['weight'].dtype"),
+        "params-old-pairs": ((spec, [(layer["weight"], layer["bias"]) for layer in params
+                                     if layer], state), {}, TypeError, "params="),
         "state-of-sgd": ((spec, params, init_state(SGD(lr=1, momentum=0.5), params)), {},
-                         ValueError, "opt_state keys"),
-        "state-step-float": ((spec, params, {**state, "step": 6.0}), {}, TypeError,
-                             "opt_state['step']=6.0"),
-        "state-buffer-shape": ((spec, params, {**state, "exp_avg": state["exp_avg"][:1]}), {},
-                               TypeError, "opt_state['exp_avg']"),
+                         ValueError, "opt_state.buffers keys"),
+        "state-a-dict": ((spec, params, {"step": state.step, **state.buffers}), {}, TypeError,
+                         "opt_state="),
+        "state-step-float": ((spec, params, state._replace(step=6.0)), {}, TypeError,
+                             "opt_state.step=6.0"),
+        "state-buffer-shape": ((spec, params, state._replace(
+            buffers={**state.buffers, "exp_avg": state.buffers["exp_avg"][:1]})), {},
+                               TypeError, "opt_state.buffers['exp_avg']"),
         "epochs-done-beyond-total": ((spec, params, state), {"epochs_done": TOTAL + 1},
                                      ValueError, "epochs_done=7"),
         "epochs-done-bool": ((spec, params, state), {"epochs_done": True}, TypeError,
                              "epochs_done=True"),
-        "params-big-endian": ((spec, [(w.astype(">f8"), b) for w, b in params], state), {},
-                              TypeError, "params[0].W.dtype='>f8'"),
+        "params-big-endian": ((spec, map_tree(lambda a: a.astype(">f8"), params), state), {},
+                              TypeError, "params[0]['weight'].dtype='>f8'"),
         "state-buffer-big-endian": (
-            (spec, params, {**state, "exp_avg": [(w, b.astype(">f8"))
-                                                 for w, b in state["exp_avg"]]}), {},
-            TypeError, "opt_state['exp_avg'][0].b.dtype='>f8'"),
+            (spec, params, state._replace(buffers={**state.buffers, "exp_avg": [
+                {key: value.astype(">f8") if key == "bias" else value
+                 for key, value in layer.items()} for layer in state.buffers["exp_avg"]]})), {},
+            TypeError, "opt_state.buffers['exp_avg'][0]['bias'].dtype='>f8'"),
         "path-empty": ((spec, params, state), {"path": ""}, ValueError, "path='' is not allowed"),
-        "state-step-beyond-int64": ((spec, params, {**state, "step": 2**63}), {}, ValueError,
-                                    "opt_state['step']=9223372036854775808"),
-        "state-step-uint64": ((spec, params, {**state, "step": np.uint64(2**64 - 1)}), {},
-                              ValueError, "opt_state['step']=18446744073709551615"),
+        "state-step-beyond-int64": ((spec, params, state._replace(step=2**63)), {}, ValueError,
+                                    "opt_state.step=9223372036854775808"),
+        "state-step-uint64": ((spec, params, state._replace(step=np.uint64(2**64 - 1))), {},
+                              ValueError, "opt_state.step=18446744073709551615"),
         # a spec's epochs are at most MAX_COUNT, but the int64 bound is checked first
         "epochs-done-beyond-int64": ((spec, params, state), {"epochs_done": 2**63}, ValueError,
                                      "epochs_done=9223372036854775808"),
@@ -514,10 +791,10 @@ def test_negative_control_the_largest_step_and_epoch_count_round_trip(tmp_path):
     and loaded exactly."""
     spec = RESUME_SPECS["adam"].replace(epochs=MAX_COUNT)
     saved = checkpoint_after(RESUME_SPECS["adam"], "numpy")
-    state = {**saved.opt_state, "step": np.uint64(2**63 - 1)}
+    state = saved.opt_state._replace(step=np.uint64(2**63 - 1))
     save_checkpoint(tmp_path / "c.npz", spec, saved.params, state, epochs_done=MAX_COUNT)
     loaded = load_checkpoint(tmp_path / "c.npz")
-    assert loaded.opt_state["step"] == 2**63 - 1 and loaded.epochs_done == MAX_COUNT
+    assert loaded.opt_state.step == 2**63 - 1 and loaded.epochs_done == MAX_COUNT
 
 
 @pytest.mark.parametrize("case", bad_saves())
@@ -600,5 +877,9 @@ def test_checkpoint_validates_its_fields():
         Checkpoint(None, saved.params, None, 0)
     with pytest.raises(ValueError, match="epochs_done=-1"):
         Checkpoint(spec, saved.params, None, -1)
-    with pytest.raises(ValueError, match="opt_state keys"):
+    with pytest.raises(TypeError, match="opt_state="):
         Checkpoint(spec, saved.params, {"step": 0}, 0)
+    with pytest.raises(ValueError, match=r"opt_state.buffers keys=\[\]"):
+        Checkpoint(spec, saved.params, OptimizerState(0, {}), 0)
+    with pytest.raises(TypeError, match="model_state="):
+        Checkpoint(spec, saved.params, None, 0, model_state={})

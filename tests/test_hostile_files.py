@@ -454,7 +454,7 @@ def vm_crafted_file(tmp_path) -> str:
     shape = (2**24, 14)                   # the widest layer allowed: 1.88 GB of float64
     spec = NetworkSpec(sizes=(14, 2**24))
     arrays = with_spec_text(arrays_of(NetworkSpec(sizes=(1, 1))), spec.to_json())
-    data = record_claiming_more_data(arrays, "params.0.W", shape)
+    data = record_claiming_more_data(arrays, "params.0.weight", shape)
     path = tmp_path / "vm.npz"
     path.write_bytes(data)
     return str(path)
@@ -476,7 +476,7 @@ def test_checkpoint_record_claiming_more_data_than_stored_allocates_nothing(tmp_
     finally:
         tracemalloc.stop()
     assert peak < 2**22, f"{peak} bytes allocated"
-    assert "params.0.W" in str(exc.value) and "bytes" in str(exc.value)
+    assert "params.0.weight" in str(exc.value) and "bytes" in str(exc.value)
     script = textwrap.dedent(f"""
         from nnparity.shared import load_checkpoint
         def peak():
@@ -505,17 +505,18 @@ def test_negative_control_tracemalloc_sees_what_numpy_would_allocate(tmp_path):
 
 
 def quoted_overlap() -> tuple[bytes, bytes]:
-    """(a checkpoint whose entry params.0.b lies inside the data of params.0.W, the
-    same file with params.0.b at its own place): the "quoted overlap" of zip bombs,
+    """(a checkpoint whose entry params.0.bias lies inside the data of params.0.weight,
+    the same file with params.0.bias at its own place): the "quoted overlap" of zip bombs,
     which lets each entry pass every check of its own while together they read more
-    than the file holds. The spec (sizes 23, 1) makes W's data exactly as long as
-    b's local record (30 + 14 name + 136 .npy bytes) plus 4 bytes of padding."""
+    than the file holds. The spec (sizes 23, 1) makes the weight's data exactly as
+    long as the bias's local record (30 + 17 name + 136 .npy bytes) plus 1 byte of
+    padding."""
     arrays = arrays_of(NetworkSpec(sizes=(23, 1)))
-    b_name, w_name = "params.0.b.npy", "params.0.W.npy"
-    alone = zip_bytes([(b_name, npy_bytes(arrays["params.0.b"]))])
+    b_name, w_name = "params.0.bias.npy", "params.0.weight.npy"
+    alone = zip_bytes([(b_name, npy_bytes(arrays["params.0.bias"]))])
     local_b = alone[:alone.index(b"PK\x01\x02")]                # b's local record
-    assert len(local_b) == 180
-    w_data = npy_header((1, 23)) + local_b + bytes(4)
+    assert len(local_b) == 183
+    w_data = npy_header((1, 23)) + local_b + bytes(1)
     members = replace_member(members_of(arrays), w_name, w_data)
     plain = zip_bytes(members)
     with zipfile.ZipFile(io.BytesIO(plain)) as archive:
@@ -536,7 +537,7 @@ def quoted_overlap() -> tuple[bytes, bytes]:
 def test_entries_whose_data_overlap_are_refused(tmp_path):
     overlapping, plain = quoted_overlap()
     (tmp_path / "overlap.npz").write_bytes(overlapping)
-    with pytest.raises(ValueError, match="overlap.npz: .*'params.0.b' overlaps"):
+    with pytest.raises(ValueError, match="overlap.npz: .*'params.0.bias' overlaps"):
         load_checkpoint(tmp_path / "overlap.npz")
     (tmp_path / "plain.npz").write_bytes(plain)                      # negative control
     assert load_checkpoint(tmp_path / "plain.npz").spec.sizes == (23, 1)
@@ -619,23 +620,24 @@ BAD_HEADERS = {
 def test_checkpoint_npy_header_that_is_not_a_header_is_a_value_error(tmp_path, header):
     """Finding 11: a bytes key made numpy's parser raise a bare TypeError."""
     arrays = arrays_of()
-    members = replace_member(members_of(arrays), "params.0.W.npy",
-                             header_text(BAD_HEADERS[header]) + arrays["params.0.W"].tobytes())
+    weight = arrays["params.0.weight"]
+    members = replace_member(members_of(arrays), "params.0.weight.npy",
+                             header_text(BAD_HEADERS[header]) + weight.tobytes())
     path = tmp_path / "header.npz"
     path.write_bytes(zip_bytes(members))
-    with pytest.raises(ValueError, match=r"checkpoint .*header.npz: entry 'params.0.W'"):
+    with pytest.raises(ValueError, match=r"checkpoint .*header.npz: entry 'params.0.weight'"):
         load_checkpoint(path)
 
 
 def test_negative_control_the_same_header_written_by_hand_loads(tmp_path):
     arrays = arrays_of()
-    w = arrays["params.0.W"]
+    w = arrays["params.0.weight"]
     text = repr({"descr": "<f8", "fortran_order": False, "shape": w.shape})
-    members = replace_member(members_of(arrays), "params.0.W.npy",
+    members = replace_member(members_of(arrays), "params.0.weight.npy",
                              header_text(text) + w.tobytes())
     path = tmp_path / "header.npz"
     path.write_bytes(zip_bytes(members))
-    np.testing.assert_array_equal(load_checkpoint(path).params[0][0], w)
+    np.testing.assert_array_equal(load_checkpoint(path).params[0]["weight"], w)
 
 
 @pytest.mark.parametrize("header", BAD_HEADERS)

@@ -102,6 +102,11 @@ class NetworkSpec:
             input_shape, layers = self._from_shorthand()
             if self.layers is not None or self.input_shape is not None:
                 given = (self.input_shape, self.layers)
+                if (self.input_shape is not None and self.input_shape != input_shape
+                        and self.layers in (None, layers)):
+                    fail("input_shape", self.input_shape, f"{input_shape}, the input shape "
+                         f"sizes={self.sizes} builds, or none: give either the shorthand "
+                         "(sizes, activation) or input_shape and layers")
                 if given != (input_shape, layers):
                     fail("layers", self.layers, f"the layers sizes={self.sizes} builds "
                          f"({layers}) with input_shape={input_shape}, or no layers: give "

@@ -6,7 +6,7 @@ registered in ``LAYERS`` here. Each backend has one module per kind, in
 """
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, Mapping
 
 from nnparity.shared.core.layers.activation import Activation
@@ -33,6 +33,11 @@ def layer_from_dict(d: Any, label: str = "layer") -> Layer:
     if unknown:
         fail(f"{label}[{unknown[0]!r}]", kwargs[unknown[0]],
              f"fields of {cls.__name__}: {', '.join(allowed)}")
+    missing = [f.name for f in fields(cls)
+               if f.name not in kwargs and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        fail(label, dict(d), f"a {kind!r} layer with its field {missing[0]!r} "
+             f"(fields of {cls.__name__}: {', '.join(allowed)})", TypeError)
     return cls(**kwargs)
 
 
