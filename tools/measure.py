@@ -21,7 +21,6 @@ import datetime
 import io
 import os
 import platform
-import re
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -49,8 +48,8 @@ def cpu_name() -> str:
 def versions() -> str:
     import jax
     import torch
-    return (f"Python {platform.python_version()}, NumPy {np.__version__}, torch {torch.__version__}, "
-            f"jax {jax.__version__}")
+    return (f"Python {platform.python_version()}, NumPy {np.__version__}, "
+            f"torch {torch.__version__}, jax {jax.__version__}")
 
 
 def parameter_quantities(differences: dict) -> dict:
@@ -162,12 +161,14 @@ def performance(repeats: int) -> list[str]:
             "what a ratio compares is timed in turn within each repetition):", "",
             "```", bench.table(result), "```", "",
             "| target (issue 6) | measured | |", "| --- | --- | --- |",
-            f"| numpy ≤ 0.8 × the notebook's loop | {numpy_ratio:.2f} | {met(numpy_ratio <= 0.8)} |",
+            f"| numpy ≤ 0.8 × the notebook's loop | {numpy_ratio:.2f} "
+            f"| {met(numpy_ratio <= 0.8)} |",
             f"| torch ≤ 0.6 × `torch.nn` + `torch.optim` | {torch_ratio:.2f} "
             f"| {met(torch_ratio <= 0.6)} |",
             f"| jax warm ≤ 3 ms and ≤ 2 × the hand-written scan | {1e3 * nb['jax']:.1f} ms, "
             f"{jax_ratio:.2f} × | {met(nb['jax'] <= 3e-3 and jax_ratio <= 2)} |",
-            f"| jax cold ≤ 1 s | {result['cold']['jax']:.2f} s | {met(result['cold']['jax'] <= 1)} |",
+            f"| jax cold ≤ 1 s | {result['cold']['jax']:.2f} s "
+            f"| {met(result['cold']['jax'] <= 1)} |",
             f"| compute-bound ≥ 0.8 of the matmul rate | {', '.join(f'{r:.2f}' for r in compute)} "
             f"| {met(min(compute) >= 0.8)} |",
             f"| `nnparity compare` cold ≤ 8 s | {result['compare_cli_cold']:.1f} s "
@@ -196,9 +197,10 @@ def main(argv=None) -> int:
             f"({os.cpu_count()} cores visible, load average {os.getloadavg()[0]:.1f} at the "
             f"start), {platform.system()}; {versions()}. "
             "Every number on this page comes from that run; the other pages link here instead "
-            "of quoting them; do not edit it by hand, rerun the script. Timings on a shared machine are noisy: read the ratios, which "
-            "are timed in turn within each repetition. Rounding differences move by a few "
-            "ulps with the CPU and its BLAS kernels; the verdicts do not.", ""]
+            "of quoting them; do not edit it by hand, rerun the script. Timings on a shared "
+            "machine are noisy: read the ratios, which are timed in turn within each "
+            "repetition. Rounding differences move by a few ulps with the CPU and its BLAS "
+            "kernels; the verdicts do not.", ""]
     body += notebook_parity() + chaotic() + digits() + float32()
     body += (["## Performance", "", "Not measured in this run (`--skip-bench`).", ""]
              if args.skip_bench else performance(args.repeats))

@@ -63,7 +63,7 @@ def notebook_loop(spec: NetworkSpec, data: Dataset) -> Pairs:
         b -= np.sum(d, axis=0) * learning_rate
         return w, b
 
-    for epoch in range(spec.epochs):
+    for _epoch in range(spec.epochs):
         for i in range(0, len(train_features), spec.batch_size):
             features = train_features[i: i + spec.batch_size]
             labels = train_labels[i: i + spec.batch_size]
@@ -81,7 +81,7 @@ def torch_nn_loop(spec: NetworkSpec, data: Dataset) -> Pairs:
     """torch.nn.Sequential + torch.optim.SGD + F.mse_loss."""
     import torch
 
-    layers = []
+    layers: list = []
     pairs = initial_pairs(spec)
     for k, (w, b) in enumerate(pairs):
         linear = torch.nn.Linear(w.shape[1], w.shape[0], dtype=torch.float64)
@@ -92,7 +92,7 @@ def torch_nn_loop(spec: NetworkSpec, data: Dataset) -> Pairs:
     model = torch.nn.Sequential(*layers)
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.optimizer.lr)
     x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    for epoch in range(spec.epochs):
+    for _epoch in range(spec.epochs):
         for i in range(0, len(x), spec.batch_size):
             optimizer.zero_grad()
             loss = torch.nn.functional.mse_loss(model(x[i:i + spec.batch_size]),
@@ -131,7 +131,7 @@ def optax_loop(spec: NetworkSpec, data: Dataset) -> Pairs:
         params = [tuple(jax.numpy.asarray(a) for a in pair) for pair in initial_pairs(spec)]
         opt_state = optimizer.init(params)
         x, y = data.x_train, data.y_train
-        for epoch in range(spec.epochs):
+        for _epoch in range(spec.epochs):
             for i in range(0, len(x), spec.batch_size):
                 params, opt_state = step(params, opt_state, x[i:i + spec.batch_size],
                                          y[i:i + spec.batch_size])

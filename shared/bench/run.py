@@ -32,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int) -> li
     affects all of them alike and their ratio stays meaningful."""
     for fn in fns:
         fn()
-    times = [[] for _ in fns]
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, fn_times in zip(fns, times, strict=True):
             start = time.perf_counter()
@@ -133,11 +133,12 @@ def flops_per_step(spec: NetworkSpec) -> float:
 def run(backends, repeats: int = 5) -> dict:
     """Every measurement, as a JSON-able dict."""
     spec, data = notebook_spec(), notebook_data()
-    result = {"repeats": repeats, "notebook": {}, "peers": {}, "skipped": {}, "cold": {},
-              "compute": {}}
+    result: dict[str, Any] = {"repeats": repeats, "notebook": {}, "peers": {}, "skipped": {},
+                              "cold": {}, "compute": {}}
     for backend in backends:
         result["cold"][backend] = cold_seconds(backend)
-    timed = {("notebook", backend): backend_trainer(backend, spec, data) for backend in backends}
+    timed: dict[tuple[str, str], Callable[[], object]] = {
+        ("notebook", backend): backend_trainer(backend, spec, data) for backend in backends}
     for name, (module, trainer) in PEERS.items():
         if installed(module):
             timed["peers", name] = functools.partial(trainer, spec, data)
