@@ -9,19 +9,22 @@ parameters and the batch plan fail the test if they are called.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 
 import numpy as np
 import pytest
 
 import nnparity.backends
+import nnparity.backends.api
 from nnparity.backends import (activation_with_grad, evaluate, loss_with_grad, predict,
                                train)
-from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, init_params,
-                             notebook_data, save_checkpoint)
+from nnparity.shared import (SGD, Activation, Adam, AdamW, Dataset, Dense, Layer, NetworkSpec,
+                             RMSprop, init_params, notebook_data, save_checkpoint)
 from nnparity.shared.core import validation
 from nnparity.shared.core.data import run_bytes
 from nnparity.shared.core.init import check_params
+from nnparity.shared.core.tree import copy_tree, map_tree
 from nnparity.shared.core.validation import check_float, check_int, fail
 from conftest import require
 
@@ -46,7 +49,7 @@ def tripwire(monkeypatch):
         for function in WORK:
             monkeypatch.setattr(module, function, tripped(f"{name}.{function}"))
     for function in ("init_params", "batch_plan", "init_state"):
-        monkeypatch.setattr(nnparity.backends, function, tripped(function))
+        monkeypatch.setattr(nnparity.backends.api, function, tripped(function))
 
 
 def rejects(error, *fragments):
@@ -137,15 +140,19 @@ def test_labels_reject_masked_arrays(kind):
 @pytest.mark.parametrize("kind", ARRAY_KINDS)
 def test_every_entry_point_rejects_masked_arrays_and_matrices(kind, tripwire):
     s = spec()
-    params = [(w.copy(), b.copy()) for w, b in init_params(s)]
+    params = copy_tree(init_params(s))
     x = notebook_data().x_test
     make = ARRAY_KINDS[kind]
     with rejects(TypeError, "x", "plain NumPy array"):
         predict(s, params, make(x))
-    with rejects(TypeError, "params[0].W", "plain NumPy array"):
-        predict(s, [(make(params[0][0]), params[0][1])] + params[1:], x)
-    with rejects(TypeError, "params[0].W", "plain NumPy array"):
-        check_params(s, [(make(params[0][0]), params[0][1])] + params[1:])
+    bad = [{**params[0], "weight": make(params[0]["weight"])}] + params[1:]
+    with rejects(TypeError, "params[0]['weight']", "plain NumPy array"):
+        predict(s, bad, x)
+    with rejects(TypeError, "params[0]['weight']", "plain NumPy array"):
+        check_params(s, bad)
+    bias = [params[0], params[1], {**params[2], "bias": make(params[2]["bias"])}]
+    with rejects(TypeError, "params[2]['bias']", "plain NumPy array"):
+        check_params(s, bias)
     p = np.array([[0.5, -1.0], [0.0, 0.1]])
     with rejects(TypeError, "p", "plain NumPy array"):
         loss_with_grad("mse", make(p), p.copy())
@@ -160,8 +167,8 @@ def test_save_checkpoint_rejects_masked_parameters(kind, tmp_path):
     """Before: NaN under a mask was saved, and load_checkpoint then refused the file."""
     s = spec()
     params = init_params(s)
-    params[0] = (ARRAY_KINDS[kind](params[0][0]), params[0][1])
-    with rejects(TypeError, "params[0].W", "plain NumPy array"):
+    params[0] = {**params[0], "weight": ARRAY_KINDS[kind](params[0]["weight"])}
+    with rejects(TypeError, "params[0]['weight']", "plain NumPy array"):
         save_checkpoint(tmp_path / "run.npz", s, params)
     assert not (tmp_path / "run.npz").exists()
 
@@ -272,7 +279,7 @@ def test_network_that_cannot_fit_in_memory_is_rejected_before_allocation(monkeyp
                                                                         tripwire):
     monkeypatch.setattr(validation, "memory_limit", lambda: 2**30)     # a 1 GiB machine
     s = spec(sizes=(2, 2**14, 2**14, 1), optimizer=Adam())   # 2**28 parameters: 2 GiB, 6 with Adam
-    with rejects(ValueError, "sizes", "fits in memory"):
+    with rejects(ValueError, "spec.layers", "Dense(units=16384)", "fits in memory"):
         train(s, notebook_data())
     wide = spec(sizes=(2, 2**14, 1))
     x = np.zeros((2**16, 2))                     # a hidden layer of 2**30 values: 8 GiB
@@ -433,9 +440,10 @@ def test_predict_accepts_negative_stride_and_strided_params(backend):
         require(backend)
     s = spec()
     params = init_params(s)
-    flipped = [(np.flip(np.flip(w, 0).copy(), 0), b[::-1].copy()[::-1]) for w, b in params]
-    strided = [(np.repeat(w, 2, axis=1)[:, ::2], b) for w, b in params]
-    assert flipped[0][0].strides[0] < 0 and not strided[0][0].flags.c_contiguous
+    flipped = map_tree(lambda a: np.flip(np.flip(a, 0).copy(), 0), params)
+    strided = map_tree(lambda a: np.repeat(a, 2, axis=-1)[..., ::2], params)
+    assert flipped[0]["weight"].strides[0] < 0 and flipped[2]["bias"].strides[0] < 0
+    assert not strided[0]["weight"].flags.c_contiguous
     x = notebook_data().x_train
     expected = predict(s, params, x, backend=backend)     # the same backend: bitwise equal
     np.testing.assert_array_equal(predict(s, flipped, x, backend=backend), expected)
@@ -498,3 +506,96 @@ def test_record_every_beyond_the_run_passes(backend):
         result = train(spec(dtype=dtype), notebook_data(), backend=backend,
                        record_every=2**62)
         assert [snap.step for snap in result.snapshots] == [0]
+
+
+# ------------------------------------------------------------------ the layer form of a spec
+
+LAYERS = (Dense(4), Activation("relu"), Dense(3), Dense(1))      # not an MLP
+
+
+def layer_spec(**changes) -> NetworkSpec:
+    base = dict(input_shape=(2,), layers=LAYERS, optimizer=SGD(lr=1e-3), epochs=1,
+                batch_size=2)
+    return NetworkSpec(**{**base, **changes})
+
+
+@pytest.mark.parametrize("call, error, fragments", [
+    pytest.param(lambda: Dense(10**5000), ValueError,
+                 ("Dense.units", "<5001-digit integer>", "2**24"), id="units-5000-digits"),
+    pytest.param(lambda: layer_spec(input_shape=(10**5000,)), ValueError,
+                 ("input_shape[0]", "<5001-digit integer>", "2**24"), id="input-5000-digits"),
+    pytest.param(lambda: layer_spec(input_shape=(-(10**5000),)), ValueError,
+                 ("input_shape[0]", "<negative 5001-digit integer>"), id="input-negative-giant"),
+    pytest.param(lambda: layer_spec(input_shape=np.array([[2]])), TypeError,
+                 ("input_shape[0]", "array([2])", "integer"), id="input-2d-array"),
+    pytest.param(lambda: layer_spec(input_shape=(2**24,), layers=(Dense(2**24),)), ValueError,
+                 ("layers", "281474993487872 parameters", "at most 4294967295"),
+                 id="too-many-parameters"),
+    pytest.param(lambda: layer_spec(layers=(Activation("relu"),) * 1024 + (Dense(1),)),
+                 ValueError, ("layers", "1025 layers", "1 to 1024"), id="too-many-layers"),
+    # Dense acts on the last axis, so a 2-axis input keeps 2 axes: the losses take (batch, k)
+    pytest.param(lambda: layer_spec(input_shape=(2, 3), layers=(Dense(4),)), ValueError,
+                 ("layers", "an output of shape (2, 4)", "one axis"), id="output-two-axes"),
+    pytest.param(lambda: layer_spec(layers=(Layer(),)), TypeError,
+                 ("layers[0]", "Layer object", "a layer spec"), id="bare-base-layer"),
+    pytest.param(lambda: layer_spec(layers=(Dense,)), TypeError,
+                 ("layers[0]", "Dense", "a layer spec"), id="a-class-not-a-layer"),
+    pytest.param(lambda: NetworkSpec.from_json(
+        '{"input_shape": [2], "layers": [{"kind": "dense", "units": 1%s}]}' % ("0" * 5000)),
+                 ValueError, ("spec JSON", "digits"), id="json-units-5000-digits"),
+    pytest.param(lambda: NetworkSpec.from_json(
+        '{"input_shape": [2], "layers": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+                 ValueError, ("spec JSON", "nested too deeply"), id="json-layers-nested"),
+    pytest.param(lambda: NetworkSpec.from_json(json.dumps(
+        {"input_shape": [2], "layers": [{"kind": "activation", "name": "leaky_relu",
+                                         "params": {"negative_slope": [[[1]]]}},
+                                        {"kind": "dense", "units": 1}]})),
+                 TypeError, ("Activation('leaky_relu').params['negative_slope']", "[[[1]]]",
+                             "real number"), id="json-activation-param-nested"),
+    pytest.param(lambda: NetworkSpec.from_json(
+        '{"input_shape": [2], "layers": [{"kind": "activation", "name": "elu", '
+        '"params": {"alpha": NaN}}, {"kind": "dense", "units": 1}]}'),
+                 ValueError, ("Activation('elu').params['alpha']", "nan", "finite"),
+                 id="json-activation-param-nan"),
+    pytest.param(lambda: NetworkSpec.from_json(json.dumps(
+        {"input_shape": [2], "layers": [{"kind": "dense", "units": 4}, {"kind": "dense",
+                                                                         "units": 1, 7: 1}]})),
+                 ValueError, ("layers[1]['7']", "fields of Dense"), id="json-numeric-field"),
+])
+def test_hostile_layer_specs_are_refused_by_name(call, error, fragments, tripwire):
+    with rejects(error, *fragments):
+        call()
+
+
+def test_a_million_layers_in_json_are_refused_before_any_is_built(monkeypatch):
+    """The count is checked before a million layer specs are built (which took 15 s)."""
+    import nnparity.shared.core.spec as spec_module
+    built = []
+    real = spec_module.layer_from_dict
+    monkeypatch.setattr(spec_module, "layer_from_dict",
+                        lambda *a, **k: built.append(1) or real(*a, **k))
+    text = json.dumps({"input_shape": [2],
+                       "layers": [{"kind": "activation", "name": "relu"}] * 10**5})
+    with rejects(ValueError, "layers", "100000 layers", "1 to 1024"):
+        NetworkSpec.from_json(text)
+    assert built == []
+    NetworkSpec.from_json(json.dumps(layer_spec().to_dict()))          # negative control
+    assert len(built) == len(LAYERS)
+
+
+def test_layer_form_at_the_bounds_passes():
+    """Negative control: NumPy integers, an array input_shape, 1024 layers and the
+    widest Dense layer are accepted."""
+    assert Dense(np.int64(4)) == Dense(4) and type(Dense(np.int64(4)).units) is int
+    assert layer_spec(input_shape=np.array([2])).input_shape == (2,)
+    deep = layer_spec(layers=(Activation("relu"),) * 1023 + (Dense(1),))
+    assert len(deep.layers) == 1024 and deep.sizes is None
+    assert layer_spec(input_shape=(1,), layers=(Dense(2**24),)).n_parameters == 2 * 2**24
+
+
+def test_layer_network_that_cannot_fit_in_memory_is_rejected(monkeypatch, tripwire):
+    monkeypatch.setattr(validation, "memory_limit", lambda: 2**30)     # a 1 GiB machine
+    s = layer_spec(layers=(Dense(2**14), Dense(2**14), Activation("tanh"), Dense(1)),
+                   optimizer=Adam())
+    with rejects(ValueError, "spec.layers", "fits in memory"):
+        train(s, notebook_data())
