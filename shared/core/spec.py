@@ -9,7 +9,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from nnparity.shared.core.activations import ACTIVATIONS, check_activation_params
-from nnparity.shared.core.layers import Activation, Dense, Layer, Shape, layer_from_dict
+from nnparity.shared.core.layers import (LAYERS, Activation, Dense, Layer, Shape,
+                                         layer_from_dict)
 from nnparity.shared.core.losses import LOSSES, check_loss_params
 from nnparity.shared.core.optimizers import OPTIMIZERS, SGD, Optimizer, optimizer_from_dict
 from nnparity.shared.core.validation import (FLOAT_DTYPES, parse_json, InputValueError, check_bool,
@@ -224,9 +225,9 @@ class NetworkSpec:
             fail("layers", f"{len(layers)} layers", f"1 to {MAX_LAYERS} layers")
         shape, n_parameters = input_shape, 0
         for index, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
+            if not isinstance(layer, Layer) or getattr(type(layer), "kind", None) not in LAYERS:
                 fail(f"layers[{index}]", layer, "a layer spec such as Dense(4) or "
-                     "Activation('relu')", TypeError)
+                     f"Activation('relu') (kinds: {', '.join(LAYERS)})", TypeError)
             layer.check_input(shape, f"layers[{index}] input shape")
             n_parameters += sum(int(np.prod(s)) for s in layer.param_shapes(shape).values())
             shape = layer.output_shape(shape)
@@ -345,6 +346,8 @@ class NetworkSpec:
         if isinstance(kwargs.get("input_shape"), list):
             kwargs["input_shape"] = tuple(kwargs["input_shape"])
         if isinstance(kwargs.get("layers"), list):
+            if len(kwargs["layers"]) > MAX_LAYERS:        # before building any of them
+                fail("layers", f"{len(kwargs['layers'])} layers", f"1 to {MAX_LAYERS} layers")
             kwargs["layers"] = tuple(layer_from_dict(layer, f"layers[{i}]")
                                      for i, layer in enumerate(kwargs["layers"]))
         return cls(**kwargs)
