@@ -139,20 +139,22 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
         opt_state = init_state(spec.optimizer, params)
     else:
         params, model_state = copy_tree(resume.params), copy_tree(resume.model_state)
+        assert resume.opt_state is not None     # resume_point refuses a checkpoint without
         opt_state = copy_state(resume.opt_state)
     module = get_backend(backend)
-    losses, snapshots = [], []
+    loss_chunks: list[np.ndarray] = []
+    snapshots: list[Snapshot] = []
     for first in range(start, spec.epochs, chunk):
         epochs = min(chunk, spec.epochs - first)
         plan = batch_plan(x.shape[0], spec.batch_size, epochs, spec.seed, spec.shuffle,
                           first_epoch=first)
         params, model_state, opt_state, chunk_losses, chunk_snapshots = module.train(
             spec, params, model_state, opt_state, x, y, plan, record_every)
-        losses.append(chunk_losses)
+        loss_chunks.append(chunk_losses)
         snapshots.extend(chunk_snapshots)
         if progress is not None:
             progress(first + epochs, spec.epochs, float(chunk_losses[-1]))
-    losses = np.concatenate(losses) if losses else np.zeros(0, dtype=spec.dtype)
+    losses = np.concatenate(loss_chunks) if loss_chunks else np.zeros(0, dtype=spec.dtype)
     return TrainResult(params=params, losses=losses, backend=backend, spec=spec,
                        opt_state=opt_state,
                        metrics=measure_metrics(spec, params, model_state, data, module),

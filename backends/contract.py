@@ -11,11 +11,12 @@ mypy checks it statically (``check_contract`` below).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
 from nnparity.shared.core.data import BatchPlan
+from nnparity.shared.core.layers import Activation
 from nnparity.shared.core.optimizers import OptimizerState
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot
@@ -65,7 +66,7 @@ class Backend(Protocol):
         """x (batch, *input_shape) -> output (batch, k), eval mode."""
         ...
 
-    def activation_with_grad(self, activation: Any, x: np.ndarray
+    def activation_with_grad(self, activation: Activation, x: np.ndarray
                              ) -> tuple[np.ndarray, np.ndarray]:
         """(f(x), f'(x)) elementwise for an ``Activation`` layer spec."""
         ...

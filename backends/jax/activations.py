@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,7 @@ import jax.scipy.special
 import numpy as np
 
 from nnparity.shared.core.activations import GELU_TANH_C, GELU_TANH_K
+from nnparity.shared.core.layers import Activation
 
 
 def identity(x):
@@ -72,7 +74,7 @@ def mish(x):
 
 
 #: name -> f(x, **params); jax.grad gives f'
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[..., jax.Array]] = {
     "identity": identity,
     "relu": jax.nn.relu,                 # relu'(0) = 0; jnp.maximum(0, x) would give 0.5
     "leaky_relu": leaky_relu,
@@ -94,7 +96,8 @@ ACTIVATIONS = {
 }
 
 
-def activation_with_grad(activation, x):
+def activation_with_grad(activation: Activation, x: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """(f(x), f'(x)) elementwise, f' from the vector-Jacobian product with ones."""
     f = functools.partial(ACTIVATIONS[activation.name], **activation.kwargs)
     with jax.enable_x64(True):

@@ -1,6 +1,8 @@
 """Losses in JAX, following ``nnparity.shared.core.losses``; ``jax.grad`` gives dL/dp."""
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +32,7 @@ def bce_with_logits(z, t):
     return jnp.mean(jax.nn.softplus(z) - z * t)             # softplus = logaddexp(z, 0)
 
 
-LOSSES = {
+LOSSES: dict[str, Callable[..., jax.Array]] = {
     "mse": mse,
     "mae": mae,
     "huber": huber,
@@ -39,7 +41,8 @@ LOSSES = {
 }
 
 
-def loss_with_grad(loss, params, p, y):
+def loss_with_grad(loss: str, params: dict[str, float], p: np.ndarray, y: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(L(p, y), dL/dp), dL/dp from jax.value_and_grad."""
     with jax.enable_x64(True):
         value, grad = jax.value_and_grad(LOSSES[loss])(jnp.asarray(p), jnp.asarray(y), **params)

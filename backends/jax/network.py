@@ -10,6 +10,9 @@ import functools
 import jax
 import numpy as np
 
+from nnparity.shared.core.spec import NetworkSpec
+from nnparity.shared.core.tree import Params
+
 from .layers import LAYERS
 from .losses import LOSSES
 from .optimizers import update
@@ -45,7 +48,8 @@ def _predict(layers, params, model_state, x):
     return forward(layers, params, model_state, x, False)[0]
 
 
-def predict(spec, params, model_state, x):
+def predict(spec: NetworkSpec, params: Params, model_state: Params, x: np.ndarray
+            ) -> np.ndarray:
     """The network's output for x (batch, *input_shape) -> (batch, k), eval mode."""
     with jax.enable_x64(True):
         return np.array(_predict(spec.layers, params, model_state, x))

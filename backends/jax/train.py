@@ -18,10 +18,12 @@ import numpy as np
 from jax import lax
 
 from nnparity.backends.contract import RunResult, StepResult
+from nnparity.shared.core.data import BatchPlan
 from nnparity.shared.core.divergence import raise_divergence
 from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot
-from nnparity.shared.core.tree import in_order
+from nnparity.shared.core.tree import Params, in_order
 
 from .network import loss_fn, train_step
 from .optimizers import constants, update
@@ -115,7 +117,9 @@ def state_to_numpy(spec, state):
                                             for name, tree in state.buffers.items()})
 
 
-def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -> RunResult:
+def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
+          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None
+          ) -> RunResult:
     """Train from NumPy arguments over ``plan``; the result in NumPy. The compiled
     run flags every step's finiteness; the first non-finite step then raises
     ``DivergenceError``, as the other backends do during the run.
@@ -135,7 +139,8 @@ def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -
                                                   np.asarray(a).dtype),
                                (params, model_state, opt_state))
         capacity = epoch_capacity(x.shape[0])
-        losses, finite = [], []
+        loss_chunks: list[np.ndarray] = []
+        finite_chunks: list[np.ndarray] = []
         for start in range(0, plan.epochs, capacity):               # usually one call
             n = min(capacity, plan.epochs - start)
             tail = None if plan.tail is None else padded(plan.tail[start:start + n], capacity)
@@ -143,10 +148,10 @@ def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -
                 params, model_state, opt_state, x, y, padded(plan.full[start:start + n], capacity),
                 tail, n, hyper, plan.first_step + start * plan.steps_per_epoch, buffers, every,
                 first_k, model=model, kind=kind, recording=count > 0)
-            losses.append(np.array(chunk_losses)[:n].reshape(-1))   # slice in NumPy:
-            finite.append(np.array(chunk_finite)[:n].reshape(-1))   # no jit per n
-        losses = np.concatenate(losses) if losses else np.zeros(0, spec.dtype)
-        finite = np.concatenate(finite) if finite else np.zeros(0, bool)
+            loss_chunks.append(np.array(chunk_losses)[:n].reshape(-1))   # slice in NumPy:
+            finite_chunks.append(np.array(chunk_finite)[:n].reshape(-1))  # no jit per n
+        losses = np.concatenate(loss_chunks) if loss_chunks else np.zeros(0, spec.dtype)
+        finite = np.concatenate(finite_chunks) if finite_chunks else np.zeros(0, bool)
         if not finite.all():
             step_index = plan.first_step + int(np.argmin(finite))
             raise_divergence(spec, "jax", step_index, plan.steps_per_epoch)
@@ -163,7 +168,8 @@ def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -
                          state_to_numpy(spec, opt_state), losses, snapshots)
 
 
-def step(spec, params, model_state, opt_state, x, y) -> StepResult:
+def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
+         x: np.ndarray, y: np.ndarray) -> StepResult:
     """One step from NumPy arguments; the result in NumPy."""
     model, kind = static_parts(spec)
     with jax.enable_x64(True):

@@ -16,10 +16,12 @@ readable reference, not the fast path.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from nnparity.shared.core.activations import GELU_TANH_C, GELU_TANH_K, SELU_ALPHA, SELU_SCALE
+from nnparity.shared.core.layers import Activation
 
 _erfc = np.vectorize(math.erfc, otypes=[np.float64])
 
@@ -196,7 +198,7 @@ def d_hardswish(x):
 
 
 #: name -> (f, f'); both take (x, **params)
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]] = {
     "identity": (identity, d_identity),
     "relu": (relu, d_relu),
     "leaky_relu": (leaky_relu, d_leaky_relu),
@@ -218,7 +220,8 @@ ACTIVATIONS = {
 }
 
 
-def activation_with_grad(activation, x):
+def activation_with_grad(activation: Activation, x: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """(f(x), f'(x)) elementwise, f' from the hand-written derivative."""
     f, df = ACTIVATIONS[activation.name]
     # np.array: fresh arrays in x's dtype, also for 0-d input, identity (which returns

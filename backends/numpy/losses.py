@@ -6,6 +6,8 @@ the number of averaged elements.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .activations import sigmoid
@@ -63,7 +65,7 @@ def d_bce_with_logits(z, t):
 
 
 #: name -> (L(p, y, **params), dL/dp(p, y, **params))
-LOSSES = {
+LOSSES: dict[str, tuple[Callable[..., np.ndarray], Callable[..., np.ndarray]]] = {
     "mse": (mse, d_mse),
     "mae": (mae, d_mae),
     "huber": (huber, d_huber),
@@ -72,7 +74,8 @@ LOSSES = {
 }
 
 
-def loss_with_grad(loss, params, p, y):
+def loss_with_grad(loss: str, params: dict[str, float], p: np.ndarray, y: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(L(p, y), dL/dp), dL/dp from the hand-written gradient."""
     value, gradient = LOSSES[loss]
     return np.array(value(p, y, **params)), gradient(p, y, **params)

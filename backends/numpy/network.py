@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnparity.shared.core.spec import NetworkSpec
+from nnparity.shared.core.tree import Params
+
 from .layers import LAYERS
 from .losses import LOSSES
 
@@ -46,6 +49,7 @@ def loss_and_gradients(spec, params, model_state, x, y, grads):
     return loss(p, y, **spec.loss_kwargs), backward(spec, params, caches, d_out, grads)
 
 
-def predict(spec, params, model_state, x):
+def predict(spec: NetworkSpec, params: Params, model_state: Params, x: np.ndarray
+            ) -> np.ndarray:
     """The network's output for x (batch, *input_shape) -> (batch, k), eval mode."""
     return forward(spec, params, model_state, x, train=False)[0]

@@ -11,17 +11,20 @@ import math
 import numpy as np
 
 from nnparity.backends.contract import RunResult, StepResult
+from nnparity.shared.core.data import BatchPlan
 from nnparity.shared.core.divergence import raise_divergence
 from nnparity.shared.core.flat import in_one_vector
 from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot, copy_state
-from nnparity.shared.core.tree import copy_tree
+from nnparity.shared.core.tree import Params, copy_tree
 
 from .network import empty_like, loss_and_gradients
 from .optimizers import update
 
 
-def step(spec, params, model_state, opt_state, x, y) -> StepResult:
+def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
+         x: np.ndarray, y: np.ndarray) -> StepResult:
     """One step from copies of the arguments: the loss before the update, the
     gradients, and the parameters and states after it."""
     params, model_state = copy_tree(params), copy_tree(model_state)
@@ -38,7 +41,9 @@ def all_finite(loss, *flats):
                                        for flat in flats)
 
 
-def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -> RunResult:
+def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
+          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None
+          ) -> RunResult:
     """Train over the batches of ``plan``.
 
     Returns the parameters, the model and optimizer states, every step's

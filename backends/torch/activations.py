@@ -19,11 +19,14 @@ float64 precision; the others are written out:
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nnparity.shared.core.activations import GELU_TANH_C, GELU_TANH_K
+from nnparity.shared.core.layers import Activation
 
 
 def identity(x):
@@ -57,7 +60,7 @@ def hardswish(x):
 
 
 #: name -> f(x, **params); autograd gives f'
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[..., torch.Tensor]] = {
     "identity": identity,
     "relu": torch.relu,                       # relu'(0) = 0; torch.maximum would give 0.5
     "leaky_relu": F.leaky_relu,               # f'(0) = negative_slope
@@ -79,9 +82,11 @@ ACTIVATIONS = {
 }
 
 
-def activation_with_grad(activation, x):
+def activation_with_grad(activation: Activation, x: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """(f(x), f'(x)) elementwise, f' from autograd (backward of the sum)."""
-    x = torch.tensor(x, requires_grad=True)
-    y = ACTIVATIONS[activation.name](x, **activation.kwargs)
+    xt = torch.tensor(x, requires_grad=True)
+    y = ACTIVATIONS[activation.name](xt, **activation.kwargs)
     y.sum().backward()
-    return y.detach().numpy(), x.grad.numpy()
+    assert xt.grad is not None                  # backward() filled it
+    return y.detach().numpy(), xt.grad.numpy()

@@ -6,6 +6,9 @@ warning (shapes are checked before a backend runs).
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 
 from .activations import softplus
@@ -39,7 +42,7 @@ def bce_with_logits(z, t):
     return (softplus(z) - z * t).mean()
 
 
-LOSSES = {
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "mse": mse,
     "mae": mae,
     "huber": huber,
@@ -48,9 +51,11 @@ LOSSES = {
 }
 
 
-def loss_with_grad(loss, params, p, y):
+def loss_with_grad(loss: str, params: dict[str, float], p: np.ndarray, y: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(L(p, y), dL/dp), dL/dp from autograd."""
-    p = torch.tensor(p, requires_grad=True)
-    value = LOSSES[loss](p, torch.from_numpy(y), **params)
+    pt = torch.tensor(p, requires_grad=True)
+    value = LOSSES[loss](pt, torch.from_numpy(y), **params)
     value.backward()
-    return value.detach().numpy(), p.grad.numpy()
+    assert pt.grad is not None                  # backward() filled it
+    return value.detach().numpy(), pt.grad.numpy()

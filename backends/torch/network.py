@@ -1,9 +1,11 @@
 """The network in torch: the layers' forward passes in order, and the loss."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from nnparity.shared.core.tree import map_tree
+from nnparity.shared.core.spec import NetworkSpec
+from nnparity.shared.core.tree import Params, map_tree
 
 from .layers import LAYERS
 from .losses import LOSSES
@@ -32,7 +34,8 @@ def to_numpy(tree):
     return map_tree(lambda t: t.detach().numpy().copy(), tree)
 
 
-def predict(spec, params, model_state, x):
+def predict(spec: NetworkSpec, params: Params, model_state: Params, x: np.ndarray
+            ) -> np.ndarray:
     """The network's output for x (batch, *input_shape) -> (batch, k), eval mode."""
     with torch.no_grad():
         params = map_tree(torch.from_numpy, params)

@@ -14,11 +14,13 @@ import numpy as np
 import torch
 
 from nnparity.backends.contract import RunResult, StepResult
+from nnparity.shared.core.data import BatchPlan
 from nnparity.shared.core.divergence import raise_divergence
 from nnparity.shared.core.flat import in_one_vector
 from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot
-from nnparity.shared.core.tree import leaves, map_tree, zeros_like_tree
+from nnparity.shared.core.tree import Params, leaves, map_tree, zeros_like_tree
 
 from .network import loss_fn, to_numpy, to_tensors
 from .optimizers import update
@@ -34,7 +36,8 @@ def state_to_numpy(state):
                           {name: to_numpy(tree) for name, tree in state.buffers.items()})
 
 
-def step(spec, params, model_state, opt_state, x, y) -> StepResult:
+def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
+         x: np.ndarray, y: np.ndarray) -> StepResult:
     """One step from NumPy arguments; the result in NumPy."""
     params, model_state = to_tensors(params, requires_grad=True), to_tensors(model_state)
     opt_state = state_to_tensors(opt_state)
@@ -53,7 +56,9 @@ def all_finite(loss, *flats):
         math.isfinite(flat.sum()) or bool(torch.isfinite(flat).all()) for flat in flats)
 
 
-def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -> RunResult:
+def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
+          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None
+          ) -> RunResult:
     """Train from NumPy arguments over ``plan``; the result in NumPy. Raises
     ``DivergenceError`` at the first step whose loss, parameters or optimizer
     state are not finite.
@@ -63,8 +68,8 @@ def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -
     and zeroes the gradients again.
     """
     flat_grads, grads = in_one_vector(zeros_like_tree(params), spec.dtype, torch.from_numpy)
-    flat, params = in_one_vector(params, spec.dtype, torch.from_numpy)
-    for p, g in zip(leaves(params), leaves(grads), strict=True):
+    flat, params_t = in_one_vector(params, spec.dtype, torch.from_numpy)
+    for p, g in zip(leaves(params_t), leaves(grads), strict=True):
         p.requires_grad_(True)                                   # leaves autograd fills
         p.grad = g
     model_state = map_tree(torch.from_numpy, map_tree(np.copy, model_state))
@@ -76,19 +81,20 @@ def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -
     def current_state():
         return OptimizerState(flat_state.step, {name: v for name, (_, v) in buffers.items()})
 
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    losses, snapshots = [], []
+    x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
+    losses: list[torch.Tensor] = []
+    snapshots: list[Snapshot] = []
     step_index = plan.first_step
-    batches = [(x[rows], y[rows]) for rows in plan.batches(0)]   # the same every epoch
+    batches = [(x_t[rows], y_t[rows]) for rows in plan.batches(0)]   # the same every epoch
     for epoch in range(plan.epochs):                              # unless shuffled
         if spec.shuffle and epoch > 0:
-            batches = [(x[rows], y[rows]) for rows in plan.batches(epoch)]
+            batches = [(x_t[rows], y_t[rows]) for rows in plan.batches(epoch)]
         for x_batch, y_batch in batches:
             if record_every and step_index % record_every == 0:
-                snapshots.append(Snapshot(step_index, to_numpy(params),
+                snapshots.append(Snapshot(step_index, to_numpy(params_t),
                                           state_to_numpy(current_state()),
                                           to_numpy(model_state)))
-            loss = loss_fn(spec, params, model_state, x_batch, y_batch)
+            loss = loss_fn(spec, params_t, model_state, x_batch, y_batch)
             loss.backward()
             flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
                                 flat_state)
@@ -98,6 +104,6 @@ def train(spec, params, model_state, opt_state, x, y, plan, record_every=None) -
             if not all_finite(loss, flat, *(f for f, _ in buffers.values())):
                 raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)
             step_index += 1
-    losses = torch.stack(losses) if losses else torch.zeros(0, dtype=x.dtype)
-    return RunResult(to_numpy(params), to_numpy(model_state), state_to_numpy(current_state()),
-                     losses.numpy(), snapshots)
+    stacked = torch.stack(losses) if losses else torch.zeros(0, dtype=x_t.dtype)
+    return RunResult(to_numpy(params_t), to_numpy(model_state), state_to_numpy(current_state()),
+                     stacked.numpy(), snapshots)

@@ -15,6 +15,11 @@ from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.tree import Params
 from nnparity.shared.core.validation import INT64_MAX, check_int, fail
 
+#: the default of ``Checkpoint.model_state``: None, "the spec's initial model state".
+#: ``__post_init__`` always replaces it, so a built Checkpoint's field is a tree
+#: (typed ``Any`` only so that it can be the default).
+INITIAL_MODEL_STATE: Any = None
+
 
 @dataclass(frozen=True, eq=False)      # arrays have no single truth value
 class Checkpoint:
@@ -40,7 +45,7 @@ class Checkpoint:
     params: Params
     opt_state: OptimizerState | None
     epochs_done: int
-    model_state: Params | None = None
+    model_state: Params = INITIAL_MODEL_STATE
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, NetworkSpec):

@@ -32,6 +32,10 @@ MAX_COUNT = 2**32 - 1
 #: the MLP shorthand's fields, and the general form's
 SHORTHAND = ("sizes", "activation", "activation_params")
 GENERAL = ("input_shape", "layers")
+#: the default of ``input_shape`` and ``layers``: None, "not given, built from
+#: ``sizes``". ``__post_init__`` always replaces it, so a built spec's fields have
+#: their declared types (typed ``Any`` only so that it can be their default).
+FROM_SIZES: Any = None
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,8 @@ class NetworkSpec:
     seed: int = 99
     dtype: str = "float64"
     shuffle: bool = False
-    input_shape: tuple[int, ...] | None = None
-    layers: tuple[Layer, ...] | None = None
+    input_shape: Shape = FROM_SIZES
+    layers: tuple[Layer, ...] = FROM_SIZES
 
     def __post_init__(self) -> None:
         if self.sizes is not None:
@@ -143,7 +147,7 @@ class NetworkSpec:
 
         # every parameter is used in self.dtype: it has to be a number there
         if self.sizes is not None:                  # name them as the user wrote them
-            for name, params in self.activation_params.items():
+            for name, params in (self.activation_params or {}).items():
                 check_activation_in_dtype(name, params, self.dtype,
                                           f"activation_params[{name!r}]")
         else:
@@ -308,9 +312,10 @@ class NetworkSpec:
         if self.sizes is not None:
             del d["input_shape"], d["layers"]
             d["sizes"] = list(self.sizes)
-            if not isinstance(self.activation, str):
+            if isinstance(self.activation, tuple):
                 d["activation"] = list(self.activation)
-            d["activation_params"] = {k: dict(v) for k, v in self.activation_params.items()}
+            d["activation_params"] = {k: dict(v)
+                                      for k, v in (self.activation_params or {}).items()}
         else:
             for name in SHORTHAND:
                 del d[name]
@@ -363,22 +368,23 @@ class NetworkSpec:
         return cls.from_dict(d)
 
 
-def mlp_shorthand(input_shape: Shape, layers: tuple[Layer, ...]):
+def mlp_shorthand(input_shape: Shape, layers: tuple[Layer, ...]
+                  ) -> tuple[Shape, str | tuple[str, ...], dict[str, dict[str, float]]] | None:
     """(sizes, activation, activation_params) when ``layers`` are what the shorthand
     builds (Dense, then Activation and Dense pairs, on a one-axis input, each
     activation name with one set of parameters), else None."""
-    if (len(input_shape) != 1 or len(layers) % 2 != 1
-            or not all(isinstance(layer, Dense) for layer in layers[0::2])
-            or not all(isinstance(layer, Activation) for layer in layers[1::2])):
+    dense = [layer for layer in layers[0::2] if isinstance(layer, Dense)]
+    hidden = [layer for layer in layers[1::2] if isinstance(layer, Activation)]
+    if len(input_shape) != 1 or len(layers) % 2 != 1 or len(dense) + len(hidden) != len(layers):
         return None
-    sizes = input_shape + tuple(layer.units for layer in layers[0::2])
-    hidden = layers[1::2]
+    sizes = input_shape + tuple(layer.units for layer in dense)
     params: dict[str, tuple] = {}
     for layer in hidden:
         if params.setdefault(layer.name, layer.params) != layer.params:
             return None
     names = tuple(layer.name for layer in hidden)
-    activation = "relu" if not names else names[0] if len(set(names)) == 1 else names
+    activation: str | tuple[str, ...] = (
+        "relu" if not names else names[0] if len(set(names)) == 1 else names)
     return sizes, activation, {name: dict(p) for name, p in params.items() if p}
 
 
@@ -394,6 +400,7 @@ def _check_rounded(label: str, value: Any, dtype: str,
     """``value`` (a float, or a tuple of floats), rounded to ``dtype``, must be a number
     there (``check_in_dtype``) and still pass ``revalidate`` (0.99999999999 as a beta
     rounds to 1 in float32, which is not allowed)."""
+    rounded: float | tuple[float, ...]
     if isinstance(value, tuple):
         rounded = tuple(check_in_dtype(f"{label}[{i}]", v, dtype) for i, v in enumerate(value))
     else:
@@ -411,16 +418,18 @@ def check_activation_in_dtype(name: str, params: Mapping[str, float], dtype: Any
     """Activation ``name``'s (checked) ``params`` are numbers in ``dtype``."""
     dtype = np.dtype(dtype).name
     for key, value in params.items():
-        _check_rounded(f"{label}[{key!r}]", value, dtype,
-                       lambda r, key=key: check_activation_params(name, {**params, key: r}))
+        def revalidate(r: Any, key: str = key) -> object:
+            return check_activation_params(name, {**params, key: r})
+        _check_rounded(f"{label}[{key!r}]", value, dtype, revalidate)
 
 
 def check_loss_in_dtype(loss: str, params: Mapping[str, float], dtype: Any) -> None:
     """The loss's (checked) ``params`` are numbers in ``dtype``."""
     dtype = np.dtype(dtype).name
     for key, value in params.items():
-        _check_rounded(f"loss_params[{key!r}]", value, dtype,
-                       lambda r, key=key: check_loss_params(loss, {**params, key: r}))
+        def revalidate(r: Any, key: str = key) -> object:
+            return check_loss_params(loss, {**params, key: r})
+        _check_rounded(f"loss_params[{key!r}]", value, dtype, revalidate)
 
 
 def check_optimizer_in_dtype(opt: Optimizer, dtype: Any) -> None:
@@ -429,8 +438,9 @@ def check_optimizer_in_dtype(opt: Optimizer, dtype: Any) -> None:
     for f in fields(opt):
         value = getattr(opt, f.name)
         if not isinstance(value, bool):
-            _check_rounded(f"{type(opt).__name__}.{f.name}", value, dtype,
-                           lambda r, name=f.name: replace(opt, **{name: r}))
+            def revalidate(r: Any, name: str = f.name) -> object:
+                return replace(opt, **{name: r})
+            _check_rounded(f"{type(opt).__name__}.{f.name}", value, dtype, revalidate)
 
 
 def notebook_spec() -> NetworkSpec:

@@ -12,7 +12,7 @@ import numbers
 import os
 import reprlib
 import sys
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NoReturn
 
 import numpy as np
 
@@ -38,7 +38,7 @@ class MissingFrameworkError(ImportError):
     """An optional dependency is not installed; the message names the extra."""
 
 
-def fail(name: str, value: Any, allowed: str, error: type = ValueError) -> None:
+def fail(name: str, value: Any, allowed: str, error: type = ValueError) -> NoReturn:
     """Raise ``InputValueError`` (or ``InputTypeError`` when ``error`` is TypeError),
     naming the argument, the value (see ``show``) and what is allowed."""
     error = InputTypeError if error is TypeError else InputValueError

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from nnparity.shared.core.activations import ACTIVATIONS, check_activation_params
 from nnparity.shared.core.layers.base import Layer
@@ -22,9 +22,13 @@ class Activation(Layer):
     params: tuple[tuple[str, float], ...] = ()
     kind: ClassVar[str] = "activation"
 
+    if TYPE_CHECKING:   # the constructor also takes a mapping; __post_init__ sorts it to pairs
+        def __init__(self, name: str, params: Mapping[str, float]
+                     | tuple[tuple[str, float], ...] = ()) -> None: ...
+
     def __post_init__(self) -> None:
         check_choice("activation", self.name, ACTIVATIONS)
-        params = self.params
+        params: Any = self.params
         if isinstance(params, tuple) and all(isinstance(p, tuple) and len(p) == 2
                                              for p in params):
             params = dict(params)
