@@ -10,8 +10,9 @@ backends, it measures against numpy:
     as ``shared.harness.step_difference`` does without its rounding
     allowance: the loss, every gradient, parameter and buffer tensor,
     normwise (max|a - e| / max|e|); the per-part columns give whole vectors.
-    Reported twice: over every tensor with max|e| > 0 ("no floor"), and as the harness reports it under POLICY["float32"], where
-    vectors with max|e| < atol/rtol are judged by atol only ("policy");
+    Reported twice: over every tensor with max|e| > 0 ("no floor"), and as the
+    harness reports it under POLICY["float32"], where vectors with max|e| <
+    atol/rtol are judged by atol only ("policy");
 (b) free-running: the final parameters after the whole run, elementwise max
     abs and max rel (rel over |e| >= atol/rtol of POLICY["float32"]) and
     normwise per tensor; the per-step losses and test predictions elementwise;

@@ -15,7 +15,7 @@ from nnparity.shared.core.tree import leaves
 
 def sgd(opt, params, grads, state):
     t = state.step
-    buffers = leaves(state.buffers["momentum_buffer"]) if opt.momentum != 0 else None
+    buffers = leaves(state.buffers["momentum_buffer"]) if opt.momentum != 0 else []
     for i, (p, g) in enumerate(zip(leaves(params), leaves(grads), strict=True)):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p
@@ -51,8 +51,8 @@ def adamw(opt, params, grads, state):
 
 def rmsprop(opt, params, grads, state):
     vs = leaves(state.buffers["square_avg"])
-    bs = leaves(state.buffers["momentum_buffer"]) if opt.momentum > 0 else None
-    avgs = leaves(state.buffers["grad_avg"]) if opt.centered else None
+    bs = leaves(state.buffers["momentum_buffer"]) if opt.momentum > 0 else []
+    avgs = leaves(state.buffers["grad_avg"]) if opt.centered else []
     for i, (p, g) in enumerate(zip(leaves(params), leaves(grads), strict=True)):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p

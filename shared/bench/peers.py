@@ -179,9 +179,11 @@ def keras_fit(spec: NetworkSpec, data: Dataset) -> Pairs:
     import keras
 
     spec32 = spec.replace(dtype="float32")
-    model = keras.Sequential([keras.Input((spec32.sizes[0],), dtype="float32")] + [
-        keras.layers.Dense(n, activation="relu" if k < len(spec32.sizes) - 2 else None,
-                           dtype="float32") for k, n in enumerate(spec32.sizes[1:])])
+    sizes = spec32.sizes
+    assert sizes is not None, "the benchmark's networks are MLPs (NetworkSpec(sizes=...))"
+    model = keras.Sequential([keras.Input((sizes[0],), dtype="float32")] + [
+        keras.layers.Dense(n, activation="relu" if k < len(sizes) - 2 else None,
+                           dtype="float32") for k, n in enumerate(sizes[1:])])
     model.set_weights([a for w, b in initial_pairs(spec32) for a in (w.T, b)])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=spec32.optimizer.lr), loss="mse")
     model.fit(data.x_train.astype(np.float32), data.y_train.astype(np.float32),

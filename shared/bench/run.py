@@ -119,15 +119,16 @@ def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int) -> li
 def compute_data() -> Dataset:
     rng = np.random.default_rng(0)
     spec = COMPUTE_SPEC
-    x = rng.standard_normal((COMPUTE_ROWS, spec.sizes[0])).astype(np.float32)
-    y = rng.standard_normal((COMPUTE_ROWS, spec.sizes[-1])).astype(np.float32)
+    x = rng.standard_normal((COMPUTE_ROWS, *spec.input_shape)).astype(np.float32)
+    y = rng.standard_normal((COMPUTE_ROWS, spec.n_outputs)).astype(np.float32)
     return Dataset(x, y, x[:8], y[:8])
 
 
 def flops_per_step(spec: NetworkSpec) -> float:
     """6 * batch * sum(in * out): forward 2, backward 4 flops per weight and row."""
-    return 6 * spec.batch_size * sum(i * o for i, o in zip(spec.sizes[:-1], spec.sizes[1:],
-                                                           strict=True))
+    sizes = spec.sizes
+    assert sizes is not None, "the benchmark's networks are MLPs (NetworkSpec(sizes=...))"
+    return 6 * spec.batch_size * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 def run(backends, repeats: int = 5) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nnparity.shared.core.init import check_model_state, check_params, init_model_state
 from nnparity.shared.core.optimizers import OptimizerState, state_buffers
@@ -46,6 +46,10 @@ class Checkpoint:
     opt_state: OptimizerState | None
     epochs_done: int
     model_state: Params = INITIAL_MODEL_STATE
+
+    if TYPE_CHECKING:   # model_state may be given as None, the documented default
+        def __init__(self, spec: NetworkSpec, params: Params, opt_state: OptimizerState | None,
+                     epochs_done: int, model_state: Params | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, NetworkSpec):

@@ -98,5 +98,6 @@ def check_targets(loss: str, name: str, y, n_out: int) -> None:
     if kind == "probabilities":
         outside = (y < 0) | (y > 1)
         if outside.any():
-            i = tuple(int(j) for j in np.argwhere(outside)[0])
-            fail(f"{name}[{i[0]}, {i[1]}]", float(y[i]), f"a target in [0, 1] for loss {loss!r}")
+            at = tuple(int(j) for j in np.argwhere(outside)[0])
+            fail(f"{name}[{at[0]}, {at[1]}]", float(y[at]),
+                 f"a target in [0, 1] for loss {loss!r}")

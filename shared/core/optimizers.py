@@ -48,7 +48,7 @@ done so far (t - 1 before step t) and ``buffers`` one tree per buffer name
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 from typing import Any, ClassVar, Mapping, NamedTuple
 
 import numpy as np
@@ -59,17 +59,19 @@ from nnparity.shared.core.validation import check_bool, check_float, fail
 def _check_betas(name: str, betas: Any) -> tuple[float, float]:
     if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
         fail(name, betas, "a pair (beta1, beta2)", TypeError)
-    return tuple(check_float(f"{name}[{i}]", b, low=0.0, high=1.0, high_open=True)
-                 for i, b in enumerate(betas))
+    beta1, beta2 = (check_float(f"{name}[{i}]", b, low=0.0, high=1.0, high_open=True)
+                    for i, b in enumerate(betas))
+    return beta1, beta2
 
 
 class _Optimizer:
     """Common behaviour: JSON round trip and the split into numbers and structure."""
 
     name: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]   # every optimizer is a dataclass
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"name": self.name}
+        d: dict[str, Any] = {"name": self.name}
         for f in fields(self):
             value = getattr(self, f.name)
             d[f.name] = list(value) if isinstance(value, tuple) else value

@@ -189,8 +189,8 @@ def difference(actual, expected, tol: Tolerance, name: str = "value") -> Differe
         used = np.where(gap == 0, 0.0, gap / allowed)
     governs = finite & (np.abs(e) >= relative_floor(tol)) & (e != 0)
     max_rel = float((gap[governs] / np.abs(e[governs])).max()) if governs.any() else 0.0
-    index = np.unravel_index(int(np.argmax(used)), used.shape) if used.ndim else ()
-    index = tuple(int(i) for i in index)
+    index = tuple(int(i) for i in (np.unravel_index(int(np.argmax(used)), used.shape)
+                                   if used.ndim else ()))
     worst_used = float(used[index])
     ok = worst_used <= 1.0
     verb = "within" if ok else "beyond"
@@ -235,8 +235,8 @@ def tensorwise_difference(actual, expected, tol: Tolerance,
         scale = float(np.abs(e[finite]).max())
         s = float(sensitivity.get(name, 0.0))
         allowed = tol.atol + tol.rtol * scale + ROUNDING_MULTIPLE * s
-        index = np.unravel_index(int(np.argmax(gap)), gap.shape) if gap.ndim else ()
-        index = tuple(int(i) for i in index)
+        index = tuple(int(i) for i in (np.unravel_index(int(np.argmax(gap)), gap.shape)
+                                       if gap.ndim else ()))
         largest = float(gap[index])
         used = 0.0 if largest == 0 else largest / allowed
         rel = largest / scale if scale >= relative_floor(tol) and scale > 0 else 0.0

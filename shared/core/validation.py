@@ -259,12 +259,13 @@ def memory_limit() -> int | None:
         return None
 
 
-def size_text(n_bytes: int) -> str:
+def size_text(n_bytes: float) -> str:
     """1536 -> "1.5 KiB", 8 * 10**12 -> "7.28 TiB"."""
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n_bytes < 1024 or unit == "PiB":
             return f"{n_bytes:.3g} {unit}" if unit != "bytes" else f"{n_bytes} bytes"
         n_bytes /= 1024
+    raise AssertionError("unreachable: the loop returns at PiB")
 
 
 def check_memory(name: str, value: Any, parts: Mapping[str, int],
@@ -309,6 +310,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """json object_pairs_hook: a repeated key is an error, not "the last one wins"."""
     d = dict(pairs)
     if len(d) != len(pairs):
-        seen: set = set()
-        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
     return d

@@ -39,6 +39,7 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
+from typing import NoReturn
 
 import numpy as np
 
@@ -81,7 +82,9 @@ def save_checkpoint(path: str | os.PathLike, spec: NetworkSpec, params: Params,
                             spec.epochs if epochs_done is None else epochs_done, model_state)
     arrays = checkpoint_arrays(checkpoint)
     # a file object: np.savez adds no ".npz", and stores (never compresses) its entries
-    write_atomic(path, lambda f: np.savez(f, **arrays))
+    # numpy's stub types savez(file, *args, allow_pickle: bool, **kwds), and mypy matches
+    # an unpacked dict against allow_pickle too; every entry here is an array
+    write_atomic(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
 
 
 def checkpoint_arrays(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
@@ -164,7 +167,7 @@ def read_checkpoint(name: str, path: str | os.PathLike) -> Checkpoint:
         bad(path, str(exc))
 
 
-def bad(path: str, problem: str) -> None:
+def bad(path: str, problem: str) -> NoReturn:
     """Raise the ValueError for a file that is not a valid checkpoint."""
     raise InputValueError(f"checkpoint {path}: {problem}") from None
 
@@ -281,6 +284,7 @@ class EntryReader:
                            f"{', '.join(sorted(self.members)) or 'none'})")
         info = self.members[key]
         with self.archive.open(info) as f:
+            problem: str | None
             try:
                 header = read_npy_header(f)
             except ValueError as exc:

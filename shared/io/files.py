@@ -55,7 +55,7 @@ import time
 import tokenize
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, Literal
 
 import numpy as np
 
@@ -166,7 +166,7 @@ class NpyHeader:
         return shortened(f"{dtype_name(self.dtype)} {self.shape}")
 
 
-def read_npy_header(f: BinaryIO) -> NpyHeader:
+def read_npy_header(f: IO[bytes]) -> NpyHeader:
     """Read the ``.npy`` header at ``f``'s position (``f.tell()`` must work).
 
     Raises ``ValueError`` saying what is wrong, in words a caller puts after "a
@@ -217,7 +217,7 @@ def npy_array(header: NpyHeader, data: bytes | bytearray, offset: int = 0) -> np
     if header.data_bytes == 0:
         return np.zeros(header.shape, header.dtype)
     flat = np.frombuffer(data, header.dtype, offset=offset)
-    order = "F" if header.fortran_order else "C"
+    order: Literal["F", "C"] = "F" if header.fortran_order else "C"
     return flat.reshape(header.shape, order=order).copy(order="K")
 
 
@@ -340,7 +340,7 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[str]:
     module docstring); returns their names. Best effort: errors are ignored."""
     prefix = temporary_prefix(path)
     directory, start = os.path.split(prefix)
-    removed = []
+    removed: list[str] = []
     now = time.time()
     try:
         entries = list(os.scandir(directory))

@@ -356,7 +356,8 @@ def compare(spec: NetworkSpec, data: Dataset,
     check_int("record_every", record_every, 1)
     modules = {name: get_backend(name) for name in backends}
     tol = POLICY[spec.dtype]
-    results, predictions, named, seconds, diverged = {}, {}, {}, {}, {}
+    results, predictions, named, seconds = {}, {}, {}, {}
+    diverged: dict[str, int | None] = {}
     for name in backends:
         start = time.perf_counter()
         try:

@@ -58,6 +58,12 @@ def move_ulps(array: np.ndarray, k: np.ndarray) -> None:
         array[...] = flat.reshape(array.shape)
 
 
+def _rng() -> np.random.Generator:
+    """The generator of the ``rounding_sensitivity`` run in progress."""
+    assert _State.rng is not None, "jittered arithmetic outside a rounding run"
+    return _State.rng
+
+
 def jitter(array: np.ndarray, rng: np.random.Generator, ulps: int) -> None:
     """Move every finite, non-zero float of ``array`` (in place) by a random whole
     number of ulps in [-ulps, ulps] (``move_ulps``)."""
@@ -68,7 +74,7 @@ def jitter(array: np.ndarray, rng: np.random.Generator, ulps: int) -> None:
 def _jittered_copy(value):
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
         copy = np.array(value.view(np.ndarray))
-        jitter(copy, _State.rng, _State.ulps)
+        jitter(copy, _rng(), _State.ulps)
         return copy
     if isinstance(value, np.floating):
         return _jittered_copy(np.array(value))[()]
@@ -88,7 +94,7 @@ class Jittered(np.ndarray):
         if out is not None:
             for o in kwargs["out"]:
                 if isinstance(o, np.ndarray):
-                    jitter(o, _State.rng, _State.ulps)
+                    jitter(o, _rng(), _State.ulps)
             return out[0] if len(out) == 1 else out
         results = result if isinstance(result, tuple) else (result,)
         wrapped = tuple(_jittered_result(r) for r in results)
@@ -105,7 +111,7 @@ _PRODUCTS = frozenset({np.vdot, np.dot, np.inner, np.tensordot, np.einsum})
 
 def _jittered_result(result):
     if isinstance(result, np.ndarray):
-        jitter(result, _State.rng, _State.ulps)
+        jitter(result, _rng(), _State.ulps)
         return result.view(Jittered)
     if isinstance(result, np.floating):
         return _jittered_copy(result)

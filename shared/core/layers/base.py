@@ -10,6 +10,7 @@ order of torch's ``state_dict``.
 """
 from __future__ import annotations
 
+from dataclasses import Field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,6 +23,7 @@ class Layer:
     a parameter-free, shape-preserving layer needs nothing but ``kind``."""
 
     kind: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]   # every layer spec is a dataclass
 
     def check_input(self, input_shape: Shape, label: str) -> None:
         """Raise ``ValueError`` (naming ``label``) when the layer cannot take this shape."""
