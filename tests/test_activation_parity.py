@@ -16,10 +16,12 @@ import math
 import numpy as np
 import pytest
 
-from nnparity.backends import numpy as numpy_backend
+from nnparity.backends.numpy import network as numpy_network
 from nnparity.backends.numpy import activations as numpy_activations
-from nnparity.shared import POLICY, SGD, Dataset, NetworkSpec, compare, init_params
+from nnparity.shared import (POLICY, SGD, Activation, Dataset, NetworkSpec, compare,
+                             init_model_state, init_params)
 from nnparity.shared.core.activations import ACTIVATIONS
+from nnparity.shared.core.tree import leaves
 from conftest import require
 
 TOL = POLICY["float64"]
@@ -77,10 +79,21 @@ PARITY_CASES = [pytest.param(*case.values, id=case.id,
                 for case in CASES]
 
 
+def hidden_activations(spec):
+    """The spec's Activation layers, in order."""
+    return [layer for layer in spec.layers if isinstance(layer, Activation)]
+
+
+def loss_and_gradients(spec, params, x, y):
+    """The NumPy reference's minibatch loss and gradients (a tree like ``params``)."""
+    grads = numpy_network.empty_like(params)
+    return numpy_network.loss_and_gradients(spec, params, init_model_state(spec), x, y, grads)
+
+
 def test_cases_cover_every_activation():
     used = set()
     for case in CASES:
-        used.update(a.name for a in case.values[0].hidden_activations)
+        used.update(a.name for a in hidden_activations(case.values[0]))
     assert used == set(ACTIVATIONS)
 
 
@@ -94,8 +107,11 @@ def test_data_has_zero_rows_in_the_first_and_the_partial_batch():
 
 def first_batch_pre_activations(spec):
     params = init_params(spec)
-    _, cache = numpy_backend.forward(spec, params, DATA.x_train[FIRST_BATCH])
-    return params, [z for _, z in cache[:-1]]                # hidden layers only
+    _, caches = numpy_network.forward(spec, params, init_model_state(spec),
+                                      DATA.x_train[FIRST_BATCH])
+    # an Activation layer's cache is its input z: the hidden pre-activations
+    return params, [cache for layer, cache in zip(spec.layers, caches, strict=True)
+                    if isinstance(layer, Activation)]
 
 
 @pytest.mark.parametrize("spec", CASES)
@@ -103,10 +119,10 @@ def test_zero_rows_hit_zero_at_step_0(spec):
     """Zero biases + zero rows: the step-0 pre-activations are exactly 0, layer by layer
     until an activation with f(0) != 0 (the next layer then sees W f(0))."""
     params, zs = first_batch_pre_activations(spec)
-    assert all(not b.any() for _, b in params)
+    assert all(not layer["bias"].any() for layer in params if layer)
     zero = [r for r in FIRST_BATCH if r in ZERO_ROWS]
     assert zero == [0, 1]
-    for activation, z in zip(spec.hidden_activations, zs, strict=True):
+    for activation, z in zip(hidden_activations(spec), zs, strict=True):
         assert np.all(z[zero] == 0.0), activation.name
         f, _ = numpy_activations.ACTIVATIONS[activation.name]
         if f(np.zeros(1), **activation.kwargs)[0] != 0.0:
@@ -122,16 +138,15 @@ def test_zero_rows_have_a_live_upstream_gradient(monkeypatch, spec):
     """
     params = init_params(spec)
     x, y = DATA.x_train[FIRST_BATCH], DATA.y_train[FIRST_BATCH]
-    _, grads = numpy_backend.loss_and_gradients(spec, params, x, y)
-    for activation in {a.name for a in spec.hidden_activations}:
+    _, grads = loss_and_gradients(spec, params, x, y)
+    for activation in {a.name for a in hidden_activations(spec)}:
         f, df = numpy_activations.ACTIVATIONS[activation]
         with monkeypatch.context() as m:
             m.setitem(numpy_activations.ACTIVATIONS, activation,
                       (f, lambda t, _df=df, **kw: _df(t, **kw) + 0.25 * (t == 0)))
-            _, changed = numpy_backend.loss_and_gradients(spec, params, x, y)
+            _, changed = loss_and_gradients(spec, params, x, y)
         assert any(not np.array_equal(a, b)
-                   for pair, pair2 in zip(grads, changed, strict=True)
-                   for a, b in zip(pair, pair2, strict=True)), \
+                   for a, b in zip(leaves(grads), leaves(changed), strict=True)), \
             f"{activation}'(0) does not reach the gradient"
 
 
@@ -145,23 +160,25 @@ def test_training_parity(spec):
     bad = {(p.backend, q): d for p in report.parity for q, d in p.differences.items() if not d.ok}
     assert not bad, f"differences beyond the float64 policy:\n{report}"
     for p in report.parity:
-        assert set(p.differences) == {f"{k}{i}" for i in range(len(spec.sizes) - 1)
-                                      for k in "Wb"} | {"predictions", "losses"}
+        dense = range(0, len(spec.layers), 2)                 # Dense, Activation, ..., Dense
+        assert set(p.differences) == {f"{i}.{k}" for i in dense for k in ("weight", "bias")
+                                      } | {"predictions", "losses"}
         for d in p.differences.values():
             assert d.ok and math.isfinite(d.max_abs) and math.isfinite(d.max_rel)
     assert report.ok
 
     ref = report.results["numpy"]
     assert ref.losses.shape == (30 * 3,) and np.all(np.isfinite(ref.losses))
-    for (w, b), (w0, b0) in zip(ref.params, init_params(spec), strict=True):
-        assert not np.array_equal(b, b0), "every layer's bias must train"
+    for layer, layer0 in zip(ref.params, init_params(spec), strict=True):
+        if layer:
+            assert not np.array_equal(layer["bias"], layer0["bias"]), \
+                "every layer's bias must train"
     # independent of the harness: every backend against numpy, the policy's numbers
     for backend in ("torch", "jax"):
         other = report.results[backend]
-        for (w, b), (w_ref, b_ref) in zip(other.params, ref.params, strict=True):
-            assert w.dtype == np.float64 and b.dtype == np.float64
-            np.testing.assert_allclose(w, w_ref, rtol=TOL.rtol, atol=TOL.atol)
-            np.testing.assert_allclose(b, b_ref, rtol=TOL.rtol, atol=TOL.atol)
+        for a, e in zip(leaves(other.params), leaves(ref.params), strict=True):
+            assert a.dtype == np.float64
+            np.testing.assert_allclose(a, e, rtol=TOL.rtol, atol=TOL.atol)
         np.testing.assert_allclose(other.losses, ref.losses, rtol=TOL.rtol, atol=TOL.atol)
 
 
@@ -174,7 +191,7 @@ def clear_jax_caches():
 
 def run_with_patch(monkeypatch, backend, name, replacement, spec, data):
     """compare(numpy, backend) with ``backend``'s activation ``name`` replaced."""
-    activations = importlib.import_module(f"nnparity.backends.{backend}_activations")
+    activations = importlib.import_module(f"nnparity.backends.{backend}.activations")
     if backend == "jax":
         clear_jax_caches()                    # the activation is a static jit argument
     try:
@@ -203,7 +220,7 @@ def test_negative_control_jax_builtin_leaky_relu(monkeypatch, data, expect_ok):
     assert report.ok is expect_ok, str(report)
     if not expect_ok:
         (parity,) = report.parity
-        assert not parity.differences["W0"].ok or not parity.differences["b0"].ok
+        assert not parity.differences["0.weight"].ok or not parity.differences["0.bias"].ok
     assert compare(spec, data, backends=("numpy", "jax")).ok     # the unpatched backend passes
 
 

@@ -18,8 +18,8 @@ import pytest
 
 from nnparity.backends import as_arrays, get_backend, predict, train
 from nnparity.shared import (POLICY, SGD, Adam, NetworkSpec, RMSprop, compare,
-                             init_params, notebook_data, notebook_spec)
-from nnparity.shared.core.optimizers import init_state
+                             init_model_state, init_params, notebook_data, notebook_spec)
+from nnparity.shared.core.optimizers import OptimizerState, init_state
 from nnparity.shared.core.synthetic import binary, classification, regression
 from nnparity.shared.core.tolerance import difference
 from conftest import require
@@ -56,9 +56,11 @@ DTYPE_DATA = regression(10, 3, 2, seed=4, n_test=3)
 
 
 def arrays(tree):
-    """Every array in a params list or a state dict (the int step left out)."""
+    """Every array in a params tree or an OptimizerState (the int step left out)."""
+    if isinstance(tree, OptimizerState):
+        return arrays(tree.buffers)
     if isinstance(tree, dict):
-        return [a for k in sorted(tree) if k != "step" for a in arrays(tree[k])]
+        return [a for k in sorted(tree) for a in arrays(tree[k])]
     if isinstance(tree, (list, tuple)):
         return [a for item in tree for a in arrays(item)]
     return [tree]
@@ -73,14 +75,15 @@ def test_float32_spec_trains_and_returns_float32(backend):
     assert result.losses.dtype == np.float32 and result.losses.shape == (9,)
     state = arrays(result.opt_state)
     assert len(state) == 8 and all(a.dtype == np.float32 for a in state)
-    assert result.opt_state["step"] == 9
+    assert result.opt_state.step == 9
     assert [s.step for s in result.snapshots] == [0, 2, 4, 6, 8]
     for snap in result.snapshots:
-        assert all(a.dtype == np.float32 for a in arrays(snap.params) + arrays(snap.state))
+        assert all(a.dtype == np.float32 for a in arrays(snap.params) + arrays(snap.opt_state)
+                   + arrays(snap.model_state))
     assert all(isinstance(v, float) and np.isfinite(v) for v in result.metrics.values())
     out = predict(spec, result.params, data.x_test, backend=backend)   # float64 x in
     assert out.dtype == np.float32 and out.shape == (3, 2)
-    assert get_backend(backend).predict(spec, result.params,
+    assert get_backend(backend).predict(spec, result.params, result.model_state,
                                         data.x_test.astype(np.float32)).dtype == np.float32
 
 
@@ -91,11 +94,11 @@ def test_float32_step_returns_float32(backend):
     params = init_params(spec)
     assert all(a.dtype == np.float32 for a in arrays(params))
     x, y = as_arrays(spec, data.x_train[:4], data.y_train[:4])
-    loss, grads, new, state = get_backend(backend).step(
-        spec, params, init_state(spec.optimizer, params), x, y)
+    loss, grads, new, model_state, state = get_backend(backend).step(
+        spec, params, init_model_state(spec), init_state(spec.optimizer, params), x, y)
     assert np.asarray(loss).dtype == np.float32
     assert all(a.dtype == np.float32 for a in arrays(grads) + arrays(new) + arrays(state))
-    assert state["step"] == 1
+    assert model_state == [{}, {}, {}] and state.step == 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -148,7 +151,7 @@ def test_float32_parity_under_the_float32_policy(report32):
 def test_negative_control_perturbed_float32_result_fails(report32):
     ref = report32.results["numpy"]
     res = report32.results["torch"]
-    w, w_ref = res.params[0][0], ref.params[0][0]
+    w, w_ref = res.params[0]["weight"], ref.params[0]["weight"]
     assert difference(w, w_ref, TOL32).ok
     nudged = w.copy()
     i = np.unravel_index(np.argmax(np.abs(w_ref)), w_ref.shape)

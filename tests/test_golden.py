@@ -39,7 +39,9 @@ def run_notebook(spec):
     """Train with the numpy backend; return (printed params, prediction, error)."""
     data = notebook_data()
     result = train(spec, data, backend="numpy")
-    (w0, b0), (w1, b1) = result.params
+    hidden, relu, output = result.params     # Dense(4), Activation("relu"), Dense(1)
+    assert relu == {}
+    w0, b0, w1, b1 = hidden["weight"], hidden["bias"], output["weight"], output["bias"]
     predictions = predict(spec, result.params, data.x_test, backend="numpy")  # (1, 1)
     error = float(((predictions - data.y_test) ** 2).mean())
     with np.printoptions(**DEFAULT_PRINTOPTIONS):
@@ -74,11 +76,13 @@ def test_error_matches_notebook(notebook_run):
 
 
 def test_run_shape_matches_notebook(notebook_run):
-    """1000 epochs of 2 batches: 2000 losses, float64 params in (out, in) layout."""
+    """1000 epochs of 2 batches: 2000 losses, float64 params in torch's (out, in)
+    layout, one dict per layer (the ReLU layer has none)."""
     result, _, _, _ = notebook_run
     assert result.losses.shape == (2000,)
-    assert [(w.shape, b.shape) for w, b in result.params] == [((4, 2), (4,)), ((1, 4), (1,))]
-    assert all(a.dtype == np.float64 for pair in result.params for a in pair)
+    assert [{name: a.shape for name, a in layer.items()} for layer in result.params] == [
+        {"weight": (4, 2), "bias": (4,)}, {}, {"weight": (1, 4), "bias": (1,)}]
+    assert all(a.dtype == np.float64 for layer in result.params for a in layer.values())
 
 
 @pytest.mark.parametrize("lr", [
@@ -96,6 +100,6 @@ def test_negative_control_perturbed_lr_does_not_reproduce(lr):
 
 def test_negative_control_printoptions_matter():
     """The string comparison really depends on the print options being the defaults."""
-    w0 = train(notebook_spec(), notebook_data()).params[0][0]
+    w0 = train(notebook_spec(), notebook_data()).params[0]["weight"]
     with np.printoptions(**{**DEFAULT_PRINTOPTIONS, "precision": 4}):
         assert f"{w0}" != NOTEBOOK_PRINTED["hidden weight"]

@@ -2,7 +2,7 @@
 
 - Each activation's f' (``nnparity.backends.numpy.activations``) at points at
   least 1e-3 from its breakpoints: relative error <= 1e-6 point by point.
-- The whole network's backprop (``nnparity.backends.numpy.loss_and_gradients``)
+- The whole network's backprop (``nnparity.backends.numpy.network.loss_and_gradients``)
   for small random specs with every activation: norm-based relative error
   <= 1e-6 over all parameters, with a check that no finite-difference step
   moves a pre-activation across a breakpoint.
@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnparity.backends import numpy as numpy_backend
 from nnparity.backends.numpy import activations as numpy_activations
-from nnparity.shared import NetworkSpec, init_params
-from nnparity.shared.core.activations import ACTIVATIONS, breakpoints, resolve
+from nnparity.backends.numpy import network as numpy_network
+from nnparity.shared import Activation, NetworkSpec, init_model_state, init_params
+from nnparity.shared.core.activations import ACTIVATIONS, breakpoints
+from nnparity.shared.core.tree import leaves
 
 NAMES = tuple(ACTIVATIONS)
 VARIANTS = [(name, {}) for name in NAMES] + [
@@ -68,7 +69,7 @@ def derivative_check(name, params, x):
     the difference quotient is exactly 0 (a flat piece: f' must be exactly 0 there)
     or at least SMALLEST_CHECKED_SLOPE in magnitude.
     """
-    activation = resolve(name, params)
+    activation = Activation(name, params)
     f, df = numpy_activations.ACTIVATIONS[name]
     kwargs = activation.kwargs
     x = x[far_from_breakpoints(x, name, params)]
@@ -114,23 +115,35 @@ def test_activation_derivative_close_to_breakpoints(name, params):
 # ---------------------------------------------------------------- the whole network
 
 def flatten(grads):
-    return np.concatenate([a.ravel() for pair in grads for a in pair])
+    return np.concatenate([a.ravel() for a in leaves(grads)])
+
+
+def hidden_pre_activations(spec, params, x):
+    """(Activation layer, its input z) for every Activation layer, in order: an
+    Activation layer's NumPy cache is its input."""
+    _, caches = numpy_network.forward(spec, params, init_model_state(spec), x)
+    return [(layer, z) for layer, z in zip(spec.layers, caches, strict=True)
+            if isinstance(layer, Activation)]
+
+
+def loss_and_gradients(spec, params, x, y):
+    """The NumPy reference's minibatch loss and gradients (a tree like ``params``)."""
+    return numpy_network.loss_and_gradients(spec, params, init_model_state(spec), x, y,
+                                            numpy_network.empty_like(params))
 
 
 def pre_activation_sides(spec, params, x):
     """For every hidden pre-activation and breakpoint, which side of it it lies on."""
-    _, cache = numpy_backend.forward(spec, params, x)
     sides = []
-    for (_, z), activation in zip(cache[:-1], spec.hidden_activations, strict=True):
+    for activation, z in hidden_pre_activations(spec, params, x):
         for x0 in breakpoints(activation.name, activation.kwargs):
             sides.append(np.sign(z - x0))
     return sides
 
 
 def min_kink_distance(spec, params, x):
-    _, cache = numpy_backend.forward(spec, params, x)
     distance = np.inf
-    for (_, z), activation in zip(cache[:-1], spec.hidden_activations, strict=True):
+    for activation, z in hidden_pre_activations(spec, params, x):
         for x0 in breakpoints(activation.name, activation.kwargs):
             distance = min(distance, float(np.min(np.abs(z - x0))))
     return distance
@@ -143,25 +156,23 @@ def network_check(spec, params, x, y):
     Asserts that no step of the finite differences moves any hidden pre-activation
     across a breakpoint (that would make the difference quotient meaningless).
     """
-    _, grads = numpy_backend.loss_and_gradients(spec, params, x, y)
+    _, grads = loss_and_gradients(spec, params, x, y)
     analytic = flatten(grads)
     base_sides = pre_activation_sides(spec, params, x)
     numeric = []
-    for layer in range(len(params)):
-        for which in range(2):
-            array = params[layer][which]
-            for index in np.ndindex(array.shape):
-                p0 = array[index]
-                h = steps(np.float64(p0))
-                values = []
-                for sign in (1, -1):
-                    array[index] = p0 + sign * h
-                    for now, before in zip(pre_activation_sides(spec, params, x), base_sides,
-                                           strict=True):
-                        assert np.array_equal(now, before), "a step crossed a breakpoint"
-                    values.append(numpy_backend.loss_and_gradients(spec, params, x, y)[0])
-                array[index] = p0
-                numeric.append((values[0] - values[1]) / (2 * h))
+    for array in leaves(params):                              # in the order of leaves(grads)
+        for index in np.ndindex(array.shape):
+            p0 = array[index]
+            h = steps(np.float64(p0))
+            values = []
+            for sign in (1, -1):
+                array[index] = p0 + sign * h
+                for now, before in zip(pre_activation_sides(spec, params, x), base_sides,
+                                       strict=True):
+                    assert np.array_equal(now, before), "a step crossed a breakpoint"
+                values.append(loss_and_gradients(spec, params, x, y)[0])
+            array[index] = p0
+            numeric.append((values[0] - values[1]) / (2 * h))
     numeric = np.array(numeric)
     scale = max(np.linalg.norm(numeric), np.linalg.norm(analytic))
     assert scale > 0, "every gradient is zero: the check would be vacuous"
@@ -172,7 +183,7 @@ def random_problem(spec, seed, x_scale):
     """init_params(spec) with random nonzero biases, and random x (6 rows), y."""
     rs = np.random.RandomState(seed)
     params = init_params(spec)
-    for _, b in params:
+    for b in (layer["bias"] for layer in params if layer):
         b[:] = rs.choice([-1, 1], b.shape) * rs.uniform(0.05, 0.5, b.shape)
     x = rs.randn(6, spec.sizes[0]) * x_scale
     y = rs.randn(6, spec.sizes[-1])
@@ -190,9 +201,8 @@ def kink_free_problem(spec, x_scale=5.0):
 
 def pieces_visited(spec, params, x):
     """How many of each hidden layer's linear/smooth pieces the pre-activations visit."""
-    _, cache = numpy_backend.forward(spec, params, x)
     counts = []
-    for (_, z), activation in zip(cache[:-1], spec.hidden_activations, strict=True):
+    for activation, z in hidden_pre_activations(spec, params, x):
         edges = sorted(breakpoints(activation.name, activation.kwargs))
         counts.append(len(np.unique(np.searchsorted(edges, z.ravel()))))
     return counts
@@ -220,7 +230,7 @@ NETWORK_CASES = [pytest.param(network_spec(n, p), id=variant_id(n, p)) for n, p 
 @pytest.mark.parametrize("spec", NETWORK_CASES)
 def test_network_gradients(spec):
     params, x, y = kink_free_problem(spec)
-    assert all(b.all() for _, b in params)                   # every bias is nonzero
+    assert all(layer["bias"].all() for layer in params if layer)   # every bias is nonzero
     error = network_check(spec, params, x, y)
     assert error <= MAX_RELATIVE_ERROR, f"relative error {error:.3e}"
 
@@ -232,8 +242,8 @@ def test_network_problem_visits_both_sides_of_a_kink(spec):
     bounded activation such as hardsigmoid may legitimately stay inside one piece.)"""
     params, x, _ = kink_free_problem(spec)
     most = {}
-    for activation, count in zip(spec.hidden_activations, pieces_visited(spec, params, x),
-                                 strict=True):
+    activations = [layer for layer in spec.layers if isinstance(layer, Activation)]
+    for activation, count in zip(activations, pieces_visited(spec, params, x), strict=True):
         most[activation.name] = max(most.get(activation.name, 0), count)
     for name, count in most.items():
         if breakpoints(name, spec.activation_params.get(name)):
@@ -282,7 +292,8 @@ def test_negative_control_wrong_loss_gradient_fails(monkeypatch):
 def test_negative_control_kink_crossing_is_detected():
     """A step that crosses a breakpoint is refused rather than averaged over."""
     spec = network_spec("relu", sizes=(1, 1, 1))
-    params = [(np.array([[1.0]]), np.array([0.0])), (np.array([[1.0]]), np.array([0.0]))]
+    params = [{"weight": np.array([[1.0]]), "bias": np.array([0.0])}, {},
+              {"weight": np.array([[1.0]]), "bias": np.array([0.0])}]
     x = np.array([[1e-9]])                                   # z = 1e-9: h = 1e-6 crosses 0
     with pytest.raises(AssertionError, match="crossed a breakpoint"):
         network_check(spec, params, x, np.array([[1.0]]))

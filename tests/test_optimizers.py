@@ -72,8 +72,9 @@ from nnparity.backends import train
 from nnparity.backends.numpy import optimizers as numpy_optimizers
 from nnparity.shared import POLICY, SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, init_params
 from nnparity.shared.core.data import epoch_order
-from nnparity.shared.core.optimizers import (OPTIMIZERS, init_state, optimizer_from_dict,
-                                        state_buffers)
+from nnparity.shared.core.optimizers import (OPTIMIZERS, OptimizerState, init_state,
+                                             optimizer_from_dict, state_buffers)
+from nnparity.shared.core.tree import leaves
 from conftest import require
 
 TOL = POLICY["float64"]
@@ -200,8 +201,15 @@ def diff(label: str, actual, expected, oracle: str) -> str | None:
             f"(tolerance {TOL})")
 
 
+def pairs(tree) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(weight, bias), ...] of the Dense layers of a parameter tree, or of an optimizer
+    buffer shaped like one (the MLP's Activation layers hold nothing)."""
+    return [(layer["weight"], layer["bias"]) for layer in tree if layer]
+
+
 def flat(pairs) -> list[tuple[str, np.ndarray]]:
-    """[(W0, b0), ...] -> [("W0", W0), ("b0", b0), ...]."""
+    """[(W0, b0), ...] -> [("W0", W0), ("b0", b0), ...]: the k-th Dense layer's pair
+    is labelled Wk, bk."""
     return [(f"{name}{layer}", array) for layer, pair in enumerate(pairs)
             for name, array in zip("Wb", pair, strict=True)]
 
@@ -248,7 +256,7 @@ def torch_reference(case_id: str) -> Reference:
     spec, data = CASES[case_id]
     act = {"tanh": torch.tanh, "relu": torch.relu}[spec.activation]
     leaves = [(torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True))
-              for w, b in init_params(spec)]
+              for w, b in pairs(init_params(spec))]
     flat_leaves = [t for pair in leaves for t in pair]
     assert all(t.dtype == torch.float64 for t in flat_leaves)
     opt_class = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
@@ -292,7 +300,7 @@ def run_backend(backend: str, case_id: str):
 
 def torch_mismatches(result, reference: Reference) -> list[str]:
     """Everything in ``result`` that does not match torch.optim's run."""
-    out = param_mismatches(result.params, reference.params, "torch.optim")
+    out = param_mismatches(pairs(result.params), reference.params, "torch.optim")
     if (m := diff("losses", result.losses, reference.losses, "torch.optim")):
         out.append(m)
     return out
@@ -302,19 +310,23 @@ def state_mismatches(result, reference: Reference) -> list[str]:
     spec = result.spec
     out = []
     ours = result.opt_state
-    if set(ours) != {"step", *state_buffers(spec.optimizer)}:
-        out.append(f"opt_state keys {sorted(ours)} != step + {state_buffers(spec.optimizer)}")
+    if not isinstance(ours, OptimizerState):
+        return [f"opt_state {ours!r} is not an OptimizerState"]
+    if set(ours.buffers) != set(state_buffers(spec.optimizer)):
+        out.append(f"opt_state buffers {sorted(ours.buffers)} != "
+                   f"{state_buffers(spec.optimizer)}")
     if set(reference.state) != set(state_buffers(spec.optimizer)):
         out.append(f"torch.optim buffers {sorted(reference.state)} != state_buffers "
                    f"{state_buffers(spec.optimizer)}")
-    if ours.get("step") != N_STEPS:
-        out.append(f"opt_state['step'] = {ours.get('step')!r}, expected {N_STEPS}")
+    if ours.step != N_STEPS:
+        out.append(f"opt_state.step = {ours.step!r}, expected {N_STEPS}")
     if reference.steps is not None and reference.steps != N_STEPS:
         out.append(f"torch.optim step {reference.steps} != {N_STEPS}")
-    for name, pairs in reference.state.items():
-        if name not in ours:
+    for name, expected in reference.state.items():
+        if name not in ours.buffers:
             continue
-        out += [m for (label, a), (_, e) in zip(flat(ours[name]), flat(pairs), strict=True)
+        out += [m for (label, a), (_, e) in zip(flat(pairs(ours.buffers[name])), flat(expected),
+                                                strict=True)
                 if (m := diff(f"{name} {label}", a, e, "torch.optim"))]
     return out
 
@@ -332,7 +344,7 @@ def test_matches_torch_optim(backend, case):
 
 def test_grid_covers_every_argument():
     """Every optimizer argument takes a non-default value in the torch.optim grid."""
-    for name, cls in OPTIMIZERS.items():
+    for cls in OPTIMIZERS.values():
         used = [opt for opt in OPTIMIZER_CASES.values() if isinstance(opt, cls)]
         for f in fields(cls):
             values = {getattr(opt, f.name) for opt in used}
@@ -392,11 +404,12 @@ def test_sgd_momentum_buffer_starts_at_first_gradient(backend):
     lr, mu, d = 0.1, 0.9, 0.5
     opt = SGD(lr=lr, momentum=mu, dampening=d)
     spec, one = first_step_run(opt, backend)
-    ((w0, b0),) = init_params(spec)
+    ((w0, b0),) = pairs(init_params(spec))
     g1 = linear_mse_grad(w0, b0)
-    assert_pairs("buffer", one.opt_state["momentum_buffer"], [g1])
-    assert_pairs("params", one.params, [(w0 - lr * g1[0], b0 - lr * g1[1])])
-    damped = [m for (name, a), (_, e) in zip(flat(one.opt_state["momentum_buffer"]),
+    buffer1 = pairs(one.opt_state.buffers["momentum_buffer"])
+    assert_pairs("buffer", buffer1, [g1])
+    assert_pairs("params", pairs(one.params), [(w0 - lr * g1[0], b0 - lr * g1[1])])
+    damped = [m for (name, a), (_, e) in zip(flat(buffer1),
                                               flat([((1 - d) * g1[0], (1 - d) * g1[1])]),
                                               strict=True)
               if (m := diff(name, a, e, "hand"))]
@@ -406,9 +419,9 @@ def test_sgd_momentum_buffer_starts_at_first_gradient(backend):
     w1, b1 = w0 - lr * g1[0], b0 - lr * g1[1]
     g2 = linear_mse_grad(w1, b1)
     buffer = (mu * g1[0] + (1 - d) * g2[0], mu * g1[1] + (1 - d) * g2[1])
-    assert_pairs("buffer", two.opt_state["momentum_buffer"], [buffer])
-    assert_pairs("params", two.params, [(w1 - lr * buffer[0], b1 - lr * buffer[1])])
-    assert two.opt_state["step"] == 2
+    assert_pairs("buffer", pairs(two.opt_state.buffers["momentum_buffer"]), [buffer])
+    assert_pairs("params", pairs(two.params), [(w1 - lr * buffer[0], b1 - lr * buffer[1])])
+    assert two.opt_state.step == 2
 
 
 def _adam_first(opt, p, g):
@@ -451,14 +464,14 @@ FIRST_STEP_CASES = [
 def test_first_step_equations(opt, rule, backend):
     """The first step and every buffer after it, from the equations applied to g by hand."""
     spec, result = first_step_run(opt, backend)
-    ((w0, b0),) = init_params(spec)
+    ((w0, b0),) = pairs(init_params(spec))
     gw, gb = linear_mse_grad(w0, b0)
     (w1, bufs_w), (b1, bufs_b) = rule(opt, w0, gw), rule(opt, b0, gb)
-    assert_pairs("params", result.params, [(w1, b1)])
-    assert set(result.opt_state) == {"step", *bufs_w}
+    assert_pairs("params", pairs(result.params), [(w1, b1)])
+    assert set(result.opt_state.buffers) == set(bufs_w)
     for name in bufs_w:
-        assert_pairs(name, result.opt_state[name], [(bufs_w[name], bufs_b[name])])
-    assert result.opt_state["step"] == 1
+        assert_pairs(name, pairs(result.opt_state.buffers[name]), [(bufs_w[name], bufs_b[name])])
+    assert result.opt_state.step == 1
 
 
 @pytest.mark.parametrize("backend", FIRST_STEP_BACKENDS)
@@ -466,9 +479,10 @@ def test_adam_first_step_is_lr_times_sign(backend):
     """Bias correction makes Adam's first move lr * g / (|g| + eps), i.e. ~lr * sign(g)."""
     lr, eps = 0.01, 1e-8
     spec, result = first_step_run(Adam(lr=lr, eps=eps), backend)
-    ((w0, b0),) = init_params(spec)
-    for label, p0, p1, g in (("W", w0, result.params[0][0], linear_mse_grad(w0, b0)[0]),
-                             ("b", b0, result.params[0][1], linear_mse_grad(w0, b0)[1])):
+    ((w0, b0),) = pairs(init_params(spec))
+    w1, b1 = result.params[0]["weight"], result.params[0]["bias"]
+    for label, p0, p1, g in (("W", w0, w1, linear_mse_grad(w0, b0)[0]),
+                             ("b", b0, b1, linear_mse_grad(w0, b0)[1])):
         step = p1 - p0
         assert np.all(np.abs(g) > 1e-3), "a gradient this small would not test the sign"
         assert np.array_equal(np.sign(step), -np.sign(g)), label
@@ -511,7 +525,8 @@ def optax_run(case: Case, tx):
     grad_fn = jax_loss_and_grad(spec.activation, spec.loss)
 
     with jax.enable_x64(True):
-        params = [(jax.numpy.asarray(w), jax.numpy.asarray(b)) for w, b in init_params(spec)]
+        params = [(jax.numpy.asarray(w), jax.numpy.asarray(b))
+                  for w, b in pairs(init_params(spec))]
         assert all(a.dtype == np.float64 for pair in params for a in pair)
 
         @jax.jit
@@ -538,12 +553,12 @@ def optax_mismatches(case: Case, tx, buffers=()) -> list[str]:
     optax = require("optax")
     params, losses, state = optax_run(case, tx)
     ours = train(case.spec, case.data, "numpy")
-    out = param_mismatches(ours.params, params, "optax")
+    out = param_mismatches(pairs(ours.params), params, "optax")
     if (m := diff("losses", ours.losses, losses, "optax")):
         out.append(m)
     for name, field, factor in buffers:
         theirs = optax.tree.get(state, field)
-        expected = [(factor * w, factor * b) for w, b in ours.opt_state[name]]
+        expected = [(factor * w, factor * b) for w, b in pairs(ours.opt_state.buffers[name])]
         out += [m for (label, a), (_, e) in zip(flat(expected), flat(theirs), strict=True)
                 if (m := diff(f"{name} ({field}) {label}", a, e, "optax"))]
     return out
@@ -651,8 +666,8 @@ def test_optax_rule_differs(case_id):
     params, _, _ = optax_run(case, factory(optax))
     ours = train(case.spec, case.data, "numpy")
     rel = max(np.max(np.abs(a - e)) / np.max(np.abs(e))
-              for (_, a), (_, e) in zip(flat(ours.params), flat(params), strict=True))
-    assert param_mismatches(ours.params, params, "optax (different rule)")
+              for (_, a), (_, e) in zip(flat(pairs(ours.params)), flat(params), strict=True))
+    assert param_mismatches(pairs(ours.params), params, "optax (different rule)")
     assert rel > 1e3 * TOL.rtol, rel
 
 
@@ -674,11 +689,10 @@ def test_optax_defaults_where_they_agree():
 
 
 def _adam_eps_inside_sqrt(opt, params, grads, state, decoupled=False):
-    t = state["step"] + 1
+    t = state.step + 1
     beta1, beta2 = opt.betas
-    tensors = numpy_optimizers.tensors
-    for p, g, m, v in zip(tensors(params), tensors(grads), tensors(state["exp_avg"]),
-                          tensors(state["exp_avg_sq"]), strict=True):
+    for p, g, m, v in zip(leaves(params), leaves(grads), leaves(state.buffers["exp_avg"]),
+                          leaves(state.buffers["exp_avg_sq"]), strict=True):
         if decoupled:
             p *= 1 - opt.lr * opt.weight_decay
         elif opt.weight_decay != 0:
@@ -695,10 +709,9 @@ def _adamw_coupled(opt, params, grads, state):
 
 
 def _sgd_damped_first_buffer(opt, params, grads, state):
-    t = state["step"]
-    tensors = numpy_optimizers.tensors
-    buffers = tensors(state["momentum_buffer"])
-    for i, (p, g) in enumerate(zip(tensors(params), tensors(grads), strict=True)):
+    t = state.step
+    buffers = leaves(state.buffers["momentum_buffer"])
+    for i, (p, g) in enumerate(zip(leaves(params), leaves(grads), strict=True)):
         if opt.weight_decay != 0:
             g = g + opt.weight_decay * p
         b = buffers[i]
@@ -712,8 +725,8 @@ def _sgd_damped_first_buffer(opt, params, grads, state):
 
 
 def _rmsprop_eps_inside_sqrt(opt, params, grads, state):
-    tensors = numpy_optimizers.tensors
-    for p, g, v in zip(tensors(params), tensors(grads), tensors(state["square_avg"]), strict=True):
+    for p, g, v in zip(leaves(params), leaves(grads), leaves(state.buffers["square_avg"]),
+                       strict=True):
         g = g + opt.weight_decay * p
         v *= opt.alpha
         v += (1 - opt.alpha) * g * g
@@ -722,9 +735,8 @@ def _rmsprop_eps_inside_sqrt(opt, params, grads, state):
 
 def _rmsprop_optax_style_trace(opt, params, grads, state):
     """Right parameters, wrong state: the buffer holds lr * b (optax's trace convention)."""
-    tensors = numpy_optimizers.tensors
-    for p, g, v, b in zip(tensors(params), tensors(grads), tensors(state["square_avg"]),
-                          tensors(state["momentum_buffer"]), strict=True):
+    for p, g, v, b in zip(leaves(params), leaves(grads), leaves(state.buffers["square_avg"]),
+                          leaves(state.buffers["momentum_buffer"]), strict=True):
         g = g + opt.weight_decay * p
         v *= opt.alpha
         v += (1 - opt.alpha) * g * g
@@ -772,10 +784,9 @@ def test_wrong_torch_backend_update_fails(monkeypatch):
     from nnparity.backends.torch import optimizers as torch_optimizers
 
     def damped(opt, params, grads, state):
-        for i, (p, g) in enumerate(zip(torch_optimizers.tensors(params),
-                                       torch_optimizers.tensors(grads), strict=True)):
-            b = torch_optimizers.tensors(state["momentum_buffer"])[i]
-            if state["step"] == 0:
+        for i, (p, g) in enumerate(zip(leaves(params), leaves(grads), strict=True)):
+            b = leaves(state.buffers["momentum_buffer"])[i]
+            if state.step == 0:
                 b.copy_((1 - opt.dampening) * g)
             else:
                 b.mul_(opt.momentum).add_(g, alpha=1 - opt.dampening)
@@ -943,7 +954,8 @@ def test_defaults_equal_torch_optim(cls):
 
 def test_state_buffers_and_init_state():
     """Buffer names are torch.optim's; the initial state is zeros shaped like the params."""
-    params = [(np.ones((4, 3)), np.ones(4)), (np.ones((2, 4)), np.ones(2))]
+    params = [{"weight": np.ones((4, 3)), "bias": np.ones(4)}, {},
+              {"weight": np.ones((2, 4)), "bias": np.ones(2)}]
     assert state_buffers(SGD(lr=0.1)) == ()
     assert state_buffers(SGD(lr=0.1, momentum=0.5)) == ("momentum_buffer",)
     assert state_buffers(Adam()) == state_buffers(AdamW()) == ("exp_avg", "exp_avg_sq")
@@ -951,10 +963,13 @@ def test_state_buffers_and_init_state():
     assert set(state_buffers(RMSprop(momentum=0.1, centered=True))) == {
         "square_avg", "momentum_buffer", "grad_avg"}
     state = init_state(RMSprop(momentum=0.1, centered=True), params)
-    assert state["step"] == 0
+    assert isinstance(state, OptimizerState) and state.step == 0
+    assert set(state.buffers) == {"square_avg", "momentum_buffer", "grad_avg"}
     for name in ("square_avg", "momentum_buffer", "grad_avg"):
-        for (bw, bb), (w, b) in zip(state[name], params, strict=True):
-            assert bw.shape == w.shape and bb.shape == b.shape
-            assert not bw.any() and not bb.any()
-            assert bw is not w
-    assert init_state(SGD(lr=0.1), params) == {"step": 0}
+        tree = state.buffers[name]
+        assert [set(layer) for layer in tree] == [set(layer) for layer in params]
+        for buffer, p in zip(leaves(tree), leaves(params), strict=True):
+            assert buffer.shape == p.shape and buffer.dtype == p.dtype
+            assert not buffer.any()
+            assert buffer is not p
+    assert init_state(SGD(lr=0.1), params) == OptimizerState(0, {})

@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnparity.shared import SGD, NetworkSpec, init_params
+from nnparity.shared import SGD, NetworkSpec, init_model_state, init_params
 from nnparity.shared.parity.harness import named_step
 from nnparity.shared.core.optimizers import init_state
-from nnparity.shared.parity.rounding import (Jittered, jitter, jittered, move_ulps, perturbed_rounding,
-                                      step_sensitivity)
+from nnparity.shared.parity.rounding import (Jittered, jitter, jittered, move_ulps,
+                                             perturbed_rounding, step_sensitivity)
 from nnparity.shared.core.synthetic import regression
+from nnparity.shared.core.tree import copy_tree, leaves
 
 
 def ulps_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -84,17 +85,19 @@ DATA = regression(4, 3, 2, seed=1)
 
 
 def sensitivity(spec, params, seed=0):
-    state = init_state(spec.optimizer, params)
+    opt_state = init_state(spec.optimizer, params)
     x, y = DATA.x_train, DATA.y_train
-    return step_sensitivity(spec, params, state, x, y, seed=seed, named_outputs=named_step)
+    return step_sensitivity(spec, params, init_model_state(spec), opt_state, x, y, seed=seed,
+                            named_outputs=named_step)
 
 
 def test_a_well_conditioned_step_is_sensitive_at_the_rounding_level_only():
     params = init_params(SPEC)
     spread = sensitivity(SPEC, params)
-    assert set(spread) >= {"loss", "grad W0", "W0", "momentum_buffer W1", "step"}
+    assert set(spread) >= {"loss", "grad 0.weight", "0.weight", "momentum_buffer 2.weight",
+                           "step"}
     assert spread["step"] == 0.0
-    assert 0 < spread["grad W0"] < 1e-14 and 0 < spread["W1"] < 1e-14
+    assert 0 < spread["grad 0.weight"] < 1e-14 and 0 < spread["2.weight"] < 1e-14
     assert spread == sensitivity(SPEC, params)                 # seeded: reproducible
     assert spread != sensitivity(SPEC, params, seed=1)
 
@@ -106,10 +109,12 @@ def test_a_saturated_step_is_far_more_sensitive():
 
     def relative(factor):
         params = init_params(SPEC)
-        params[0] = (params[0][0] * factor, params[0][1])
-        exact = named_step(numpy_backend.step(SPEC, params, init_state(SPEC.optimizer, params),
+        params[0]["weight"] = params[0]["weight"] * factor
+        exact = named_step(numpy_backend.step(SPEC, params, init_model_state(SPEC),
+                                              init_state(SPEC.optimizer, params),
                                               DATA.x_train, DATA.y_train))
-        return sensitivity(SPEC, params)["grad W0"] / np.abs(exact["grad W0"]).max()
+        return (sensitivity(SPEC, params)["grad 0.weight"]
+                / np.abs(exact["grad 0.weight"]).max())
 
     assert relative(1.0) < 1e-14                      # measured 2.7e-15
     assert relative(100.0) > 1e-7                     # measured 1.3e-5
@@ -119,9 +124,10 @@ def test_a_saturated_step_is_far_more_sensitive():
 def test_step_sensitivity_keeps_the_dtype_and_does_not_touch_its_inputs(dtype):
     spec = SPEC.replace(dtype=dtype)
     params = init_params(spec)
-    kept = [(w.copy(), b.copy()) for w, b in params]
+    kept = copy_tree(params)
     spread = sensitivity(spec, params)
     eps = np.finfo(dtype).eps
-    assert 0 < spread["W0"] < 100 * eps
-    for (w, b), (w0, b0) in zip(params, kept, strict=True):
-        assert type(w) is np.ndarray and np.array_equal(w, w0) and np.array_equal(b, b0)
+    assert 0 < spread["0.weight"] < 100 * eps
+    assert len(leaves(params)) == 4
+    for a, a0 in zip(leaves(params), leaves(kept), strict=True):
+        assert type(a) is np.ndarray and np.array_equal(a, a0)

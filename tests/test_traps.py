@@ -14,6 +14,7 @@ from conftest import require
 from nnparity.backends import predict, train
 from nnparity.shared import POLICY, notebook_data, notebook_spec
 from nnparity.shared.core.tolerance import difference
+from nnparity.shared.core.tree import leaves
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,7 +28,7 @@ def test_backends_keep_the_spec_dtype(backend, dtype):
     require(backend)
     spec, data = notebook_spec().replace(epochs=3, dtype=dtype), notebook_data()
     result = train(spec, data, backend=backend)
-    assert {a.dtype for pair in result.params for a in pair} == {np.dtype(dtype)}
+    assert {a.dtype for a in leaves(result.params)} == {np.dtype(dtype)}
     assert result.losses.dtype == np.dtype(dtype)
     assert predict(spec, result.params, data.x_test, backend=backend).dtype == np.dtype(dtype)
 
@@ -41,19 +42,19 @@ def test_jax_backend_converts_to_numpy_inside_its_scope():
     spec, data = notebook_spec().replace(epochs=3), notebook_data()
     result = train(spec, data, backend="jax")
     assert jax.config.read("jax_enable_x64") is False
-    for pair in result.params:
-        for a in pair:
-            assert type(a) is np.ndarray and a.dtype == np.float64
+    assert len(leaves(result.params)) == 4
+    for a in leaves(result.params):
+        assert type(a) is np.ndarray and a.dtype == np.float64
     reference = train(spec, data, backend="numpy")
-    for (w, b), (w0, b0) in zip(result.params, reference.params, strict=True):
-        assert difference(w, w0, POLICY["float64"]).ok and difference(b, b0, POLICY["float64"]).ok
+    for a, e in zip(leaves(result.params), leaves(reference.params), strict=True):
+        assert difference(a, e, POLICY["float64"]).ok
 
 
 def test_backends_agree_within_the_policy():
     """The notebook's 2000 SGD steps: torch and JAX end within the float64 policy of
     NumPy, and their differences are rounding: within 100 float64 ulps (measured
-    largest relative differences over all parameters: torch 4.8e-15 in b0, JAX
-    2.8e-15 in b1). Bitwise equality would pass too: a backend may become more
+    largest relative differences over all parameters: torch 4.8e-15 in 0.bias, JAX
+    2.8e-15 in 2.bias). Bitwise equality would pass too: a backend may become more
     exact."""
     require("torch")
     require("jax")
@@ -61,9 +62,7 @@ def test_backends_agree_within_the_policy():
     reference = train(spec, data, backend="numpy").params
     for backend in ("torch", "jax"):
         params = train(spec, data, backend=backend).params
-        tensors = [(a, e) for pair, pair0 in zip(params, reference, strict=True)
-                   for a, e in zip(pair, pair0, strict=True)]
-        for a, e in tensors:
+        for a, e in zip(leaves(params), leaves(reference), strict=True):
             d = difference(a, e, POLICY["float64"])
             assert d.ok and d.max_rel < 100 * np.finfo(np.float64).eps, (backend, d)
 
@@ -77,9 +76,8 @@ def test_torch_backend_clears_gradients_between_steps():
     spec, data = notebook_spec().replace(epochs=2), notebook_data()
     torch_params = train(spec, data, backend="torch").params
     numpy_params = train(spec, data, backend="numpy").params
-    for pair, pair0 in zip(torch_params, numpy_params, strict=True):
-        for a, e in zip(pair, pair0, strict=True):
-            assert difference(a, e, POLICY["float64"]).ok
+    for a, e in zip(leaves(torch_params), leaves(numpy_params), strict=True):
+        assert difference(a, e, POLICY["float64"]).ok
 
 
 def test_negative_control_torch_without_zeroing_fails_parity(monkeypatch):
@@ -91,5 +89,4 @@ def test_negative_control_torch_without_zeroing_fails_parity(monkeypatch):
     monkeypatch.setattr(torch.Tensor, "zero_", lambda self: self)
     torch_params = train(spec, data, backend="torch").params
     assert not all(difference(a, e, POLICY["float64"]).ok
-                   for pair, pair0 in zip(torch_params, numpy_params, strict=True)
-                   for a, e in zip(pair, pair0, strict=True))
+                   for a, e in zip(leaves(torch_params), leaves(numpy_params), strict=True))
