@@ -37,9 +37,11 @@ from crafted_checkpoints import members_of, replace_member, zip_bytes
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
-from nnparity.shared import SGD, Adam, Checkpoint, NetworkSpec, load_checkpoint
+from nnparity.shared import (SGD, Activation, Adam, Checkpoint, Dense, NetworkSpec, RMSprop,
+                             load_checkpoint)
 from nnparity.shared.io.checkpoint import checkpoint_arrays
 from nnparity.shared.core.init import init_params
+from nnparity.shared.core.tree import map_tree
 from nnparity.shared.core.optimizers import init_state
 from conftest import deadline
 
@@ -63,6 +65,10 @@ SPECS = {
                                       dtype="float32"),
     "sgd-momentum-1-2-2-1": NetworkSpec(sizes=(1, 2, 2, 1), activation="tanh",
                                         optimizer=SGD(lr=0.1, momentum=0.9), epochs=1),
+    # the general layer form, not an MLP: flat names 0.*, 2.*, 3.*
+    "layers-rmsprop-2-4-3-1": NetworkSpec(
+        input_shape=(2,), layers=(Dense(4), Activation("tanh"), Dense(3), Dense(1)),
+        optimizer=RMSprop(lr=0.01, centered=True), epochs=2),
 }
 
 
@@ -71,11 +77,9 @@ def valid_file(name: str, with_state: bool) -> tuple[bytes, dict]:
     """(the bytes save_checkpoint writes, the arrays) for SPECS[name]."""
     spec = SPECS[name]
     rng = np.random.default_rng(len(name))
-    params = [(rng.standard_normal(w.shape).astype(spec.dtype),
-               rng.standard_normal(b.shape).astype(spec.dtype)) for w, b in init_params(spec)]
-    state = init_state(spec.optimizer, params) if with_state else None
-    if state is not None:
-        state["step"] = 4
+    params = map_tree(lambda a: rng.standard_normal(a.shape).astype(spec.dtype),
+                      init_params(spec))
+    state = init_state(spec.optimizer, params)._replace(step=4) if with_state else None
     arrays = checkpoint_arrays(Checkpoint(spec, params, state, 1))
     from nnparity.shared import save_checkpoint
     with tempfile.TemporaryDirectory() as directory:
@@ -330,13 +334,22 @@ def test_oversized_declared_shapes(base, data):
     nothing: refused without allocating what is claimed."""
     _, arrays = valid_file(*base)
     spec = json.loads(str(arrays["spec"][()]))
-    n_layers = len(spec["sizes"])
-    sizes = data.draw(st.lists(widths, min_size=n_layers, max_size=n_layers), label="sizes")
-    spec["sizes"] = sizes
-    layer = data.draw(st.integers(0, n_layers - 2), label="layer")
-    part = data.draw(st.sampled_from("Wb"), label="part")
-    key = f"params.{layer}.{part}"
-    claimed = (sizes[layer + 1], sizes[layer]) if part == "W" else (sizes[layer + 1],)
+    if "sizes" in spec:                                    # the MLP shorthand
+        dense = [2 * i for i in range(len(spec["sizes"]) - 1)]
+    else:                                                  # the layer form
+        dense = [i for i, layer in enumerate(spec["layers"]) if layer["kind"] == "dense"]
+    sizes = data.draw(st.lists(widths, min_size=len(dense) + 1, max_size=len(dense) + 1),
+                      label="widths")
+    if "sizes" in spec:
+        spec["sizes"] = sizes
+    else:
+        spec["input_shape"] = sizes[:1]
+        for j, index in enumerate(dense):
+            spec["layers"][index]["units"] = sizes[j + 1]
+    j = data.draw(st.integers(0, len(dense) - 1), label="dense layer")
+    part = data.draw(st.sampled_from(["weight", "bias"]), label="part")
+    key = f"params.{dense[j]}.{part}"
+    claimed = (sizes[j + 1], sizes[j]) if part == "weight" else (sizes[j + 1],)
     header = npy_with_header(repr({"descr": arrays[key].dtype.str, "fortran_order": False,
                                    "shape": claimed}), (1, 0), None, bytes(8))
     members = replace_member(members_of({**arrays, "spec": np.array(json.dumps(spec))}),

@@ -4,8 +4,9 @@ The property, for every target: a call either is a valid run (it returns, or
 training diverges with ``DivergenceError``, which is a run's result) or raises
 the validation layer's ``InputValueError``/``InputTypeError`` (subclasses of
 ValueError/TypeError) whose message names the argument, the value and what is
-allowed (or Python's own TypeError for an unknown keyword argument); a rejection comes before any work (no backend function ran, no initial
-parameters, optimizer state or batch plan were built) and quickly; a run stays
+allowed (or Python's own TypeError for an unknown keyword argument); a rejection
+comes before any work (no backend function ran, no initial parameters, optimizer
+state or batch plan were built) and quickly; a run stays
 within a time bound. Anything else (OverflowError, IndexError, a framework's
 RuntimeError, a raw NumPy ValueError, a hang) fails.
 
@@ -18,13 +19,18 @@ Targets:
 - ``spec_json``: NetworkSpec.from_json(text): the same values written as JSON,
   then mangled (huge number literals, NaN/Infinity, deep nesting, duplicate
   keys, raw control characters, truncation).
+- ``layer_spec_kwargs`` and ``layer_spec_json``: the same for the layer form
+  (input_shape and Dense/Activation layers, most not an MLP): hostile input
+  shapes, layers, layer items, Dense units, Activation names and parameters,
+  unknown layer kinds and fields, shorthand fields beside the layers.
 - ``edge_parameters``: activation, loss and optimizer parameters at the edges of
   float32 and float64 (subnormals, the smallest normal, the largest finite,
   just beyond it, -0.0, 1 - 2**-24, 1 - 1e-10), in float32 and float64 specs; a
   spec that is built trains one epoch (numpy, sometimes torch or jax).
 - ``train_arrays``: Dataset(...) then train(...) and evaluate(...) with arrays of
   every dtype, shape, mask, stride, np.matrix and lists.
-- ``predict_arrays``: predict(...) with hostile inputs and parameters (and evaluate(...)
+- ``predict_arrays``: predict(...) with hostile inputs and parameter trees (tensors,
+  and structures: the old (W, b) pairs, flat lists, flat names, missing layers) (and evaluate(...)
   with the same parameters, when the input can be a Dataset's).
 - ``elementwise_arrays``: loss_with_grad and activation_with_grad.
 
@@ -51,11 +57,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nnparity.backends
+import nnparity.backends.api
 from nnparity.backends import activation_with_grad, evaluate, loss_with_grad, predict, train
-from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop, init_params)
+from nnparity.shared import (SGD, Activation, Adam, AdamW, Dataset, Dense, NetworkSpec, RMSprop,
+                             init_params)
 from nnparity.shared.core.activations import ACTIVATIONS
 from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.losses import LOSSES
+from nnparity.shared.core.tree import copy_tree, leaves, to_flat
 from nnparity.shared.core.validation import InputTypeError, InputValueError
 
 #: examples per target, scaled from the profile's max_examples (50 in "ci")
@@ -86,7 +95,7 @@ def recorder():
     no example pays for an import."""
     with pytest.MonkeyPatch.context() as patch:
         targets = [(nnparity.backends.get_backend(name), BACKEND_WORK) for name in INSTALLED]
-        targets.append((nnparity.backends, ALLOCATION))
+        targets.append((nnparity.backends.api, ALLOCATION))
         for module, names in targets:
             for name in names:
                 real = getattr(module, name)
@@ -341,7 +350,166 @@ def test_fuzz_spec_json(text):
 
 def test_fuzz_spec_json_rejects_a_text_that_is_not_a_str():
     for text in (None, b'{"sizes": [1, 1]}', 1, ['{"sizes": [1, 1]}']):
-        outcome("spec_json", lambda: NetworkSpec.from_json(text))
+        outcome("spec_json", lambda text=text: NetworkSpec.from_json(text))
+
+
+# --------------------------------------------------------------------- the layer form
+
+class Lazy(tuple):
+    """(layer class, kwargs): a layer built inside the call under test, so that its
+    constructor's errors count as the call's."""
+
+
+@st.composite
+def layer_fields(draw) -> dict:
+    """A valid spec's fields in the layer form: input_shape and 1 to 5 Dense and
+    Activation layers in any order, at least one Dense (an MLP now and then, mostly
+    not)."""
+    fields = draw(valid_fields())
+    del fields["sizes"], fields["activation"]
+    layers = []
+    for _ in range(draw(st.integers(1, 4))):
+        if draw(st.booleans()):
+            layers.append(Dense(draw(st.integers(1, 4))))
+        else:
+            name = draw(st.sampled_from(ACTIVATION_NAMES))
+            params = {}
+            if ACTIVATIONS[name].defaults and draw(st.booleans()):
+                key = draw(st.sampled_from(sorted(ACTIVATIONS[name].defaults)))
+                params[key] = draw(st.floats(0.01, 2.0))
+            layers.append(Activation(name, params))
+    if not any(isinstance(layer, Dense) for layer in layers):
+        layers.append(Dense(draw(st.integers(1, 4))))       # something to train
+    fields["input_shape"] = (draw(st.integers(1, 4)),)
+    fields["layers"] = tuple(layers)
+    return fields
+
+
+LAYER_TARGETS = ["input_shape", "input_shape[i]", "layers", "layers[i]", "Dense.units",
+                 "Activation.name", "Activation.params", "Activation.params[key]",
+                 "activation", "activation_params", "sizes", "unknown"]
+
+
+@st.composite
+def hostile_layer_fields(draw) -> dict:
+    """Layer-form fields with one to three hostile values: input_shape or one of its
+    entries, layers or one layer, a Dense layer's units, an Activation layer's name
+    or parameters, or a shorthand field given beside the layers."""
+    fields = draw(layer_fields())
+    for _ in range(draw(st.integers(1, 3))):
+        target = draw(st.sampled_from(LAYER_TARGETS))
+        value = draw(HOSTILE)
+        layers = list(fields["layers"]) if isinstance(fields["layers"], tuple) else None
+        if target == "input_shape[i]" and isinstance(fields["input_shape"], tuple):
+            fields["input_shape"] = (value,) + fields["input_shape"][1:]
+        elif target == "layers[i]" and layers:
+            layers[draw(st.integers(0, len(layers) - 1))] = value
+            fields["layers"] = tuple(layers)
+        elif target in ("Dense.units", "Activation.name", "Activation.params",
+                        "Activation.params[key]") and layers is not None:
+            index = draw(st.integers(0, len(layers)))
+            if target == "Dense.units":
+                layer = Lazy((Dense, {"units": value}))
+            elif target == "Activation.name":
+                layer = Lazy((Activation, {"name": value}))
+            elif target == "Activation.params":
+                layer = Lazy((Activation, {"name": "leaky_relu", "params": value}))
+            else:
+                key = draw(st.sampled_from(["negative_slope", "alpha", "beta", ""]))
+                layer = Lazy((Activation, {"name": draw(st.sampled_from(
+                    ["leaky_relu", "elu", "celu", "relu"])), "params": {key: value}}))
+            fields["layers"] = tuple(layers[:index] + [layer] + layers[index:])
+        elif target == "unknown":
+            fields[draw(st.sampled_from(["Layers", "input", "units"]))] = value
+        elif target not in ("input_shape[i]", "layers[i]", "Dense.units", "Activation.name",
+                            "Activation.params", "Activation.params[key]"):
+            fields[target] = value
+    return fields
+
+
+def build_layers(fields: dict) -> NetworkSpec:
+    """``build``, with the Lazy layers built first (inside the call under test)."""
+    fields = dict(fields)
+    if isinstance(fields.get("layers"), tuple):
+        fields["layers"] = tuple(layer[0](**layer[1]) if isinstance(layer, Lazy) else layer
+                                 for layer in fields["layers"])
+    return build(fields)
+
+
+@FAST
+@given(fields=hostile_layer_fields())
+def test_fuzz_layer_spec_kwargs(fields):
+    spec = outcome("layer_spec_kwargs", lambda: build_layers(fields))
+    if spec is not None:
+        check_usable(spec)
+
+
+def test_fuzz_layer_spec_kwargs_negative_control():
+    """Layer-form fields build specs (MLPs or not) that round-trip, Lazy layers
+    included; a hostile Lazy layer is refused by name."""
+    forms = set()
+    specs = [build_layers(f) for f in (
+        {"input_shape": (2,), "layers": (Dense(3), Dense(1))},
+        {"input_shape": (3,), "layers": (Activation("tanh"), Dense(2), Activation("elu"))},
+        {"input_shape": (2,), "layers": (Lazy((Dense, {"units": 4})), Activation("relu"),
+                                         Dense(1))})]
+    for spec in specs:
+        check_usable(spec)
+        forms.add(spec.sizes is None)
+    assert forms == {True, False}
+    with pytest.raises(InputTypeError, match=r"Dense.units=2.5 is not allowed"):
+        build_layers({"input_shape": (2,), "layers": (Lazy((Dense, {"units": 2.5})),)})
+
+
+@st.composite
+def hostile_layer_json(draw) -> str:
+    """A layer-form spec's JSON with hostile values in its input_shape, its layers'
+    list, kinds and fields, then perhaps mangled as ``hostile_json`` does."""
+    fields = draw(layer_fields())
+    d = {**fields, "optimizer": fields["optimizer"].to_dict(),
+         "input_shape": list(fields["input_shape"]),
+         "layers": [layer.to_dict() for layer in fields["layers"]]}
+    for _ in range(draw(st.integers(0, 3))):
+        target = draw(st.sampled_from(["input_shape", "input_shape[0]", "layers", "layers[i]",
+                                       "kind", "units", "name", "params", "field", "sizes",
+                                       "activation", "no-input_shape"]))
+        value = draw(JSON_VALUES)
+        layers = d["layers"] if isinstance(d["layers"], list) else None
+        layer = (layers[draw(st.integers(0, len(layers) - 1))]
+                 if layers and isinstance(layers[0], dict) else None)
+        if target == "input_shape[0]" and isinstance(d.get("input_shape"), list) \
+                and d["input_shape"]:
+            d["input_shape"][0] = value
+        elif target == "layers[i]" and layers:
+            layers[draw(st.integers(0, len(layers) - 1))] = value
+        elif target in ("kind", "units", "name", "params") and isinstance(layer, dict):
+            layer[target] = value
+        elif target == "field" and isinstance(layer, dict):
+            layer[draw(st.sampled_from(["bias", "Units", "", "kind "]))] = value
+        elif target == "no-input_shape":
+            d.pop("input_shape", None)
+        elif target in ("input_shape", "layers", "sizes", "activation"):
+            d[target] = value
+    text = json.dumps(d, allow_nan=True)
+    mangle = draw(st.sampled_from(["none", "none", "deep", "number", "truncate"]))
+    if mangle == "deep":
+        depth = draw(st.sampled_from([10, 1000, 100_000]))
+        text = text.replace('"layers": [', '"layers": [' + "[" * depth + "]" * depth + ", ", 1)
+    elif mangle == "number":
+        literal = draw(st.sampled_from(["1" + "0" * 5000, "1e400", "NaN", "-Infinity", "2.5"]))
+        text = re.sub(r'"units": \d+', lambda m: '"units": ' + literal, text, count=1)
+    elif mangle == "truncate":
+        text = text[:draw(st.integers(0, len(text)))]
+    return text
+
+
+@FAST
+@given(text=hostile_layer_json())
+def test_fuzz_layer_spec_json(text):
+    note(text[:2000])
+    spec = outcome("layer_spec_json", lambda: NetworkSpec.from_json(text))
+    if spec is not None:
+        check_usable(spec)
 
 
 # --------------------------------------------------------------------- edge parameters
@@ -400,8 +568,8 @@ def test_fuzz_edge_parameters(fields, backend):
                      RUN_SECONDS[backend])
     if result is not None:
         assert result.losses.shape == (-(-4 // spec.batch_size),)
-        assert all(np.isfinite(w).all() and np.isfinite(b).all() for w, b in result.params)
-        assert all(w.dtype == np.dtype(spec.dtype) for w, _ in result.params)
+        assert all(np.isfinite(a).all() for a in leaves(result.params))
+        assert all(a.dtype == np.dtype(spec.dtype) for a in leaves(result.params))
 
 
 # --------------------------------------------------------------------- arrays
@@ -535,7 +703,7 @@ def test_fuzz_train_arrays(case):
     result = outcome(f"train_arrays train {backend}", lambda: train(spec, data, backend),
                      RUN_SECONDS[backend])
     if result is not None:
-        assert all(w.dtype == np.dtype(spec.dtype) for w, _ in result.params)
+        assert all(a.dtype == np.dtype(spec.dtype) for a in leaves(result.params))
         metrics = outcome("train_arrays evaluate",
                           lambda: evaluate(spec, result.params, data, backend),
                           RUN_SECONDS[backend])
@@ -547,28 +715,41 @@ def predict_case(draw):
     dtype = draw(st.sampled_from(["float64", "float32"]))
     spec = NetworkSpec(sizes=(2, 3, 2), dtype=dtype, activation=draw(st.sampled_from(
         ACTIVATION_NAMES)), init="xavier_uniform")
-    params = [list(pair) for pair in init_params(spec)]
-    bad = draw(st.sampled_from(["none", "none", "x", "W0", "b0", "W1", "b1", "structure"]))
-    for layer in range(2):
-        for part, label in enumerate(("W", "b")):
-            original = params[layer][part]
-            if bad == f"{label}{layer}":
-                params[layer][part] = draw(array_for(original.shape, True, original.dtype))
+    params = copy_tree(init_params(spec))    # [{weight, bias}, {} (the activation), {...}]
+    bad = draw(st.sampled_from(["none", "none", "x", "0.weight", "0.bias", "2.weight",
+                                "2.bias", "structure"]))
+    for index, layer in enumerate(params):
+        for key, original in list(layer.items()):
+            if bad == f"{index}.{key}":
+                layer[key] = draw(array_for(original.shape, True, original.dtype))
             else:                                # the same values, perhaps another layout
-                params[layer][part] = wrapped(original, draw(st.sampled_from(VALID_WRAPS)),
-                                              draw)
+                layer[key] = wrapped(original, draw(st.sampled_from(VALID_WRAPS)), draw)
     if bad == "structure":
-        form = draw(st.sampled_from(["tuples", "flat", "short", "nested-deeper", "dict"]))
-        if form == "tuples":
-            params = tuple(tuple(pair) for pair in params)
+        form = draw(st.sampled_from(["pairs", "flat", "flat-names", "short", "no-activation",
+                                     "nested-deeper", "dict", "tuple", "extra-key",
+                                     "tensor-in-activation", "keys-as-pairs"]))
+        if form == "pairs":                      # the parameter form before the layers
+            params = [(layer["weight"], layer["bias"]) for layer in params if layer]
         elif form == "flat":
-            params = [a for pair in params for a in pair]
+            params = leaves(params)
+        elif form == "flat-names":
+            params = to_flat(params)
         elif form == "short":
             params = params[:1]
+        elif form == "no-activation":
+            params = [layer for layer in params if layer]
         elif form == "nested-deeper":
-            params = [[pair] for pair in params]
-        else:
+            params = [[layer] for layer in params]
+        elif form == "dict":
             params = dict(enumerate(params))
+        elif form == "tuple":                    # a tuple of the same dicts is a tree too
+            params = tuple(params)
+        elif form == "extra-key":
+            params[0]["running_mean"] = params[0]["bias"]
+        elif form == "tensor-in-activation":
+            params[1] = {"weight": params[0]["weight"]}
+        else:
+            params = [list(layer.items()) for layer in params]
     x = draw(array_for((draw(st.integers(1, 4)), 2), bad == "x"))
     return spec, params, x, draw(backend_choice())
 

@@ -106,13 +106,14 @@ class NetworkSpec:
         if self.sizes is not None:
             input_shape, layers = self._from_shorthand()
             if self.layers is not None or self.input_shape is not None:
-                given = (self.input_shape, self.layers)
-                if (self.input_shape is not None and self.input_shape != input_shape
-                        and self.layers in (None, layers)):
+                same_input = _same(self.input_shape, input_shape)
+                same_layers = _same(self.layers, layers)
+                if (self.input_shape is not None and not same_input
+                        and (self.layers is None or same_layers)):
                     fail("input_shape", self.input_shape, f"{input_shape}, the input shape "
                          f"sizes={self.sizes} builds, or none: give either the shorthand "
                          "(sizes, activation) or input_shape and layers")
-                if given != (input_shape, layers):
+                if not (same_input and same_layers):
                     fail("layers", self.layers, f"the layers sizes={self.sizes} builds "
                          f"({layers}) with input_shape={input_shape}, or no layers: give "
                          "either the shorthand (sizes, activation) or input_shape and layers")
@@ -218,6 +219,7 @@ class NetworkSpec:
                  TypeError)
         if (isinstance(input_shape, (str, bytes))
                 or not isinstance(input_shape, (Sequence, np.ndarray))
+                or (isinstance(input_shape, np.ndarray) and input_shape.ndim != 1)
                 or not 1 <= len(input_shape) <= 8):
             fail("input_shape", input_shape, "a tuple of 1 to 8 integers >= 1", TypeError)
         input_shape = tuple(check_count(f"input_shape[{i}]", s, 1, MAX_WIDTH, "2**24")
@@ -386,6 +388,13 @@ def mlp_shorthand(input_shape: Shape, layers: tuple[Layer, ...]
     activation: str | tuple[str, ...] = (
         "relu" if not names else names[0] if len(set(names)) == 1 else names)
     return sizes, activation, {name: dict(p) for name, p in params.items() if p}
+
+
+def _same(given: Any, built: tuple) -> bool:
+    """``given`` (any value) is the tuple ``built``, item for item and type for type (so
+    an array never meets ``==``, whose truth value is ambiguous)."""
+    return (type(given) is tuple and len(given) == len(built)
+            and all(type(a) is type(b) and a == b for a, b in zip(given, built, strict=True)))
 
 
 def _check_keys(name: str, d: Mapping) -> None:

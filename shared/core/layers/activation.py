@@ -30,7 +30,7 @@ class Activation(Layer):
         check_choice("activation", self.name, ACTIVATIONS)
         params: Any = self.params
         if isinstance(params, tuple) and all(isinstance(p, tuple) and len(p) == 2
-                                             for p in params):
+                                             and isinstance(p[0], str) for p in params):
             params = dict(params)
         if not isinstance(params, Mapping):
             fail(f"Activation({self.name!r}).params", self.params,
