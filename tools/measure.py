@@ -156,7 +156,11 @@ def performance(repeats: int) -> list[str]:
     def met(ok: bool) -> str:
         return "met" if ok else "not met"
 
-    return ["## Performance", "",
+    load = os.getloadavg()[0]
+    busy = ([f"**The machine was busy** (load average {load:.1f} on {os.cpu_count()} cores "
+             "after the run): these timings are slower than the code is; measure again on "
+             "an idle machine.", ""] if load > (os.cpu_count() or 1) else [])
+    return ["## Performance", "", *busy,
             f"`nnparity bench --repeats {repeats}` (medians of {repeats} after a warm-up; "
             "what a ratio compares is timed in turn within each repetition):", "",
             "```", bench.table(result), "```", "",
