@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from nnparity.shared.core.validation import (INT64_MAX, check_array, check_count
                                              plain_layout)
 
 from .registry import check_backend, get_backend
+
+if TYPE_CHECKING:
+    from .contract import Backend
 
 __all__ = ["TrainResult", "activation_with_grad", "evaluate", "loss_with_grad", "predict",
            "train"]
@@ -69,7 +72,7 @@ class TrainResult:
     model_state: Params = field(default_factory=list)
 
 
-def check_progress(progress) -> None:
+def check_progress(progress: object) -> None:
     """None, or a callable that takes (epochs_done, epochs, last_loss)."""
     if progress is None:
         return
@@ -161,7 +164,7 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
                        snapshots=snapshots, epochs_done=spec.epochs, model_state=model_state)
 
 
-def resume_point(spec: NetworkSpec, resume, n_rows: int) -> int:
+def resume_point(spec: NetworkSpec, resume: object, n_rows: int) -> int:
     """The first epoch to run when continuing ``spec`` from ``resume``, checked
     against the checkpoint (nothing is copied yet).
 
@@ -206,7 +209,8 @@ def evaluate(spec: NetworkSpec, params: Params, data: Dataset, backend: str = "n
     return measure_metrics(spec, params, model_state, data, get_backend(backend))
 
 
-def measure_metrics(spec, params, model_state, data, module) -> dict[str, float]:
+def measure_metrics(spec: NetworkSpec, params: Params, model_state: Params, data: Dataset,
+                    module: Backend) -> dict[str, float]:
     """``evaluate`` without the input checks, for parameters a backend just trained."""
     from .numpy.losses import LOSSES as NUMPY_LOSSES
 

@@ -10,7 +10,7 @@ The flat view uses ``torch.nn.Sequential``'s state-dict keys: ``"0.weight"``,
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -61,7 +61,8 @@ def flat_names(shapes: ShapeTree) -> list[str]:
     return [f"{index}.{key}" for index, layer in enumerate(shapes) for key in layer]
 
 
-def map_tree(f, tree: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def map_tree(f: Callable[[Any], Any], tree: Sequence[Mapping[str, Any]]
+             ) -> list[dict[str, Any]]:
     """The same tree with f applied to every tensor."""
     return [{key: f(value) for key, value in layer.items()} for layer in tree]
 

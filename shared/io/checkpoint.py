@@ -39,7 +39,7 @@ import struct
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import IO, Mapping, NoReturn, Sequence, TypeVar
 
 import numpy as np
 
@@ -61,6 +61,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 #: well under a kilobyte; the bound keeps a crafted file from claiming gigabytes)
 MAX_FORMAT_CHARS = 64
 MAX_SPEC_CHARS = 2**20
+T = TypeVar("T")
 
 
 def save_checkpoint(path: str | os.PathLike, spec: NetworkSpec, params: Params,
@@ -101,7 +102,7 @@ def checkpoint_arrays(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
     return arrays
 
 
-def tree_arrays(prefix: str, tree) -> dict[str, np.ndarray]:
+def tree_arrays(prefix: str, tree: Sequence[Mapping[str, T]]) -> dict[str, T]:
     """{"{prefix}.{flat name}": array} for a tree (or a tree of shapes)."""
     return {f"{prefix}.{name}": value for name, value in named_leaves(tree)}
 
@@ -227,9 +228,10 @@ class EntryReader:
                 bad(path, f"the file is truncated or corrupt: entry {key!r} claims "
                           f"{info.file_size} bytes of data but stores {info.compress_size}")
             self.members[key] = info
+        assert archive.fp is not None           # an open archive has its file
         self.check_layout(archive.fp, size)
 
-    def check_layout(self, fp, size: int) -> None:
+    def check_layout(self, fp: IO[bytes], size: int) -> None:
         """The records lie as zipfile writes them: the members one after the other
         from byte 0, then the central directory, then the end record, which lists
         exactly the members zipfile found. So no entry's data overlaps another's (a
