@@ -1,5 +1,6 @@
 """Fuzzing the command line (issue 17): argument lists for ``train``, ``predict``
-and ``compare`` with hostile numbers, nested or huge JSON, hostile spec files,
+and ``compare`` with hostile numbers, nested or huge JSON, hostile spec files
+(the MLP shorthand and the layer form: input shapes, layer lists, kinds and fields),
 checkpoints and input files, and odd paths (FIFOs, directories, symlinks,
 devices, names with a newline or a NUL, names longer than NAME_MAX, names that
 are not UTF-8), run in-process through ``main(argv)`` and, a few, in a
@@ -138,6 +139,12 @@ GUARD = Guard()
 
 SPEC = {"sizes": [2, 3, 1], "epochs": 2, "batch_size": 2,
         "optimizer": {"name": "adam", "lr": 0.01}}
+#: the same run in the general layer form, not an MLP (two Dense layers in a row)
+LAYER_SPEC = {"input_shape": [2], "layers": [{"kind": "dense", "units": 3},
+                                             {"kind": "activation", "name": "tanh"},
+                                             {"kind": "dense", "units": 2},
+                                             {"kind": "dense", "units": 1}],
+              "epochs": 2, "batch_size": 2, "optimizer": {"name": "adam", "lr": 0.01}}
 
 
 def valid_checkpoint_bytes() -> bytes:
@@ -411,13 +418,38 @@ def cheap(field: str, value):
     if field == "sizes" and isinstance(value, list) and any(
             isinstance(n, int) and 64 < n <= 2**24 for n in value):
         return [2, 3, 1]
+    if field == "units" and isinstance(number, int) and 64 < number <= 2**24:
+        return 3
     return value
 
 
 @st.composite
 def spec_file_bytes(draw):
     """What a --spec file holds: SPEC with fields made hostile, or hostile text."""
-    kind = draw(st.sampled_from(["fields", "fields", "raw"]))
+    kind = draw(st.sampled_from(["fields", "fields", "layer-fields", "layer-fields", "raw"]))
+    if kind == "layer-fields":
+        d = json.loads(json.dumps(LAYER_SPEC))
+        for _ in range(draw(st.integers(1, 3))):
+            field = draw(st.sampled_from(["input_shape", "input_shape[0]", "layers",
+                                          "layers[i]", "kind", "units", "name", "params",
+                                          "bias", "sizes", "activation", "epochs"]))
+            value = cheap(field, draw(st.one_of(json_values,
+                                                numbers_json.map(lambda t: ("raw", t)))))
+            layers = d["layers"] if isinstance(d.get("layers"), list) else []
+            layer = layers[draw(st.integers(0, len(layers) - 1))] if layers else None
+            if field == "input_shape[0]" and isinstance(d.get("input_shape"), list) \
+                    and d["input_shape"]:
+                d["input_shape"][0] = value
+            elif field == "layers[i]" and layers:
+                layers[draw(st.integers(0, len(layers) - 1))] = value
+            elif field in ("kind", "units", "name", "params", "bias") \
+                    and isinstance(layer, dict):
+                layer[field] = value
+            elif field in ("input_shape", "layers", "sizes", "activation", "epochs"):
+                d[field] = value
+        text = json.dumps(d, default=str)
+        text = re.sub(r'\["raw", "([^"]*)"\]', r"\1", text)      # raw number texts, unquoted
+        return text.encode()
     if kind == "fields":
         d = json.loads(json.dumps(SPEC))
         for _ in range(draw(st.integers(1, 3))):
@@ -438,6 +470,10 @@ def spec_file_bytes(draw):
         b'{"sizes": [2, 3, 1], "seed": 1' + b"0" * 5000 + b"}",
         json.dumps(SPEC).encode("utf-16"), b"\xef\xbb\xbf" + json.dumps(SPEC).encode(),
         b'{"sizes": [2, 3, 1], "sizes": [2, 4, 1]}', json.dumps(SPEC).encode() + b"\0",
+        json.dumps(LAYER_SPEC).encode(),
+        b'{"input_shape": [2], "layers": [' + b'{"kind": "activation", "name": "relu"}, '
+        * 2000 + b'{"kind": "dense", "units": 1}]}',
+        b'{"input_shape": [2], "layers": [{"kind": "dense", "units": 1' + b"0" * 5000 + b"}]}",
         b" " * (2**20 + 1)]))
 
 
