@@ -10,7 +10,9 @@ from crafted_checkpoints import crafted_files
 from nnparity.backends import predict, train
 from nnparity.shared import (
     POLICY,
+    Activation,
     Adam,
+    Dense,
     NetworkSpec,
     load_checkpoint,
     notebook_data,
@@ -114,6 +116,50 @@ def test_predict_prints_what_backends_predict_gives(tmp_path, checkpoint, capsys
         lines = capsys.readouterr().out.splitlines()
         printed = np.array([[float(v) for v in line.split(",")] for line in lines])
         assert np.array_equal(printed, expected), source          # printed in full precision
+
+
+#: SPEC's run in the general layer form, not an MLP (two Dense layers in a row)
+LAYER_SPEC = NetworkSpec(input_shape=(2,), layers=(Dense(4), Activation("tanh"), Dense(3),
+                                                   Dense(1)),
+                         init="xavier_uniform", optimizer=Adam(lr=0.1), batch_size=3, epochs=3,
+                         seed=5, shuffle=True)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_a_layer_form_spec_trains_saves_resumes_and_predicts(tmp_path, capsys, backend):
+    """train --spec (layers) --save, train --resume, predict --checkpoint: the file keeps
+    the layer form, and the CLI's numbers are the library's."""
+    require_backend(backend)
+    assert LAYER_SPEC.sizes is None
+    spec_file, part, whole = (str(tmp_path / n) for n in ("spec.json", "part.npz", "whole.npz"))
+    (tmp_path / "spec.json").write_text(LAYER_SPEC.to_json())
+    assert main(["train", "--spec", spec_file, "--backend", backend, "--epochs", "1",
+                 "--save", part]) == 0
+    assert main(["train", "--resume", part, "--backend", backend, "--epochs", "3",
+                 "--save", whole]) == 0
+    capsys.readouterr()
+    resumed = load_checkpoint(whole)
+    assert resumed.spec == LAYER_SPEC and resumed.spec.layers == LAYER_SPEC.layers
+    assert resumed.epochs_done == 3
+    assert params_match(resumed, train(LAYER_SPEC, notebook_data(), backend))[0]
+    assert main(["predict", "--checkpoint", whole, "--backend", backend,
+                 "--input", "28.1,58.0;0,-1.5"]) == 0
+    printed = np.array([[float(v) for v in line.split(",")]
+                        for line in capsys.readouterr().out.splitlines()])
+    expected = predict(resumed.spec, resumed.params, np.array([[28.1, 58.0], [0.0, -1.5]]),
+                       backend=backend)
+    assert np.array_equal(printed, expected)
+
+
+def test_a_layer_form_checkpoint_refuses_the_shorthand_flags(tmp_path, capsys):
+    """--resume takes no spec flags (a usage error, one line, exit 2), for a layer-form
+    checkpoint as for any."""
+    path = str(tmp_path / "c.npz")
+    save_checkpoint(path, LAYER_SPEC, init_params(LAYER_SPEC), epochs_done=0)
+    capsys.readouterr()
+    assert main(["train", "--resume", path, "--sizes", "2,4,1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("nnparity: error: ")
 
 
 @pytest.mark.parametrize("stdin_path", ["-", "/dev/stdin"])
