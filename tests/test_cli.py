@@ -102,6 +102,17 @@ def one_error_line(capsys, named):
     assert named in err and "Traceback" not in err
 
 
+def patch_plots(monkeypatch, **replacements):
+    """Replace plotting functions where they are defined and where the CLI imported them."""
+    import nnparity.shared.cli.main as cli_main
+    from nnparity.shared.report import plots
+
+    for name, replacement in replacements.items():
+        for module in (plots, cli_main):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, replacement)
+
+
 @pytest.mark.parametrize("path, named", [
     ("/nonexistent/x.png", ("--plot='/nonexistent/x.png' is not allowed: expected a path in "
                             "an existing directory")),
@@ -111,13 +122,10 @@ def one_error_line(capsys, named):
 ])
 def test_activations_bad_plot_path_fails_before_any_work(tmp_path, monkeypatch, capsys, path,
                                                          named):
-    from nnparity.shared.report import plots
-
     def no_work(*args):
         raise AssertionError("plotted before the path was checked")
 
-    monkeypatch.setattr(plots, "plot_activations", no_work)
-    monkeypatch.setattr(plots, "import_pyplot", no_work)
+    patch_plots(monkeypatch, plot_activations=no_work, import_pyplot=no_work)
     assert main(["activations", "--plot", path.format(tmp=tmp_path)]) == 2
     one_error_line(capsys, named)
     assert list(tmp_path.iterdir()) == []
@@ -125,11 +133,9 @@ def test_activations_bad_plot_path_fails_before_any_work(tmp_path, monkeypatch, 
 
 def test_negative_control_activations_reaches_the_plot_with_a_good_path(tmp_path, monkeypatch,
                                                                          capsys):
-    from nnparity.shared.report import plots
-
     calls = []
-    monkeypatch.setattr(plots, "plot_activations", lambda *args: calls.append(args))
-    monkeypatch.setattr(plots, "import_pyplot", lambda: None)
+    patch_plots(monkeypatch, plot_activations=lambda *args: calls.append(args),
+                import_pyplot=lambda: None)
     assert main(["activations", "--plot", str(tmp_path / "x.png"), "--backends", "numpy"]) == 0
     assert calls == [(str(tmp_path / "x.png"), ["numpy"])]
 

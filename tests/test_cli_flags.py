@@ -23,11 +23,12 @@ import numpy as np
 import pytest
 
 from nnparity.backends import train
-from nnparity.shared import (SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop,
-                             notebook_data, notebook_spec)
+from nnparity.shared import (SGD, Activation, Adam, AdamW, Dataset, Dense, NetworkSpec,
+                             RMSprop, notebook_data, notebook_spec, to_flat)
 from nnparity.shared.cli.main import Progress, build_parser, main
 from nnparity.shared.cli.spec_flags import spec_from_args
 from nnparity.shared.core.optimizers import OPTIMIZERS
+from nnparity.shared.core.spec import GENERAL
 from nnparity.shared.core.tolerance import POLICY, difference
 from conftest import require
 
@@ -82,9 +83,13 @@ def test_regression_run_reports_the_loss_not_accuracy(capsys):
 
 
 def test_every_spec_field_and_optimizer_argument_has_a_flag():
+    """...except the general form's input_shape and layers, which a --spec file gives."""
     args = vars(build_parser().parse_args(["train"]))
+    assert GENERAL == ("input_shape", "layers")
     for f in fields(NetworkSpec):
-        assert f.name in args, f.name
+        if f.name not in GENERAL:
+            assert f.name in args, f.name
+    assert not set(GENERAL) & set(args)
     for cls in OPTIMIZERS.values():
         for f in fields(cls):
             assert f.name in args, (cls.__name__, f.name)
@@ -140,7 +145,7 @@ def test_loss_params_reach_the_loss():
 def test_activation_params_reach_the_activation():
     spec = parse("--activation", "leaky_relu", "--activation-params",
                  '{"leaky_relu": {"negative_slope": 0.25}}')
-    (act,) = spec.hidden_activations
+    (act,) = [layer for layer in spec.layers if isinstance(layer, Activation)]
     assert act.name == "leaky_relu" and dict(act.params) == {"negative_slope": 0.25}
 
 
@@ -236,6 +241,49 @@ def test_spec_from_stdin_runs_through_main(monkeypatch, capsys):
     assert main(["train", "--spec", "-", "--epochs", "5", "--lr", "1e-4"]) == 0
     out = capsys.readouterr().out
     expected = train(spec.replace(epochs=5, optimizer=SGD(lr=1e-4)), notebook_data())
+    assert f"error: {expected.metrics['test_loss']}" in out
+
+
+#: a network in the general layer form (not an MLP: spec.sizes is None)
+LAYER_FILE_SPEC = NetworkSpec(input_shape=(2,), layers=(
+    Dense(5), Activation("tanh"), Activation("leaky_relu", {"negative_slope": 0.1}), Dense(1)),
+    init="torch_default", optimizer=SGD(lr=0.01), epochs=4)
+
+
+@pytest.fixture
+def layer_spec_file(tmp_path):
+    path = tmp_path / "layers.json"
+    path.write_text(LAYER_FILE_SPEC.to_json())
+    return str(path)
+
+
+@pytest.mark.parametrize("flags, changes", [
+    pytest.param([], {}, id="nothing"),
+    pytest.param(["--epochs", "2", "--lr", "0.5"], {"epochs": 2, "optimizer": SGD(lr=0.5)},
+                 id="training-flags-keep-the-layers"),
+    pytest.param(["--sizes", "2,3,1"], {"sizes": (2, 3, 1)}, id="sizes-replace-the-layers"),
+])
+def test_flags_on_a_layer_form_spec_file(layer_spec_file, flags, changes):
+    assert LAYER_FILE_SPEC.sizes is None
+    spec = parse("--spec", layer_spec_file, *flags)
+    assert spec == LAYER_FILE_SPEC.replace(**changes)
+    if "sizes" in changes:
+        assert spec.layers == (Dense(3), Activation("relu"), Dense(1))
+    else:
+        assert spec.layers == LAYER_FILE_SPEC.layers and spec.sizes is None
+
+
+@pytest.mark.parametrize("flag", ["--activation", "--activation-params"])
+def test_activation_flags_on_a_layer_form_spec_file_are_refused(layer_spec_file, capsys, flag):
+    value = "relu" if flag == "--activation" else '{"relu": {}}'
+    code = main(["train", "--spec", layer_spec_file, flag, value])
+    assert_one_line_error(code, capsys.readouterr().err, flag)
+
+
+def test_a_layer_form_spec_file_trains_through_main(layer_spec_file, capsys):
+    assert main(["train", "--spec", layer_spec_file]) == 0
+    out = capsys.readouterr().out
+    expected = train(LAYER_FILE_SPEC, notebook_data())
     assert f"error: {expected.metrics['test_loss']}" in out
 
 
@@ -522,16 +570,18 @@ def assert_same_results(a, b, tol=None):
         return difference(x, y, tol).ok
 
     assert len(a.params) == len(b.params)
-    for (wa, ba), (wb, bb) in zip(a.params, b.params, strict=True):
-        assert same(wa, wb) and same(ba, bb)
+    flat_a, flat_b = to_flat(a.params), to_flat(b.params)
+    assert list(flat_a) == list(flat_b)
+    for name in flat_a:
+        assert same(flat_a[name], flat_b[name]), name
     assert same(a.losses, b.losses)
-    assert a.opt_state.keys() == b.opt_state.keys()
-    assert a.opt_state["step"] == b.opt_state["step"]
-    for key in a.opt_state:
-        if key == "step":
-            continue
-        for (xa, ya), (xb, yb) in zip(a.opt_state[key], b.opt_state[key], strict=True):
-            assert same(xa, xb) and same(ya, yb), key
+    assert a.opt_state.buffers.keys() == b.opt_state.buffers.keys()
+    assert a.opt_state.step == b.opt_state.step
+    for key in a.opt_state.buffers:
+        buffer_a, buffer_b = to_flat(a.opt_state.buffers[key]), to_flat(b.opt_state.buffers[key])
+        assert list(buffer_a) == list(buffer_b), key
+        for name in buffer_a:
+            assert same(buffer_a[name], buffer_b[name]), (key, name)
     assert a.metrics.keys() == b.metrics.keys()
     for key in a.metrics:
         assert same(a.metrics[key], b.metrics[key]), key
@@ -550,7 +600,7 @@ def test_progress_does_not_change_the_result(backend, opt):
     chunked = train(spec, data, backend=backend, progress=lambda *a: calls.append(a))
     whole = train(spec, data, backend=backend)
     assert len(calls) == 23 and calls[-1][0] == 45
-    assert chunked.opt_state["step"] == 45 * 3
+    assert chunked.opt_state.step == 45 * 3
     assert_same_results(chunked, whole, None if backend == "numpy" else POLICY["float64"])
 
 
@@ -561,7 +611,7 @@ def test_progress_result_float32_within_policy():
     data = progress_data()
     chunked = train(spec, data, backend="jax", progress=lambda *a: None)
     whole = train(spec, data, backend="jax")
-    assert chunked.params[0][0].dtype == np.float32
+    assert chunked.params[0]["weight"].dtype == np.float32
     assert_same_results(chunked, whole, POLICY["float32"])
 
 

@@ -25,6 +25,7 @@ from nnparity.backends import get_backend, train
 from nnparity.shared import (SGD, Adam, NetworkSpec, RMSprop, notebook_data,
                              notebook_spec)
 from nnparity.shared.core import synthetic
+from nnparity.shared.core.tree import copy_tree
 from conftest import require
 
 #: 4 test rows; class labels without noise
@@ -73,11 +74,12 @@ def assert_bitwise_equal(a, b, where="result"):
 
 def run(spec, data, backend):
     result = train(spec, data, backend=backend, record_every=5)
-    snapshots = [(s.step, s.params, s.state) for s in result.snapshots]
+    snapshots = [(s.step, s.params, s.opt_state, s.model_state) for s in result.snapshots]
     x_test = data.x_test.astype(spec.dtype)
-    predictions = get_backend(backend).predict(spec, result.params, x_test)
+    predictions = get_backend(backend).predict(spec, result.params, result.model_state, x_test)
     return {"params": result.params, "losses": result.losses, "opt_state": result.opt_state,
-            "snapshots": snapshots, "metrics": result.metrics, "predictions": predictions}
+            "model_state": result.model_state, "snapshots": snapshots,
+            "metrics": result.metrics, "predictions": predictions}
 
 
 #: JAX compiles a program per case; these two (float32, and centred RMSprop on cross
@@ -130,8 +132,8 @@ def test_negative_control_bitwise_check_sees_one_ulp():
     """The comparison is bitwise: one ulp in one parameter, or a changed seed, fails it."""
     spec, data = CASES["adam-shuffle-partial-batch"]
     first = run(spec, data, "numpy")
-    nudged = {**first, "params": [(w.copy(), b.copy()) for w, b in first["params"]]}
-    w = nudged["params"][0][0]
+    nudged = {**first, "params": copy_tree(first["params"])}
+    w = nudged["params"][0]["weight"]
     w[0, 0] = np.nextafter(w[0, 0], np.inf)
     with pytest.raises(AssertionError):
         assert_bitwise_equal(first, nudged)

@@ -15,6 +15,7 @@ global step (and epoch) in every backend, and ``compare`` reports it as a result
 """
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import numpy as np
@@ -24,12 +25,15 @@ import nnparity.shared
 from nnparity.backends import get_backend, train
 from nnparity.shared import (SGD, Adam, Dataset, DivergenceError, NetworkSpec, RMSprop, compare,
                              init_params, notebook_data, notebook_spec)
+from nnparity.shared.core.init import init_model_state
 from nnparity.shared.core.optimizers import init_state
+from nnparity.shared.core.tree import leaves
 from conftest import require
 
 
-def _all_finite(params):
-    return all(np.isfinite(a).all() for pair in params for a in pair)
+def _all_finite(tree):
+    return all(np.isfinite(a).all() for a in leaves(tree))
+
 
 BACKENDS = [pytest.param("numpy", id="numpy"), pytest.param("torch", id="torch"),
             pytest.param("jax", id="jax")]
@@ -147,10 +151,10 @@ def test_parameter_overflow_with_finite_loss_diverges_at_that_step():
     spec, data = notebook_spec().replace(optimizer=SGD(lr=1e308)), notebook_data()
     params = init_params(spec)
     with np.errstate(over="ignore", invalid="ignore"):
-        loss, _, new, _ = get_backend("numpy").step(
-            spec, params, init_state(spec.optimizer, params), data.x_train[:2],
-            data.y_train[:2])
-    assert np.isfinite(loss) and not _all_finite(new)
+        out = get_backend("numpy").step(
+            spec, params, init_model_state(spec), init_state(spec.optimizer, params),
+            data.x_train[:2], data.y_train[:2])
+    assert np.isfinite(out.loss) and not _all_finite(out.params)
     for backend in ("numpy", "torch", "jax"):
         require(backend)
         with pytest.raises(DivergenceError) as info:
@@ -158,11 +162,11 @@ def test_parameter_overflow_with_finite_loss_diverges_at_that_step():
         assert (info.value.step, info.value.epoch) == (0, 0), backend
 
 
-#: one input x = 10, target 1, two ReLU units, MAE. Step 0 moves W0[0, 0] by
-#: lr * sign * W1[0, 0] * x = 1e307 * 2.43 * 10, which overflows to -inf; every
+#: one input x = 10, target 1, two ReLU units, MAE. Step 0 moves 0.weight[0, 0] by
+#: lr * sign * 2.weight[0, 0] * x = 1e307 * 2.43 * 10, which overflows to -inf; every
 #: other update stays finite. Unit 0 is then dead (z = -inf, relu = 0, relu' = 0),
 #: so the -inf never reaches the output, and MAE's bounded gradient keeps the
-#: output layer finite: the loss stays finite for ever while W0 holds -inf.
+#: output layer finite: the loss stays finite for ever while 0.weight holds -inf.
 DEAD_UNIT_SPEC = NetworkSpec(sizes=(1, 2, 1), activation="relu", init="he_normal", loss="mae",
                              optimizer=SGD(lr=1e307), batch_size=1, epochs=50, seed=5)
 DEAD_UNIT_DATA = Dataset(np.array([[10.0]]), np.array([[1.0]]),
@@ -171,23 +175,24 @@ DEAD_UNIT_DATA = Dataset(np.array([[10.0]]), np.array([[1.0]]),
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_dead_unit_case_keeps_the_loss_finite_with_an_infinite_weight(backend):
-    """Stepping by hand past the divergence: every loss finite, W0[0, 0] = -inf from
+    """Stepping by hand past the divergence: every loss finite, 0.weight[0, 0] = -inf from
     step 0 on. (JAX is left out: its SGD adds weight_decay * p even when the decay
     is 0, and 0 * -inf = nan, so after the divergence its state differs.)"""
     require(backend)
     spec, data = DEAD_UNIT_SPEC, DEAD_UNIT_DATA
     module = get_backend(backend)
-    params = init_params(spec)
+    params, model_state = init_params(spec), init_model_state(spec)
     state = init_state(spec.optimizer, params)
     losses = []
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(spec.epochs):
-            loss, _, params, state = module.step(spec, params, state, data.x_train,
-                                                 data.y_train)
+            loss, _, params, model_state, state = module.step(
+                spec, params, model_state, state, data.x_train, data.y_train)
             losses.append(float(loss))
-            assert params[0][0][0, 0] == -np.inf
-            assert np.isfinite(params[0][0][1, 0])
-            assert all(np.isfinite(a).all() for a in params[1])
+            assert params[0]["weight"][0, 0] == -np.inf
+            assert np.isfinite(params[0]["weight"][1, 0])
+            assert np.isfinite(params[0]["bias"]).all()
+            assert _all_finite(params[2:])                   # the output layer
     assert np.all(np.isfinite(losses)), losses
 
 
@@ -245,8 +250,9 @@ def test_negative_control_divergence_at_a_different_step_is_a_mismatch(monkeypat
 def test_negative_control_backend_that_does_not_diverge_is_a_mismatch(monkeypatch):
     """torch's finiteness check switched off: it trains on with inf and nan."""
     require("torch")
-    import nnparity.backends.torch as torch_backend
-    monkeypatch.setattr(torch_backend, "raise_divergence", lambda *args: None)
+    # the training loop's module (the package's ``train`` attribute is the function)
+    torch_loop = importlib.import_module("nnparity.backends.torch.train")
+    monkeypatch.setattr(torch_loop, "raise_divergence", lambda *args: None)
     spec, data, step, _ = DIVERGING["identity-notebook"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)     # the patched run computes nan
@@ -289,7 +295,8 @@ def _framework_array(backend, values, dtype):
 def test_all_finite_decides_by_the_elements_not_by_their_sum(backend, dtype):
     """The check sums first; the sum of finite values can overflow (not a
     divergence), and any NaN or infinity must be caught whatever the sum."""
-    all_finite = get_backend(backend).all_finite
+    get_backend(backend)
+    all_finite = importlib.import_module(f"nnparity.backends.{backend}.train").all_finite
     big = float(np.finfo(dtype).max)
     cases = {
         (0.5, (1.0, -2.0, 3.0)): True,
@@ -353,10 +360,10 @@ def test_the_state_check_is_what_catches_adam_on_huge_features():
     params = init_params(spec)
     x, y = data.x_train.astype(np.float32), data.y_train.astype(np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        loss, _, new_params, state = get_backend("numpy").step(
-            spec, params, init_state(spec.optimizer, params), x, y)
+        loss, _, new_params, _, state = get_backend("numpy").step(
+            spec, params, init_model_state(spec), init_state(spec.optimizer, params), x, y)
     assert np.isfinite(loss) and _all_finite(new_params)
-    assert not all(np.isfinite(a).all() for pair in state["exp_avg_sq"] for a in pair)
+    assert not _all_finite(state.buffers["exp_avg_sq"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -367,5 +374,5 @@ def test_negative_control_the_same_optimizers_at_sane_scales_stay_finite(backend
                  NetworkSpec(sizes=(2, 4, 1), optimizer=Adam(lr=1e-3), epochs=3,
                              dtype="float32")):
         result = train(spec, _scaled_notebook(1e3), backend=backend)
-        assert all(np.isfinite(a).all() for pair in result.opt_state["exp_avg_sq"
-                   if spec.optimizer.name == "adam" else "square_avg"] for a in pair)
+        assert _all_finite(result.opt_state.buffers[
+            "exp_avg_sq" if spec.optimizer.name == "adam" else "square_avg"])

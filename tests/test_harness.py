@@ -31,8 +31,9 @@ from nnparity.shared.core.data import batch_plan
 from nnparity.shared.parity.harness import MAX_TEACHER_STEPS, named_step, step_difference
 from nnparity.shared.core.optimizers import init_state, state_buffers
 from nnparity.shared.core.tolerance import difference, tensorwise_difference
-from nnparity.shared.core.trajectory import (MAX_SNAPSHOT_BYTES, MAX_SNAPSHOTS, copy_params,
-                                        copy_state, default_record_every)
+from nnparity.shared.core.trajectory import (MAX_SNAPSHOT_BYTES, MAX_SNAPSHOTS, copy_state,
+                                             default_record_every)
+from nnparity.shared.core.tree import copy_tree, leaves
 from nnparity.shared.core.synthetic import chaotic_case, regression
 from conftest import require
 
@@ -47,14 +48,13 @@ ALL = [pytest.param("numpy", id="numpy")] + OTHERS
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # see conftest
 
 
-
-
 def steps_per_epoch(spec, data):
     return -(-data.x_train.shape[0] // spec.batch_size)
 
 
 def assert_tree_equal(actual, expected):
-    """Two params lists (or state dicts) bitwise equal, with the same dtypes."""
+    """Two trees (params, model states, ``OptimizerState``s) bitwise equal, with the
+    same dtypes."""
     if isinstance(expected, dict):
         assert sorted(actual) == sorted(expected)
         for key in expected:
@@ -71,7 +71,8 @@ def assert_tree_equal(actual, expected):
 
 
 def assert_tree_close(actual, expected, tol=TOL):
-    """Two params lists (or state dicts) elementwise within ``tol``; ints equal."""
+    """Two trees (params, model states, ``OptimizerState``s) elementwise within
+    ``tol``; ints equal."""
     if isinstance(expected, dict):
         assert sorted(actual) == sorted(expected)
         for key in expected:
@@ -117,8 +118,9 @@ def test_trajectory_snapshot_steps_are_the_same_in_every_backend(traj_report):
         snaps = traj_report.results[name].snapshots
         assert [s.step for s in snaps] == list(range(0, total, 3)), name
         for s in snaps:
-            assert s.state["step"] == s.step                 # updates done before step s
-            assert sorted(s.state) == sorted(("step",) + state_buffers(spec.optimizer))
+            assert s.opt_state.step == s.step                # updates done before step s
+            assert sorted(s.opt_state.buffers) == sorted(state_buffers(spec.optimizer))
+            assert s.model_state == [{} for _ in spec.layers]      # Dense networks: none
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
@@ -128,7 +130,7 @@ def test_trajectory_step_0_is_init_params_and_initial_state(traj_report, backend
     assert first.step == 0
     params0 = init_params(spec)
     assert_tree_equal(first.params, params0)
-    assert_tree_equal(first.state, init_state(spec.optimizer, params0))
+    assert_tree_equal(first.opt_state, init_state(spec.optimizer, params0))
 
 
 def test_trajectory_snapshot_is_the_state_after_s_steps(traj_report):
@@ -141,12 +143,12 @@ def test_trajectory_snapshot_is_the_state_after_s_steps(traj_report):
         epochs = snap.step // per_epoch
         short = train(spec.replace(epochs=epochs), TRAJ_DATA, backend="numpy")
         assert_tree_equal(snap.params, short.params)
-        assert_tree_equal(snap.state, short.opt_state)
+        assert_tree_equal(snap.opt_state, short.opt_state)
         for name in ("torch", "jax"):
             other = traj_report.results[name].snapshots[index]
             assert other.step == snap.step
             assert_tree_close(other.params, short.params)
-            assert_tree_close(other.state, short.opt_state)
+            assert_tree_close(other.opt_state, short.opt_state)
 
 
 def test_trajectory_error_growth_curve_has_one_point_per_snapshot(traj_report):
@@ -183,7 +185,7 @@ def test_record_every_with_progress_chunks_matches_one_run(backend):
     assert [s.step for s in chunked.snapshots] == [s.step for s in whole.snapshots]
     for a, e in zip(chunked.snapshots, whole.snapshots, strict=True):
         assert_tree_close(a.params, e.params)
-        assert_tree_close(a.state, e.state)
+        assert_tree_close(a.opt_state, e.opt_state)
 
 
 @pytest.mark.parametrize("backend", ALL)
@@ -199,9 +201,12 @@ def test_each_backends_step_is_the_step_its_train_takes(backend):
     assert len(snaps) == 18
     for before, after in zip(snaps[:-1], snaps[1:], strict=True):
         rows = plan.rows(before.step)
-        loss, _, params, state = module.step(spec, before.params, before.state, x[rows], y[rows])
+        out = module.step(spec, before.params, before.model_state, before.opt_state,
+                          x[rows], y[rows])
+        loss, params, state = out.loss, out.params, out.opt_state
         assert_tree_close(params, after.params)
-        assert_tree_close(state, after.state)
+        assert_tree_close(state, after.opt_state)
+        assert_tree_equal(out.model_state, after.model_state)
         assert difference(loss, result.losses[before.step], TOL).ok
 
 
@@ -255,6 +260,7 @@ def test_compare_default_record_every_on_the_chaotic_run(chaotic_report):
     spec = chaotic_report.spec
     total = spec.epochs * 3
     n_params = sum(o * i + o for i, o in zip(spec.sizes[:-1], spec.sizes[1:], strict=True))
+    assert n_params == spec.n_parameters
     expected = default_record_every(total, n_params, 1, 8)
     assert chaotic_report.record_every == expected == 8
     for name, result in chaotic_report.results.items():
@@ -293,24 +299,25 @@ def test_teacher_forced_step_matches_numpy(backend, optimizer):
     assert [s.step for s in run.snapshots] == [0, 4, 8, 12]
     for snap in run.snapshots:
         rows = plan.rows(snap.step)
-        kept = copy_params(snap.params), copy_state(snap.state)
-        expected = ref.step(spec, snap.params, snap.state, x[rows], y[rows])
-        actual = module.step(spec, snap.params, snap.state, x[rows], y[rows])
-        loss, grads, params, state = actual
-        e_loss, e_grads, e_params, e_state = expected
+        kept = copy_tree(snap.params), copy_state(snap.opt_state)
+        expected = ref.step(spec, snap.params, snap.model_state, snap.opt_state, x[rows], y[rows])
+        actual = module.step(spec, snap.params, snap.model_state, snap.opt_state,
+                             x[rows], y[rows])
+        loss, grads, params, state = actual.loss, actual.grads, actual.params, actual.opt_state
+        e_loss, e_grads, e_params, e_state = (expected.loss, expected.grads, expected.params,
+                                              expected.opt_state)
         assert np.asarray(loss).dtype == np.float64
         assert difference(loss, e_loss, TOL).ok, (snap.step, float(loss), float(e_loss))
         # gradients normwise per tensor: an entry of a saturated unit may cancel
-        flat = lambda tree: [a for pair in tree for a in pair]  # noqa: E731
-        d = tensorwise_difference(flat(grads), flat(e_grads), TOL)
+        d = tensorwise_difference(leaves(grads), leaves(e_grads), TOL)
         assert d.ok, (snap.step, d)
         assert_tree_close(params, e_params)
         assert_tree_close(state, e_state)
-        assert state["step"] == snap.step + 1
+        assert state.step == snap.step + 1
         assert step_difference(snap.step, named_step(actual), named_step(expected), TOL).ok
         # step() works on copies: the snapshot it started from is unchanged
         assert_tree_equal(snap.params, kept[0])
-        assert_tree_equal(snap.state, kept[1])
+        assert_tree_equal(snap.opt_state, kept[1])
 
 
 @pytest.mark.parametrize("optimizer", list(TEACHER_OPTIMIZERS))
@@ -451,11 +458,10 @@ def test_negative_control_momentum_bug_after_step_0_caught_later(monkeypatch):
     original = torch_optimizers.UPDATES["sgd"]
 
     def sgd_late_bug(opt, params, grads, state):
-        if state["step"] == 0:
+        if state.step == 0:
             return original(opt, params, grads, state)
-        buffers = torch_optimizers.tensors(state["momentum_buffer"])
-        for b, p, g in zip(buffers, torch_optimizers.tensors(params),
-                           torch_optimizers.tensors(grads), strict=True):
+        buffers = leaves(state.buffers["momentum_buffer"])
+        for b, p, g in zip(buffers, leaves(params), leaves(grads), strict=True):
             b.mul_(opt.momentum).add_(g, alpha=1.01)        # should be 1 - dampening = 1
             p.sub_(opt.lr * b)
 
@@ -534,7 +540,8 @@ def test_negative_control_snapshot_check_can_fail(traj_report):
     with pytest.raises(AssertionError):
         assert_tree_close(snap.params, two.params)
     one = train(spec.replace(epochs=1), TRAJ_DATA, backend="numpy")
-    nudged = [(w * (1 + 1e-9), b) for w, b in snap.params]
+    nudged = [{name: value * (1 + 1e-9) if name == "weight" else value
+               for name, value in layer.items()} for layer in snap.params]
     with pytest.raises(AssertionError):
         assert_tree_close(nudged, one.params)
 
@@ -546,8 +553,8 @@ def _patch_torch_snapshots(monkeypatch, change):
     real_train = torch_backend.train
 
     def patched(*args):
-        params, state, losses, snapshots = real_train(*args)
-        return params, state, losses, change(snapshots)
+        result = real_train(*args)
+        return result._replace(snapshots=change(result.snapshots))
 
     monkeypatch.setattr(torch_backend, "train", patched)
 
@@ -575,8 +582,8 @@ def test_a_backend_that_drops_losses_fails(monkeypatch):
     real_train = torch_backend.train
 
     def fewer_losses(*args):
-        params, state, losses, snapshots = real_train(*args)
-        return params, state, losses[:-1], snapshots
+        result = real_train(*args)
+        return result._replace(losses=result.losses[:-1])
 
     monkeypatch.setattr(torch_backend, "train", fewer_losses)
     report = compare(TRAJ_SPECS["adam"], TRAJ_DATA, backends=("numpy", "torch"), record_every=3)
@@ -611,8 +618,8 @@ def test_a_buffer_of_rounding_noise_does_not_fail_agreeing_parameters():
     spec, data = noise_buffer_case(lr=1e-6)
     report = compare(spec, data, backends=("numpy", "torch"), record_every=1)
     assert report.ok, str(report)
-    numpy_buffer = report.results["numpy"].opt_state["momentum_buffer"][1][1]
-    torch_buffer = report.results["torch"].opt_state["momentum_buffer"][1][1]
+    numpy_buffer = report.results["numpy"].opt_state.buffers["momentum_buffer"][2]["bias"]
+    torch_buffer = report.results["torch"].opt_state.buffers["momentum_buffer"][2]["bias"]
     # the buffers themselves differ far beyond atol: an elementwise check would fail
     assert not difference(torch_buffer, numpy_buffer, TOL).ok
     (p,) = report.parity
@@ -620,13 +627,13 @@ def test_a_buffer_of_rounding_noise_does_not_fail_agreeing_parameters():
 
 
 def test_negative_control_the_noise_moves_parameters_at_a_larger_lr():
-    """At lr=1e-2 the same noise moves b1 by 3e-10: the parameters fail."""
+    """At lr=1e-2 the same noise moves 2.bias by 3e-10: the parameters fail."""
     require("torch")
     spec, data = noise_buffer_case(lr=1e-2)
     report = compare(spec, data, backends=("numpy", "torch"), record_every=1)
     (p,) = report.parity
-    assert not report.ok and not p.differences["b1"].ok
-    assert p.differences["b1"].worst.tensor == "b1"
+    assert not report.ok and not p.differences["2.bias"].ok
+    assert p.differences["2.bias"].worst.tensor == "2.bias"
 
 
 # ---------------------------------------------------- failing points are named
@@ -639,9 +646,9 @@ def test_a_failing_teacher_step_names_its_worst_element(monkeypatch):
     report = compare(NEG_SPEC, NEG_DATA, backends=("numpy", "torch"), record_every=4)
     (p,) = report.parity
     worst = p.teacher[0].worst
-    assert worst.tensor in {"loss", "grad W0", "grad b0", "grad W1", "grad b1", "W0", "b0",
-                            "W1", "b1", "momentum_buffer W0", "momentum_buffer b0",
-                            "momentum_buffer W1", "momentum_buffer b1"}
+    tensors = ("0.weight", "0.bias", "2.weight", "2.bias")
+    assert worst.tensor in {"loss", *tensors, *(f"grad {t}" for t in tensors),
+                            *(f"momentum_buffer {t}" for t in tensors)}
     assert worst.criterion.startswith("normwise: max|a - e| = ") and " beyond " in worst.criterion
     assert worst.actual != worst.expected
     assert p.teacher[0].used > 1
@@ -660,4 +667,4 @@ def test_negative_control_without_the_rounding_allowance_the_noise_buffer_fails(
     report = compare(spec, data, backends=("numpy", "torch"), record_every=1)
     (p,) = report.parity
     assert not p.ok and not all(d.ok for d in p.teacher)
-    assert any(d.worst.tensor == "momentum_buffer b1" for d in p.teacher if not d.ok)
+    assert any(d.worst.tensor == "momentum_buffer 2.bias" for d in p.teacher if not d.ok)

@@ -16,18 +16,17 @@ import numpy as np
 import pytest
 
 from nnparity.backends import train
-from nnparity.shared import (POLICY, SGD, Dataset, NetworkSpec, compare, init_params,
-                             notebook_data, notebook_spec)
-from nnparity.shared.core.synthetic import regression
-from conftest import require
+from nnparity.shared import (POLICY, SGD, Activation, Adam, Dataset, Dense, NetworkSpec, compare,
+                             flat_names, init_params, notebook_data, notebook_spec, to_flat)
+from nnparity.shared.core.synthetic import classification, regression
+from nnparity.shared.core.tree import copy_tree, leaves
+from conftest import perturb_torch, require
 
 #: a small float64 regression set with 3 test rows
 synthetic = functools.partial(regression, n_test=3)
 
 TOL = POLICY["float64"]
 BACKENDS = [pytest.param("torch", id="torch"), pytest.param("jax", id="jax")]
-
-
 
 
 def kink_data(all_rows_zero=False):
@@ -76,10 +75,9 @@ SPECS = [pytest.param(name, id=name) for name in CASES]
 def assert_parity(report, backend):
     """Every quantity within the policy, per the report and per an independent check."""
     assert report.tolerance == TOL
-    (parity,) = report.parity
-    assert parity.backend == backend
+    (parity,) = [p for p in report.parity if p.backend == backend]
     spec = report.spec
-    expected_names = {f"{k}{i}" for i in range(len(spec.sizes) - 1) for k in "Wb"}
+    expected_names = set(flat_names(spec.param_shapes))        # "0.weight", "0.bias", ...
     assert set(parity.differences) == expected_names | {"predictions", "losses"}
     bad = {name: d for name, d in parity.differences.items() if not d.ok}
     assert not bad, f"{backend} differs from numpy:\n{report}"
@@ -89,10 +87,12 @@ def assert_parity(report, backend):
 
     ref, other = report.results["numpy"], report.results[backend]
     assert other.backend == backend and other.spec == spec
-    for (w, b), (w_ref, b_ref) in zip(other.params, ref.params, strict=True):
-        for a, e in ((w, w_ref), (b, b_ref)):
-            assert a.dtype == np.float64 and a.shape == e.shape
-            np.testing.assert_allclose(a, e, rtol=TOL.rtol, atol=TOL.atol)
+    flat, flat_ref = to_flat(other.params), to_flat(ref.params)
+    assert list(flat) == list(flat_ref) == flat_names(spec.param_shapes)
+    for name, e in flat_ref.items():
+        a = flat[name]
+        assert a.dtype == np.float64 and a.shape == e.shape, name
+        np.testing.assert_allclose(a, e, rtol=TOL.rtol, atol=TOL.atol, err_msg=name)
     assert other.losses.dtype == np.float64 and other.losses.shape == ref.losses.shape
     np.testing.assert_allclose(other.losses, ref.losses, rtol=TOL.rtol, atol=TOL.atol)
     np.testing.assert_allclose(report.predictions[backend], report.predictions["numpy"],
@@ -116,8 +116,7 @@ def test_parity(backend, case):
     assert np.all(np.isfinite(ref.losses))
     init = init_params(spec)
     changed = any(not np.array_equal(a, a0)
-                  for pair, pair0 in zip(ref.params, init, strict=True)
-                  for a, a0 in zip(pair, pair0, strict=True))
+                  for a, a0 in zip(leaves(ref.params), leaves(init), strict=True))
     assert changed == (spec.epochs > 0), "the case must actually train (or not, for epochs=0)"
 
 
@@ -127,17 +126,116 @@ def test_epochs_0_returns_init_params_exactly(backend):
     spec, data = CASES["epochs-0"]
     result = train(spec, data, backend=backend)
     assert result.losses.shape == (0,)
-    for (w, b), (w0, b0) in zip(result.params, init_params(spec), strict=True):
-        assert w.dtype == w0.dtype and b.dtype == b0.dtype
-        np.testing.assert_array_equal(w, w0)
-        np.testing.assert_array_equal(b, b0)
+    init = to_flat(init_params(spec))
+    assert list(to_flat(result.params)) == list(init)
+    for name, a in to_flat(result.params).items():
+        assert a.dtype == init[name].dtype, name
+        np.testing.assert_array_equal(a, init[name], err_msg=name)
+
+
+# ---------------------------------------------------------------- the general layer form
+
+#: specs written as layers that are not an MLP (so ``spec.sizes is None``)
+LAYER_CASES = {
+    # two activations in a row, then two Dense layers with nothing between them
+    "stacked-activations-and-dense": (NetworkSpec(
+        input_shape=(3,), layers=(Dense(5), Activation("tanh"),
+                                  Activation("leaky_relu", {"negative_slope": 0.1}),
+                                  Dense(4), Dense(2)),
+        init="torch_default", optimizer=SGD(lr=0.05, momentum=0.9), batch_size=3, epochs=15,
+        seed=7, shuffle=True), synthetic(8, 3, 2, seed=7)),
+    # an activation on the inputs first (no parameters in layer 0), Adam on cross entropy
+    "leading-activation-adam-xent": (NetworkSpec(
+        input_shape=(4,), layers=(Activation("softsign"), Dense(6), Activation("silu"),
+                                  Dense(3)),
+        init="torch_default", loss="cross_entropy", optimizer=Adam(lr=0.01), batch_size=4,
+        epochs=10, seed=8), classification(10, 4, 3, seed=8, n_test=3)),
+}
+LAYER_SPECS = [pytest.param(name, id=name) for name in LAYER_CASES]
+ALL_BACKENDS = ("numpy", "torch", "jax")
+
+
+def first_tensor(params):
+    """(layer index, name) of the first parameter tensor in a tree."""
+    return next((index, name) for index, layer in enumerate(params) for name in layer)
+
+
+@pytest.mark.parametrize("case", LAYER_SPECS)
+def test_parity_layer_form(case):
+    """A network in the general layer form, trained in all three backends by one
+    ``compare``: every backend within the policy, quantity by quantity."""
+    for backend in ALL_BACKENDS:
+        require(backend)
+    spec, data = LAYER_CASES[case]
+    assert spec.sizes is None and spec.activation is None and spec.activation_params is None
+    report = compare(spec, data, backends=ALL_BACKENDS)
+    assert [p.backend for p in report.parity] == ["torch", "jax"]
+    for backend in ("torch", "jax"):
+        assert_parity(report, backend)
+    ref = report.results["numpy"]
+    assert np.all(np.isfinite(ref.losses)) and ref.losses.shape == (
+        spec.epochs * -(-data.x_train.shape[0] // spec.batch_size),)
+    assert all(not np.array_equal(a, a0)            # every tensor trained
+               for a, a0 in zip(leaves(ref.params), leaves(init_params(spec)), strict=True))
+
+
+@pytest.mark.parametrize("case", LAYER_SPECS)
+def test_negative_control_layer_form_perturbed_torch_fails(monkeypatch, case):
+    """The same comparison fails when torch's first parameter moves by 1e-6."""
+    require("torch")
+    spec, data = LAYER_CASES[case]
+    index, name = first_tensor(init_params(spec))
+    if (index, name) == (0, "weight"):
+        perturb_torch(monkeypatch)                    # conftest's: 0.weight[0, 0] += 1e-6
+    else:
+        def nudge(params, losses):
+            params[index][name].flat[0] += 1e-6
+        patch_train(monkeypatch, "torch", nudge)
+    report = compare(spec, data, backends=("numpy", "torch"))
+    assert not report.ok and "PARITY FAILED: torch" in str(report)
+    d = report.parity[0].differences
+    assert not d[f"{index}.{name}"].ok
+    assert d[f"{index}.{name}"].max_abs == pytest.approx(1e-6, rel=1e-3)
+    assert all(diff.ok for key, diff in d.items() if key not in (f"{index}.{name}", "predictions"))
+
+
+#: the notebook's network, written as layers
+NOTEBOOK_LAYERS = dict(input_shape=(2,), layers=(Dense(4), Activation("relu"), Dense(1)))
+
+
+def test_layer_form_of_the_notebook_is_the_notebook_spec():
+    spec = NetworkSpec(**NOTEBOOK_LAYERS)
+    assert spec == notebook_spec() and hash(spec) == hash(notebook_spec())
+    assert (spec.sizes, spec.activation, spec.activation_params) == ((2, 4, 1), "relu", {})
+    assert spec.layers == notebook_spec().layers and spec.input_shape == (2,)
+    assert spec.to_dict() == notebook_spec().to_dict()
+    # negative control: another activation is another spec
+    other = NetworkSpec(input_shape=(2,), layers=(Dense(4), Activation("tanh"), Dense(1)))
+    assert other != notebook_spec() and other.activation == "tanh"
+
+
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
+def test_layer_form_of_the_notebook_trains_exactly_as_the_shorthand(backend):
+    """The layer form and ``notebook_spec()`` give bit-identical parameters and losses."""
+    require(backend)
+    data = notebook_data()
+    layered = train(NetworkSpec(**NOTEBOOK_LAYERS), data, backend=backend)
+    shorthand = train(notebook_spec(), data, backend=backend)
+    got, expected = to_flat(layered.params), to_flat(shorthand.params)
+    assert list(got) == list(expected) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
+    np.testing.assert_array_equal(layered.losses, shorthand.losses)
+    assert not np.array_equal(expected["0.weight"], init_params(notebook_spec())[0]["weight"])
 
 
 # ---------------------------------------------------------------- the ReLU kink
 
 def assert_hits_kink(spec, data):
     """At step 0 the first batch's hidden pre-activations are exactly 0 and dL/dh is not."""
-    (w0, b0), (w1, b1) = init_params(spec)
+    hidden, _, output = init_params(spec)                    # Dense, ReLU, Dense
+    w0, b0, w1, b1 = hidden["weight"], hidden["bias"], output["weight"], output["bias"]
     assert not b0.any() and not b1.any()
     x, y = data.x_train[:spec.batch_size], data.y_train[:spec.batch_size]   # step 0's batch
     z = x @ w0.T + b0                                        # (batch, hidden)
@@ -171,10 +269,10 @@ def test_kink_all_zero_rows_keep_hidden_layer_exactly(backend):
     require(backend)
     spec, data = CASES["relu-kink-all-rows-zero"]
     result = train(spec, data, backend=backend)
-    (w0, b0), _ = init_params(spec)
-    np.testing.assert_array_equal(result.params[0][0], w0)
-    np.testing.assert_array_equal(result.params[0][1], b0)
-    assert result.params[1][1].any()                         # the output bias did learn
+    hidden = init_params(spec)[0]
+    np.testing.assert_array_equal(result.params[0]["weight"], hidden["weight"])
+    np.testing.assert_array_equal(result.params[0]["bias"], hidden["bias"])
+    assert result.params[2]["bias"].any()                    # the output bias did learn
 
 
 def half_gradient_relu(backend):
@@ -203,8 +301,8 @@ def clear_jax_caches():
 def test_negative_control_maximum_relu(monkeypatch, backend, case, expect_ok):
     """A ReLU with derivative 0.5 at 0 fails the kink cases (and only those)."""
     require(backend)
-    activations = importlib.import_module(f"nnparity.backends.{backend}_activations")
     importlib.import_module(f"nnparity.backends.{backend}")
+    activations = importlib.import_module(f"nnparity.backends.{backend}.activations")
     spec, data = CASES[case]
     if backend == "jax":
         clear_jax_caches()                         # the activation name is a static jit arg
@@ -218,7 +316,7 @@ def test_negative_control_maximum_relu(monkeypatch, backend, case, expect_ok):
     assert report.ok is expect_ok, str(report)
     if not expect_ok:
         (parity,) = report.parity
-        assert not parity.differences["b0"].ok               # the hidden bias sees the 0.5
+        assert not parity.differences["0.bias"].ok           # the hidden bias sees the 0.5
         assert "PARITY FAILED" in str(report)
     # restored: the real ReLU passes again
     assert compare(spec, data, backends=("numpy", backend)).ok
@@ -227,16 +325,16 @@ def test_negative_control_maximum_relu(monkeypatch, backend, case, expect_ok):
 # ---------------------------------------------------------------- perturbed results
 
 def patch_train(monkeypatch, backend, change):
-    """Make backend ``backend`` return ``change(params, losses)`` of its real result."""
+    """Make backend ``backend`` return its real result with ``change(params, losses)``
+    applied (to copies; ``params`` is the tree, ``params[0]["weight"]`` ...)."""
     module = importlib.import_module(f"nnparity.backends.{backend}")
     real_train = module.train
 
     def perturbed(*args, **kwargs):
-        params, state, losses, snapshots = real_train(*args, **kwargs)
-        params = [(np.array(w), np.array(b)) for w, b in params]
-        losses = np.array(losses)
+        result = real_train(*args, **kwargs)
+        params, losses = copy_tree(result.params), np.array(result.losses)
         change(params, losses)
-        return params, state, losses, snapshots
+        return result._replace(params=params, losses=losses)
 
     monkeypatch.setattr(module, "train", perturbed)
 
@@ -249,15 +347,15 @@ def bound(value):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_negative_control_perturbed_weight_fails(monkeypatch, backend):
     require(backend)
-    patch_train(monkeypatch, backend, lambda params, losses: params[0][0].__setitem__(
-        (0, 0), params[0][0][0, 0] + 1e-9))
+    patch_train(monkeypatch, backend, lambda params, losses: params[0]["weight"].__setitem__(
+        (0, 0), params[0]["weight"][0, 0] + 1e-9))
     report = compare(notebook_spec(), notebook_data(), backends=("numpy", backend))
     assert not report.ok
     (parity,) = report.parity
     d = parity.differences
-    assert not d["W0"].ok
-    assert d["W0"].max_abs == pytest.approx(1e-9, rel=1e-4)
-    assert d["b0"].ok and d["W1"].ok and d["b1"].ok and d["losses"].ok
+    assert not d["0.weight"].ok
+    assert d["0.weight"].max_abs == pytest.approx(1e-9, rel=1e-4)
+    assert d["0.bias"].ok and d["2.weight"].ok and d["2.bias"].ok and d["losses"].ok
     assert "NO" in str(report) and f"PARITY FAILED: {backend}" in str(report)
 
 
@@ -269,16 +367,16 @@ def test_negative_control_perturbed_weight_fails(monkeypatch, backend):
 def test_perturbation_relative_to_policy(monkeypatch, backend, factor, expect_ok):
     """The harness's verdict flips at the policy's bound, not at exact equality."""
     require(backend)
-    w00 = train(notebook_spec(), notebook_data()).params[0][0][0, 0]
+    w00 = train(notebook_spec(), notebook_data()).params[0]["weight"][0, 0]
     delta = factor * bound(w00)
-    patch_train(monkeypatch, backend, lambda params, losses: params[0][0].__setitem__(
-        (0, 0), params[0][0][0, 0] + delta))
+    patch_train(monkeypatch, backend, lambda params, losses: params[0]["weight"].__setitem__(
+        (0, 0), params[0]["weight"][0, 0] + delta))
     report = compare(notebook_spec(), notebook_data(), backends=("numpy", backend))
-    assert report.parity[0].differences["W0"].ok is expect_ok
+    assert report.parity[0].differences["0.weight"].ok is expect_ok
 
 
 @pytest.mark.parametrize("where", [
-    pytest.param("W1", id="nan-in-W1"),
+    pytest.param("2.weight", id="nan-in-2.weight"),
     pytest.param("losses", id="nan-in-losses"),
 ])
 @pytest.mark.parametrize("side", [pytest.param("other", id="backend-side"),
@@ -288,8 +386,8 @@ def test_negative_control_nan_on_one_side_fails(monkeypatch, backend, side, wher
     require(backend)
 
     def put_nan(params, losses):
-        if where == "W1":
-            params[1][0][0, 1] = np.nan
+        if where == "2.weight":
+            params[2]["weight"][0, 1] = np.nan
         else:
             losses[-1] = np.nan
 
@@ -299,8 +397,8 @@ def test_negative_control_nan_on_one_side_fails(monkeypatch, backend, side, wher
     d = report.parity[0].differences
     assert not d[where].ok
     assert d[where].max_abs == math.inf
-    assert d["W0"].ok and d["b0"].ok
-    if where == "W1":
+    assert d["0.weight"].ok and d["0.bias"].ok
+    if where == "2.weight":
         assert not d["predictions"].ok                        # NaN propagates into predict
     else:
         assert d["predictions"].ok
@@ -345,7 +443,7 @@ def test_shuffle_changes_the_result():
     spec, data = CASES["shuffle"]
     shuffled = train(spec, data)
     plain = train(spec.replace(shuffle=False), data)
-    assert not np.allclose(shuffled.params[0][0], plain.params[0][0],
+    assert not np.allclose(shuffled.params[0]["weight"], plain.params[0]["weight"],
                            rtol=TOL.rtol, atol=TOL.atol)
 
 
@@ -358,7 +456,7 @@ def test_jax_x64_is_scoped_and_results_are_float64(backend):
         before = jax.config.read("jax_enable_x64")
     spec, data = CASES["partial-last-batch"]
     result = train(spec, data, backend=backend)
-    assert all(a.dtype == np.float64 for pair in result.params for a in pair)
+    assert all(a.dtype == np.float64 for a in leaves(result.params))
     assert result.losses.dtype == np.float64
     if backend == "jax":
         assert jax.config.read("jax_enable_x64") == before

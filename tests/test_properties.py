@@ -5,6 +5,10 @@ The strategy covers, per issue 5:
 
 - 1-4 hidden layers of widths 1-16; one activation for every hidden layer or a
   tuple with one per layer, every activation, random valid activation parameters;
+- or, a third of the time, the general layer form: 1-6 Dense (widths 1-16) and
+  Activation layers in any order (activations in a row, Dense after Dense, an
+  activation first or last; at least one Dense), so ``spec.sizes`` is usually
+  None;
 - every loss (huber with a random delta) with targets that suit it: floats for
   mse/mae/huber, int labels in [0, k) for cross_entropy, values in [0, 1]
   (including exact 0 and 1) for bce_with_logits;
@@ -41,8 +45,8 @@ from hypothesis import event, given, note, settings
 from hypothesis import strategies as st
 
 from nnparity.backends import train
-from nnparity.shared import (ACTIVATIONS, SGD, Adam, AdamW, Dataset, NetworkSpec, RMSprop,
-                             compare, init_params)
+from nnparity.shared import (ACTIVATIONS, SGD, Activation, Adam, AdamW, Dataset, Dense,
+                             NetworkSpec, RMSprop, compare, init_params, to_flat)
 from nnparity.shared.core.losses import LOSSES
 from nnparity.shared.core.optimizers import init_state
 from nnparity.shared.core.spec import INITS
@@ -125,17 +129,39 @@ def activations(draw, n_hidden: int):
 
 
 @st.composite
+def activation_layers(draw) -> Activation:
+    """An Activation layer: any activation, with random valid parameters."""
+    name = draw(st.sampled_from(sorted(ACTIVATIONS)))
+    params = {key: draw(value) for key, value in ACTIVATION_PARAMS.get(name, {}).items()
+              if draw(st.booleans())}
+    return Activation(name, params)
+
+
+@st.composite
+def network(draw) -> dict:
+    """The network's fields: the MLP shorthand (sizes, activation, activation_params)
+    two times in three, else the general form (input_shape, layers)."""
+    if draw(st.integers(0, 2)):
+        n_hidden = draw(st.integers(1, 4))
+        sizes = tuple(draw(st.lists(st.integers(1, 16), min_size=n_hidden + 2,
+                                    max_size=n_hidden + 2)))
+        activation, activation_params = draw(activations(n_hidden))
+        return dict(sizes=sizes, activation=activation, activation_params=activation_params)
+    layers = draw(st.lists(st.one_of(st.integers(1, 16).map(Dense), activation_layers()),
+                           max_size=5))
+    # at least one Dense layer anywhere: a network without parameters is refused
+    layers.insert(draw(st.integers(0, len(layers))), Dense(draw(st.integers(1, 16))))
+    return dict(input_shape=(draw(st.integers(1, 16)),), layers=tuple(layers))
+
+
+@st.composite
 def specs(draw, n_rows: int | None = None) -> NetworkSpec:
-    n_hidden = draw(st.integers(1, 4))
-    sizes = tuple(draw(st.lists(st.integers(1, 16), min_size=n_hidden + 2,
-                                max_size=n_hidden + 2)))
-    activation, activation_params = draw(activations(n_hidden))
     loss = draw(st.sampled_from(sorted(LOSSES)))
     loss_params = {"delta": draw(st.floats(0.1, 3.0))} if loss == "huber" and draw(
         st.booleans()) else {}
     rows = n_rows if n_rows is not None else 20
     return NetworkSpec(
-        sizes=sizes, activation=activation, activation_params=activation_params,
+        **draw(network()),
         init=draw(st.sampled_from(INITS)), loss=loss, loss_params=loss_params,
         optimizer=draw(optimizers), batch_size=draw(st.integers(1, rows + 1)),
         epochs=draw(st.integers(1, 3)), seed=draw(st.integers(0, 2**32 - 1)),
@@ -159,13 +185,13 @@ def datasets(draw, spec: NetworkSpec, n_rows: int) -> Dataset:
     n_test = draw(st.integers(1, 4))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     scale = draw(st.sampled_from([0.1, 1.0, 3.0]))
-    x_train = rng.normal(0.0, scale, size=(n_rows, spec.sizes[0]))
-    x_test = rng.normal(0.0, scale, size=(n_test, spec.sizes[0]))
+    x_train = rng.normal(0.0, scale, size=(n_rows, *spec.input_shape))
+    x_test = rng.normal(0.0, scale, size=(n_test, *spec.input_shape))
     zero_rows = draw(st.sets(st.integers(0, n_rows - 1), max_size=n_rows))
     x_train[sorted(zero_rows)] = 0.0
     if draw(st.booleans()):
         x_test[0] = 0.0
-    k = spec.sizes[-1]
+    k = spec.n_outputs
     return Dataset(x_train, targets(rng, spec.loss, n_rows, k, scale), x_test,
                    targets(rng, spec.loss, n_test, k, scale))
 
@@ -315,7 +341,7 @@ FOUND = [
                     activation_params={"celu": {"alpha": 0.05}}, optimizer=SGD(lr=0.1),
                     batch_size=1, epochs=1, seed=0),
         one_row([[0.0]], [[1.0]]), id="celu-alpha-0.05-float64-sgd"),
-    # Fixed: the torch backend now writes celu out (see backends/torch_activations.py).
+    # Fixed: the torch backend now writes celu out (see backends/torch/activations.py).
 ]
 
 #: Rounding amplified beyond the float64 policy by the step itself: honest
@@ -325,7 +351,7 @@ AMPLIFIED = [
     # gelu_tanh = x/2 (1 + tanh(u)) cancels in the negative tail: at x = -6.95 the
     # backends' values are 3% (numpy, torch) and 6% (jax) off the true -4.12e-15,
     # and its gradient differs by 9% between numpy and jax. RMSprop divides that
-    # 1.5e-14 gradient by eps = 3.1e-8, so one step moves b0 by 5.0e-11 (numpy) and
+    # 1.5e-14 gradient by eps = 3.1e-8, so one step moves 0.bias by 5.0e-11 (numpy) and
     # 4.6e-11 (jax): 4.6e-12 apart, beyond atol 1e-12. The teacher-forced step
     # agrees normwise (3.5e-12), so the report reads "amplification".
     pytest.param(
@@ -341,7 +367,7 @@ AMPLIFIED = [
     # below the output it is exactly 0, but the backends' summation leaves a rounding
     # residual in some of them (float64: 5.6e-17 in numpy, 0 in torch; float32:
     # 2.98e-8 in numpy and jax, 0 in torch). Adam's first step is
-    # lr * g / (|g| + eps), so the residual moves b1 by 5.55e-12 (float64, beyond
+    # lr * g / (|g| + eps), so the residual moves 2.bias by 5.55e-12 (float64, beyond
     # atol 1e-12) or 7.49e-4 (float32, 75% of lr), and the report reads
     # "implementation differs: step 0 already disagrees (max rel 0.0e+00)".
     *[pytest.param(
@@ -382,7 +408,8 @@ def test_spec_round_trips_through_json(spec):
     assert again.to_dict() == d
     assert NetworkSpec.from_json(spec.to_json()) == spec
     assert hash(again) == hash(spec)
-    assert again.hidden_activations == spec.hidden_activations
+    assert (again.input_shape, again.layers) == (spec.input_shape, spec.layers)
+    assert (again.sizes is None) == (spec.sizes is None)
     assert again.loss_kwargs == spec.loss_kwargs
 
 
@@ -393,13 +420,15 @@ def test_zero_epochs_returns_initial_parameters(example):
     spec = spec.replace(epochs=0)
     result = train(spec, data, backend="numpy")
     expected = init_params(spec)
-    assert len(result.params) == len(expected)
-    for layer, ((w, b), (w0, b0)) in enumerate(zip(result.params, expected, strict=True)):
-        for name, got, want in ((f"W{layer}", w, w0), (f"b{layer}", b, b0)):
-            assert got.dtype == np.dtype(spec.dtype), (name, got.dtype)
-            assert got.shape == want.shape, (name, got.shape, want.shape)
-            assert np.array_equal(got, want), f"{name} changed after 0 epochs"
+    assert len(result.params) == len(expected) == len(spec.layers)
+    got_flat, want_flat = to_flat(result.params), to_flat(expected)
+    assert list(got_flat) == list(want_flat)                # "0.weight", "0.bias", ...
+    for name, want in want_flat.items():
+        got = got_flat[name]
+        assert got.dtype == np.dtype(spec.dtype), (name, got.dtype)
+        assert got.shape == want.shape, (name, got.shape, want.shape)
+        assert np.array_equal(got, want), f"{name} changed after 0 epochs"
     assert result.losses.shape == (0,)
-    assert result.opt_state["step"] == 0
+    assert result.opt_state.step == 0
     initial_state = init_state(spec.optimizer, expected)
-    assert sorted(result.opt_state) == sorted(initial_state)
+    assert sorted(result.opt_state.buffers) == sorted(initial_state.buffers)

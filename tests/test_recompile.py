@@ -4,7 +4,8 @@ compile event, not timed."""
 import pytest
 
 from nnparity.backends import train
-from nnparity.shared import SGD, Adam, notebook_data, notebook_spec
+from nnparity.shared import (SGD, Activation, Adam, Dense, NetworkSpec, notebook_data,
+                             notebook_spec)
 from conftest import require
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -37,14 +38,20 @@ def test_same_shapes_do_not_recompile():
     assert compiles_during(lambda: train(spec, data, backend="jax")) >= 1   # the first one
     changes = [spec.replace(optimizer=SGD(lr=2e-5)), spec.replace(epochs=999),
                spec.replace(epochs=3000), spec.replace(epochs=1), spec.replace(seed=5),
-               spec.replace(shuffle=True), spec]
+               spec.replace(shuffle=True), spec,
+               # the notebook written as layers is the same spec, so the same program
+               NetworkSpec(input_shape=(2,), layers=(Dense(4), Activation("relu"), Dense(1)))]
     for changed in changes:
-        assert compiles_during(lambda: train(changed, data, backend="jax")) == 0, changed
+        assert compiles_during(
+            lambda changed=changed: train(changed, data, backend="jax")) == 0, changed
 
 
 def test_negative_control_a_new_structure_compiles():
     spec, data = notebook_spec(), notebook_data()
     train(spec, data, backend="jax")
+    layers = NetworkSpec(input_shape=(2,), layers=(Dense(4), Activation("relu"),
+                                                   Activation("tanh"), Dense(1)))
     for changed in (spec.replace(optimizer=Adam()), spec.replace(batch_size=3),
-                    spec.replace(activation="tanh")):
-        assert compiles_during(lambda: train(changed, data, backend="jax")) >= 1, changed
+                    spec.replace(activation="tanh"), layers):
+        assert compiles_during(
+            lambda changed=changed: train(changed, data, backend="jax")) >= 1, changed

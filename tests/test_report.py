@@ -177,11 +177,11 @@ def as_json(d) -> dict:
 
 def test_non_finite_numbers_are_strings_not_replaced(ok_report):
     p = ok_report.parity[0]
-    differences = dict(p.differences, W0=Difference(math.inf, math.nan, False))
+    differences = {**p.differences, "0.weight": Difference(math.inf, math.nan, False)}
     broken = dataclasses.replace(ok_report, parity=(
         dataclasses.replace(p, differences=differences, ok=False),) + ok_report.parity[1:])
     doc = strict_loads(reports.to_json(broken))
-    assert doc["parity"][p.backend]["differences"]["W0"] == {
+    assert doc["parity"][p.backend]["differences"]["0.weight"] == {
         "max_abs": "inf", "max_rel": "nan", "ok": False, "used": 0.0, "worst": None}
     assert doc["verdict"]["ok"] is False and doc["verdict"]["failed"] == [p.backend]
     assert [reports.number(x) for x in (-math.inf, 0.0, 1.5)] == ["-inf", 0.0, 1.5]
@@ -193,8 +193,8 @@ def test_failing_comparison_has_verdict_false(failed_report):
                               "text": "PARITY FAILED: torch"}
     torch_entry = doc["parity"]["torch"]
     assert torch_entry["ok"] is False
-    assert torch_entry["differences"]["W0"]["ok"] is False
-    assert torch_entry["differences"]["b0"]["ok"] is True
+    assert torch_entry["differences"]["0.weight"]["ok"] is False
+    assert torch_entry["differences"]["0.bias"]["ok"] is True
 
 
 def test_diverged_comparison_reports_nulls(diverged_report):
@@ -363,7 +363,8 @@ def test_html_has_the_tables_and_verdict(pages):
     assert page.text_by_id["verdict"].strip() == "PARITY OK"
     rows = body_rows(page, "differences")
     assert [r[:2] for r in rows] == [[b, q] for b in ("torch", "jax")
-                                     for q in ("W0", "b0", "W1", "b1", "predictions", "losses")]
+                                     for q in ("0.weight", "0.bias", "2.weight", "2.bias",
+                                               "predictions", "losses")]
     assert all(r[-1] == "yes" for r in rows)
     assert [r[0] for r in body_rows(page, "summary")] == ["torch", "jax"]
     assert [r[0] for r in body_rows(page, "backends")] == ["numpy", "torch", "jax"]
@@ -375,7 +376,7 @@ def test_html_shows_a_failure(pages):
     page = parse(text)
     assert page.text_by_id["verdict"].strip() == "PARITY FAILED: torch"
     assert 'class="verdict failed"' in text
-    w0 = [r for r in body_rows(page, "differences") if r[1] == "W0"]
+    w0 = [r for r in body_rows(page, "differences") if r[1] == "0.weight"]
     assert w0 and w0[0][-1] == "NO"
     failing = [c for c, r in zip(page.row_classes["differences"][1:],
                                  body_rows(page, "differences"), strict=True) if r[-1] == "NO"]

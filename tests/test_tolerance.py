@@ -142,7 +142,8 @@ near_values = st.sampled_from([0.0, 1.0, -1.0, 1e-12, 1e300, NAN, INF, -INF])
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), shape=hnp.array_shapes(min_dims=0, max_dims=2, max_side=4))
 def test_agrees_with_numpy_isclose(data, shape):
-    """Oracle: np.isclose(a, e, rtol, atol, equal_nan=True) uses the same rule, |a-e| <= atol + rtol|e|."""
+    """Oracle: np.isclose(a, e, rtol, atol, equal_nan=True) uses the same rule,
+    |a-e| <= atol + rtol|e|."""
     elements = st.one_of(finite_or_not, near_values)
     e = data.draw(hnp.arrays(np.float64, shape, elements=elements))
     # actual: sometimes e itself, sometimes e nudged by a few ulps or by a lot, sometimes random
@@ -186,14 +187,14 @@ def test_tensorwise_is_normwise_per_tensor():
     """max|a - e| <= atol + rtol * max|e| for each tensor on its own: a small
     element may move by rtol times its tensor's largest, a small tensor may not
     borrow a large tensor's scale."""
-    e = {"W0": np.array([1.0, 1e-6]), "b0": np.array([1e-6])}
-    inside = {"W0": np.array([1.0, 1e-6 + 5e-11]), "b0": np.array([1e-6])}
+    e = {"0.weight": np.array([1.0, 1e-6]), "0.bias": np.array([1e-6])}
+    inside = {"0.weight": np.array([1.0, 1e-6 + 5e-11]), "0.bias": np.array([1e-6])}
     assert tensorwise_difference(inside, e, F64).ok
-    assert not difference(inside["W0"], e["W0"], F64).ok         # elementwise it fails
-    borrowing = {"W0": np.array([1.0, 1e-6]), "b0": np.array([1e-6 + 5e-11])}
+    assert not difference(inside["0.weight"], e["0.weight"], F64).ok         # elementwise it fails
+    borrowing = {"0.weight": np.array([1.0, 1e-6]), "0.bias": np.array([1e-6 + 5e-11])}
     d = tensorwise_difference(borrowing, e, F64)
     assert not d.ok
-    assert d.worst.tensor == "b0" and d.worst.index == (0,)
+    assert d.worst.tensor == "0.bias" and d.worst.index == (0,)
     assert d.worst.expected == 1e-6 and d.worst.actual == 1e-6 + 5e-11
     assert d.worst.criterion.startswith("normwise: max|a - e| = 5e-11 beyond")
     assert d.used == pytest.approx(5e-11 / (1e-12 + 1e-10 * 1e-6), rel=1e-6)
@@ -201,26 +202,26 @@ def test_tensorwise_is_normwise_per_tensor():
 
 def test_tensorwise_rounding_allowance_is_the_multiple_of_the_sensitivity():
     from nnparity.shared.core.tolerance import ROUNDING_MULTIPLE
-    e = {"grad W0": np.array([1e-3, -2e-3])}
+    e = {"grad 0.weight": np.array([1e-3, -2e-3])}
     gap = 1e-9                                           # beyond atol + rtol * 2e-3
-    a = {"grad W0": e["grad W0"] + np.array([0.0, gap])}
+    a = {"grad 0.weight": e["grad 0.weight"] + np.array([0.0, gap])}
     assert not tensorwise_difference(a, e, F64).ok
     just_enough = (gap - F64.atol - F64.rtol * 2e-3) / ROUNDING_MULTIPLE
-    assert tensorwise_difference(a, e, F64, {"grad W0": just_enough * 1.01}).ok
-    d = tensorwise_difference(a, e, F64, {"grad W0": just_enough * 0.99})
+    assert tensorwise_difference(a, e, F64, {"grad 0.weight": just_enough * 1.01}).ok
+    d = tensorwise_difference(a, e, F64, {"grad 0.weight": just_enough * 0.99})
     assert not d.ok and "sensitivity" in d.worst.criterion
     assert d.worst.index == (1,)
 
 
 def test_tensorwise_mismatches_name_their_element():
-    d = tensorwise_difference({"W0": np.array([1.0, NAN])}, {"W0": np.array([1.0, 2.0])}, F64,
-                              {"W0": INF})
+    d = tensorwise_difference({"0.weight": np.array([1.0, NAN])},
+                              {"0.weight": np.array([1.0, 2.0])}, F64, {"0.weight": INF})
     assert not d.ok and d.used == INF                     # no allowance excuses a NaN
     assert d.worst.index == (1,) and d.worst.criterion.startswith("non-finite")
-    d = tensorwise_difference({"b1": np.zeros(2)}, {"b1": np.zeros(3)}, F64)
+    d = tensorwise_difference({"2.bias": np.zeros(2)}, {"2.bias": np.zeros(3)}, F64)
     assert not d.ok and d.worst.criterion == "shape: (2,) against the reference's (3,)"
     with pytest.raises(ValueError, match="tensor names differ"):
-        tensorwise_difference({"W0": np.zeros(1)}, {"W1": np.zeros(1)}, F64)
+        tensorwise_difference({"0.weight": np.zeros(1)}, {"2.weight": np.zeros(1)}, F64)
 
 
 def test_elementwise_difference_names_its_worst_element():

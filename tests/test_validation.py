@@ -17,8 +17,8 @@ import pytest
 
 import nnparity.backends
 from nnparity.backends import available_backends, predict, train
-from nnparity.shared import (SGD, Dataset, NetworkSpec, compare, init_params, notebook_data,
-                             notebook_spec)
+from nnparity.shared import (SGD, Activation, Dataset, Dense, NetworkSpec, compare, init_params,
+                             notebook_data, notebook_spec)
 from conftest import require
 
 BOGUS = "not_a_real_name"
@@ -34,15 +34,19 @@ def named(field: str, value: str) -> str:
 SPEC_ERRORS = [
     pytest.param(dict(sizes=(2,)), ValueError, named("sizes", "(2,)"), id="sizes-one-entry"),
     pytest.param(dict(sizes=()), ValueError, named("sizes", "()"), id="sizes-empty"),
-    pytest.param(dict(sizes=(2, 0, 1)), ValueError, named(r"sizes\[1\]", "0"), id="sizes-zero-width"),
+    pytest.param(dict(sizes=(2, 0, 1)), ValueError, named(r"sizes\[1\]", "0"),
+                 id="sizes-zero-width"),
     pytest.param(dict(sizes=(2, 4, -1)), ValueError, named(r"sizes\[2\]", "-1"),
                  id="sizes-negative-width"),
     pytest.param(dict(sizes=(2, 4.0, 1)), TypeError, named(r"sizes\[1\]", "4.0"), id="sizes-float"),
-    pytest.param(dict(sizes=(2, True, 1)), TypeError, named(r"sizes\[1\]", "True"), id="sizes-bool"),
-    pytest.param(dict(sizes=("2", 1)), TypeError, named(r"sizes\[0\]", "'2'"), id="sizes-str-width"),
+    pytest.param(dict(sizes=(2, True, 1)), TypeError, named(r"sizes\[1\]", "True"),
+                 id="sizes-bool"),
+    pytest.param(dict(sizes=("2", 1)), TypeError, named(r"sizes\[0\]", "'2'"),
+                 id="sizes-str-width"),
     pytest.param(dict(sizes="21"), TypeError, named("sizes", "'21'"), id="sizes-str"),
     pytest.param(dict(sizes=5), TypeError, named("sizes", "5"), id="sizes-int"),
-    pytest.param(dict(sizes=(2, 4, 1), activation=BOGUS), ValueError, named("activation", repr(BOGUS)),
+    pytest.param(dict(sizes=(2, 4, 1), activation=BOGUS), ValueError,
+                 named("activation", repr(BOGUS)),
                  id="activation-unknown"),
     pytest.param(dict(sizes=(2, 4, 4, 1), activation=("relu", BOGUS)), ValueError,
                  named(r"activation\[1\]", repr(BOGUS)), id="activation-tuple-unknown"),
@@ -91,6 +95,46 @@ def test_spec_rejects(kwargs, error, match):
         NetworkSpec(**kwargs)
 
 
+#: the general form (input_shape, layers)
+LAYER_SPEC_ERRORS = [
+    pytest.param(dict(input_shape=(3,), layers=(Activation("tanh"), Activation("relu"))),
+                 ValueError, named("layers", "'2 layers without parameters'"),
+                 id="no-parameters"),
+    pytest.param(dict(input_shape=(3,), layers=()), ValueError, named("layers", "'0 layers'"),
+                 id="no-layers"),
+    pytest.param(dict(layers=(Dense(2),)), TypeError, named("input_shape", "None"),
+                 id="no-input_shape"),
+    pytest.param(dict(input_shape=(3,), layers=[Dense(2), "relu"]), TypeError,
+                 named(r"layers\[1\]", "'relu'"), id="layer-a-str"),
+    pytest.param(dict(input_shape=(3,), layers=(Dense(2),), activation="relu"), ValueError,
+                 named("activation", "'relu'"), id="activation-with-layers"),
+    pytest.param(dict(sizes=(3, 2), input_shape=(3,), layers=(Dense(3),)), ValueError,
+                 named("layers", "(Dense(units=3),)"), id="layers-not-what-sizes-builds"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, match", LAYER_SPEC_ERRORS)
+def test_layer_form_spec_rejects(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        NetworkSpec(**kwargs)
+
+
+@pytest.mark.parametrize("layers", [
+    pytest.param((Dense(2),), id="one-dense"),
+    pytest.param((Activation("tanh"), Dense(2)), id="activation-first"),
+    pytest.param((Dense(4), Activation("tanh"), Activation("relu"), Dense(2)),
+                 id="activations-in-a-row"),
+    pytest.param((Dense(4), Dense(2), Activation("sigmoid")), id="activation-last"),
+])
+def test_layer_form_spec_accepts(layers):
+    """Negative control: any order of layers with at least one Dense is a network;
+    the shorthand fields stay None unless the layers form an MLP."""
+    spec = NetworkSpec(input_shape=(3,), layers=layers)
+    assert spec.layers == layers and spec.n_outputs == 2
+    assert (spec.sizes is None) == (layers != (Dense(2),))
+    assert NetworkSpec.from_json(spec.to_json()) == spec
+
+
 def test_spec_rejects_through_replace():
     """replace() validates again, so a valid spec cannot be turned into an invalid one:
     every case above, through replace()."""
@@ -133,7 +177,8 @@ def test_spec_accepts_boundary_values(kwargs):
     spec = NetworkSpec(**kwargs)
     assert all(type(s) is int for s in spec.sizes)
     assert isinstance(spec.activation, (str, tuple))
-    assert len(spec.hidden_activations) == len(spec.sizes) - 2
+    hidden = [layer for layer in spec.layers if isinstance(layer, Activation)]
+    assert len(hidden) == len(spec.sizes) - 2
 
 
 def test_spec_defaults_are_the_notebook():
@@ -193,9 +238,11 @@ def dataset_errors():
     a = notebook_arrays()
     x, y, xt, yt = a["x_train"], a["y_train"], a["x_test"], a["y_test"]
     return [
-        pytest.param(dict(x_train=x.astype(np.int64)), TypeError, named(r"x_train\.dtype", "'int64'"),
+        pytest.param(dict(x_train=x.astype(np.int64)), TypeError,
+                     named(r"x_train\.dtype", "'int64'"),
                      id="x_train-int"),
-        pytest.param(dict(y_train=y.astype(np.int64)), TypeError, named(r"y_train\.dtype", "'int64'"),
+        pytest.param(dict(y_train=y.astype(np.int64)), TypeError,
+                     named(r"y_train\.dtype", "'int64'"),
                      id="y_train-int"),
         pytest.param(dict(x_train=x.astype(np.float16)), TypeError,
                      named(r"x_train\.dtype", "'float16'"), id="x_train-float16"),
@@ -203,8 +250,11 @@ def dataset_errors():
                      id="x_test-bool"),
         pytest.param(dict(x_train=x.tolist()), TypeError, named("x_train", "[[22.5"),
                      id="x_train-list"),
-        pytest.param(dict(x_train=x[:, :, None]), ValueError, named(r"x_train\.shape", "(4, 2, 1)"),
-                     id="x_train-3d"),
+        pytest.param(dict(x_train=x[:, 0]), ValueError, named(r"x_train\.ndim", "1"),
+                     id="x_train-1d"),
+        # rows of any shape are allowed (input_shape), as long as train and test agree
+        pytest.param(dict(x_train=x[:, :, None]), ValueError, named(r"x_test\.shape", "(1, 2)"),
+                     id="x_train-3d-x_test-2d"),
         pytest.param(dict(y_test=yt[:, :, None]), ValueError, named(r"y_test\.shape", "(1, 1, 1)"),
                      id="y_test-3d"),
         pytest.param(dict(y_train=y[:, 0]), ValueError, named(r"y_train\.shape", "(4,)"),
@@ -244,7 +294,8 @@ def test_dataset_accepts_valid_data():
     Dataset(**a)
     Dataset(**{k: v.astype(np.float32) for k, v in a.items()})
     Dataset(a["x_train"][:1], a["y_train"][:1], a["x_test"], a["y_test"])
-    Dataset(*a.values())                               # positional order x_train, y_train, x_test, y_test
+    Dataset(*a.values())                # positional order x_train, y_train, x_test, y_test
+    Dataset(a["x_train"][:, :, None], a["y_train"], a["x_test"][:, :, None], a["y_test"])
 
 
 # ---------------------------------------------------------------- train / predict / compare
@@ -356,35 +407,57 @@ def spec_and_params():
     return spec, init_params(spec)
 
 
+def with_tensor(p, layer: int, key: str, value=None):
+    """A copy of the tree ``p`` with ``p[layer][key]`` replaced (or removed when None)."""
+    tree = [dict(entry) for entry in p]
+    if value is None:
+        del tree[layer][key]
+    else:
+        tree[layer][key] = value
+    return tree
+
+
 def predict_errors():
     spec, p = spec_and_params()
-    (w0, b0), (w1, b1) = p
+    w0, b0, w2, b2 = p[0]["weight"], p[0]["bias"], p[2]["weight"], p[2]["bias"]
     x = notebook_data().x_test
+
+    def tensor(layer, key):
+        return rf"params\[{layer}\]\['{key}'\]"
+
     return [
-        pytest.param([(w0.T, b0), (w1, b1)], x, ValueError, named(r"params\[0\]\.W\.shape", "(2, 4)"),
-                     id="W-transposed"),
-        pytest.param([(w0, b0), (w1, np.zeros(2))], x, ValueError,
-                     named(r"params\[1\]\.b\.shape", "(2,)"), id="b-wrong-length"),
-        pytest.param([(w0, b0[:, None]), (w1, b1)], x, ValueError,
-                     named(r"params\[0\]\.b\.shape", "(4, 1)"), id="b-2d"),
-        pytest.param([(w0.astype(np.float32), b0), (w1, b1)], x, TypeError,
-                     named(r"params\[0\]\.W\.dtype", "'float32'"), id="W-float32-for-float64-spec"),
-        pytest.param([(w0, b0), (w1, b1.astype(np.float32))], x, TypeError,
-                     named(r"params\[1\]\.b\.dtype", "'float32'"), id="b-float32-for-float64-spec"),
-        pytest.param([(w0.astype(np.int64), b0), (w1, b1)], x, TypeError,
-                     named(r"params\[0\]\.W\.dtype", "'int64'"), id="W-int"),
-        pytest.param([(w0, b0)], x, TypeError, r"params\W", id="too-few-layers"),
-        pytest.param([(w0, b0), (w1, b1), (w1, b1)], x, TypeError, r"params\W", id="too-many-layers"),
-        pytest.param([w0, (w1, b1)], x, TypeError, r"params\[0\]", id="layer-not-a-pair"),
+        pytest.param(with_tensor(p, 0, "weight", w0.T), x, ValueError,
+                     named(tensor(0, "weight") + r"\.shape", "(2, 4)"), id="weight-transposed"),
+        pytest.param(with_tensor(p, 2, "bias", np.zeros(2)), x, ValueError,
+                     named(tensor(2, "bias") + r"\.shape", "(2,)"), id="bias-wrong-length"),
+        pytest.param(with_tensor(p, 0, "bias", b0[:, None]), x, ValueError,
+                     named(tensor(0, "bias") + r"\.shape", "(4, 1)"), id="bias-2d"),
+        pytest.param(with_tensor(p, 0, "weight", w0.astype(np.float32)), x, TypeError,
+                     named(tensor(0, "weight") + r"\.dtype", "'float32'"),
+                     id="weight-float32-for-float64-spec"),
+        pytest.param(with_tensor(p, 2, "bias", b2.astype(np.float32)), x, TypeError,
+                     named(tensor(2, "bias") + r"\.dtype", "'float32'"),
+                     id="bias-float32-for-float64-spec"),
+        pytest.param(with_tensor(p, 0, "weight", w0.astype(np.int64)), x, TypeError,
+                     named(tensor(0, "weight") + r"\.dtype", "'int64'"), id="weight-int"),
+        pytest.param(with_tensor(p, 0, "bias"), x, ValueError,
+                     named(r"params\[0\] keys", "['weight']"), id="bias-missing"),
+        pytest.param(with_tensor(p, 1, "weight", w2), x, ValueError,
+                     named(r"params\[1\] keys", "['weight']"), id="activation-with-weight"),
+        pytest.param(p[:2], x, TypeError, r"params\W", id="too-few-layers"),
+        pytest.param([*p, p[2]], x, TypeError, r"params\W", id="too-many-layers"),
+        pytest.param([(w0, b0), {}, (w2, b2)], x, TypeError, r"params\[0\]",
+                     id="layer-a-pair-not-a-dict"),
+        pytest.param([w0, {}, p[2]], x, TypeError, r"params\[0\]", id="layer-not-a-dict"),
         pytest.param(p, np.ones((1, 3)), ValueError, named(r"x\.shape", "(1, 3)"), id="x-width"),
         pytest.param(p, np.ones(2), ValueError, named(r"x\.shape", "(2,)"), id="x-1d"),
         pytest.param(p, np.ones((1, 2), dtype=np.int64), TypeError, named(r"x\.dtype", "'int64'"),
                      id="x-int"),
         # big-endian float64 is named float64 too: compared as dtypes, it is rejected
-        pytest.param([(w0.astype(">f8"), b0), (w1, b1)], x, TypeError,
-                     named(r"params\[0\]\.W\.dtype", "'>f8'"), id="W-big-endian"),
-        pytest.param([(w0, b0), (w1, b1.astype(">f8"))], x, TypeError,
-                     named(r"params\[1\]\.b\.dtype", "'>f8'"), id="b-big-endian"),
+        pytest.param(with_tensor(p, 0, "weight", w0.astype(">f8")), x, TypeError,
+                     named(tensor(0, "weight") + r"\.dtype", "'>f8'"), id="weight-big-endian"),
+        pytest.param(with_tensor(p, 2, "bias", b2.astype(">f8")), x, TypeError,
+                     named(tensor(2, "bias") + r"\.dtype", "'>f8'"), id="bias-big-endian"),
         pytest.param(p, x.astype(">f8"), TypeError, named(r"x\.dtype", "'>f8'"),
                      id="x-big-endian"),
     ]
@@ -398,12 +471,14 @@ def test_predict_rejects(params, x, error, match):
 
 
 def test_predict_accepts_valid_params():
-    """Negative control: the initial parameters and a tuple of tuples are accepted."""
+    """Negative control: the initial parameters, and a tuple of per-layer dicts with the
+    names in another order, are accepted."""
     spec, p = spec_and_params()
     x = notebook_data().x_test
     out = predict(spec, p, x)
     assert out.shape == (1, 1) and out.dtype == np.float64
-    np.testing.assert_array_equal(predict(spec, tuple(tuple(pair) for pair in p), x), out)
+    reordered = tuple({key: layer[key] for key in reversed(list(layer))} for layer in p)
+    np.testing.assert_array_equal(predict(spec, reordered, x), out)
 
 
 def test_predict_float32_spec():
@@ -452,7 +527,8 @@ def test_to_dict_from_dict_round_trip_through_json(spec):
     pytest.param(NetworkSpec(sizes=(2, 4, 1), batch_size=np.int64(3), epochs=np.int64(5),
                              seed=np.uint32(7)), id="numpy-int-fields"),
     pytest.param(NetworkSpec(sizes=(2, 4, 1), shuffle=np.True_), id="numpy-bool-shuffle"),
-    pytest.param(NetworkSpec(sizes=(2, 4, 1), optimizer=SGD(lr=np.float64(0.5))), id="numpy-float-lr"),
+    pytest.param(NetworkSpec(sizes=(2, 4, 1), optimizer=SGD(lr=np.float64(0.5))),
+                 id="numpy-float-lr"),
 ])
 def test_to_dict_is_plain_json_for_numpy_scalar_fields(spec):
     """NetworkSpec accepts NumPy integers/bools (check_int, check_bool), so to_dict must
@@ -483,7 +559,8 @@ def test_from_dict_fills_defaults():
 @pytest.mark.parametrize("d, error, match", [
     pytest.param({"sizes": [2, 1], "learning_rate": 0.1}, ValueError, "learning_rate",
                  id="unknown-key"),
-    pytest.param({"sizes": [2, 1], "lr": 0.1, "colour": "red"}, ValueError, r"colour.*lr|lr.*colour",
+    pytest.param({"sizes": [2, 1], "lr": 0.1, "colour": "red"}, ValueError,
+                 r"colour.*lr|lr.*colour",
                  id="two-unknown-keys"),
     pytest.param({"activation": "relu"}, ValueError, "sizes", id="missing-sizes"),
     pytest.param({}, ValueError, "sizes", id="empty"),

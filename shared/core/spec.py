@@ -78,8 +78,9 @@ class NetworkSpec:
         dtype: "float64" or "float32"; parameters and data use it.
         shuffle: draw a new permutation of the training rows every epoch.
         input_shape: one input row's shape, without the batch axis.
-        layers: the layer specs, 1 to ``MAX_LAYERS`` of them. The output must be
-            one axis, (k,), as the losses take (batch, k).
+        layers: the layer specs, 1 to ``MAX_LAYERS`` of them, at least one with
+            parameters (such as Dense). The output must be one axis, (k,), as the
+            losses take (batch, k).
 
     Every float parameter (activation and loss parameters, the optimizer's
     hyperparameters) is used in ``dtype``, so it must be a number there: rounded
@@ -239,6 +240,9 @@ class NetworkSpec:
             shape = layer.output_shape(shape)
         if n_parameters > MAX_PARAMETERS:
             fail("layers", f"{n_parameters} parameters", f"at most {MAX_PARAMETERS}")
+        if n_parameters == 0:                     # nothing to train (and no gradient)
+            fail("layers", f"{len(layers)} layers without parameters",
+                 "at least one layer with parameters, such as Dense(k)")
         if len(shape) != 1:
             fail("layers", f"an output of shape {shape}",
                  "an output of one axis, (k,): the losses take (batch, k)")
