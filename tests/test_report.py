@@ -77,7 +77,7 @@ def test_json_round_trips_and_is_strict(ok_report, tmp_path):
     reports.write_json(ok_report, path)
     doc = strict_loads(path.read_text(encoding="utf-8"))
     assert doc == reports.report_to_dict(ok_report)
-    assert doc["schema"] == "nnparity.compare-report" and doc["schema_version"] == 2
+    assert doc["schema"] == "nnparity.compare-report" and doc["schema_version"] == 3
     assert list(doc["backends"]) == ["numpy", "torch", "jax"]
     assert list(doc["parity"]) == ["torch", "jax"]
     assert doc["verdict"] == {"ok": True, "failed": [], "text": "PARITY OK"}
@@ -511,7 +511,7 @@ def test_cli_json_needs_no_matplotlib(tmp_path, monkeypatch, capsys):
     path = tmp_path / "r.json"
     assert main(["compare", "--backends", "numpy", "torch", "--epochs", "2",
                  "--json", str(path)]) == 0
-    assert strict_loads(path.read_text(encoding="utf-8"))["schema_version"] == 2
+    assert strict_loads(path.read_text(encoding="utf-8"))["schema_version"] == 3
 
 
 def test_cli_write_failure_after_training_is_one_line(tmp_path, monkeypatch, capsys):

@@ -25,7 +25,7 @@ from nnparity.shared.core.validation import fail
 
 SCHEMA = "nnparity.compare-report"
 #: bumped whenever a key is added, removed or changes meaning
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: how a non-finite number is written in the JSON
 NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 #: distributions whose version the report records (besides Python)
