@@ -97,11 +97,14 @@ def test_existing_file_is_left_intact_when_the_write_fails(tmp_path, monkeypatch
     def broken(*args):
         raise OSError(5, "I/O error")
 
+    def whole(f):
+        f.write(b"the new file, longer than the old one")
+
     if fails_in == "write":
         write = half_then(OSError(5, "I/O error"))
     else:
         monkeypatch.setattr(files.os, fails_in, broken)
-        write = lambda f: f.write(b"the new file, longer than the old one")
+        write = whole
     with pytest.raises(OSError, match="I/O error"):
         write_atomic(path, write)
     monkeypatch.undo()
