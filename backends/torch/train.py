@@ -68,10 +68,11 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
     and zeroes the gradients again.
     """
     flat_grads, grads = in_one_vector(zeros_like_tree(params), spec.dtype, torch.from_numpy)
-    flat, params_t = in_one_vector(params, spec.dtype, torch.from_numpy)
-    for p, g in zip(leaves(params_t), leaves(grads), strict=True):
+    flat, tensors = in_one_vector(params, spec.dtype, torch.from_numpy)
+    for p, g in zip(leaves(tensors), leaves(grads), strict=True):
         p.requires_grad_(True)                                   # leaves autograd fills
         p.grad = g
+    params = tensors                                             # views of flat
     model_state = map_tree(torch.from_numpy, map_tree(np.copy, model_state))
     buffers = {name: in_one_vector(tree, spec.dtype, torch.from_numpy)
                for name, tree in opt_state.buffers.items()}
@@ -91,10 +92,10 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
             batches = [(x_t[rows], y_t[rows]) for rows in plan.batches(epoch)]
         for x_batch, y_batch in batches:
             if record_every and step_index % record_every == 0:
-                snapshots.append(Snapshot(step_index, to_numpy(params_t),
+                snapshots.append(Snapshot(step_index, to_numpy(params),
                                           state_to_numpy(current_state()),
                                           to_numpy(model_state)))
-            loss = loss_fn(spec, params_t, model_state, x_batch, y_batch)
+            loss = loss_fn(spec, params, model_state, x_batch, y_batch)
             loss.backward()
             flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
                                 flat_state)
@@ -105,5 +106,5 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
                 raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)
             step_index += 1
     stacked = torch.stack(losses) if losses else torch.zeros(0, dtype=x_t.dtype)
-    return RunResult(to_numpy(params_t), to_numpy(model_state), state_to_numpy(current_state()),
+    return RunResult(to_numpy(params), to_numpy(model_state), state_to_numpy(current_state()),
                      stacked.numpy(), snapshots)
