@@ -6,8 +6,9 @@ Inputs are validated once, by ``nnparity.backends.api``, before a backend sees
 them. Trees (``params``, ``model_state``, every optimizer buffer) hold one dict
 of arrays per layer (``nnparity.shared.core.tree``).
 
-``tests/test_contract.py`` checks that the three modules satisfy ``Backend``;
-mypy checks it statically (``check_contract`` below).
+``tests/test_architecture.py`` checks that the three modules satisfy ``Backend``
+(parameter names and defaults); mypy checks it statically, annotations included
+(``check_contract`` below; ``tools/typecheck.sh``, run by CI).
 """
 from __future__ import annotations
 
