@@ -7,7 +7,7 @@ them. Trees (``params``, ``model_state``, every optimizer buffer) hold one dict
 of arrays per layer (``nnparity.shared.core.tree``).
 
 ``tests/test_architecture.py`` checks that the three modules satisfy ``Backend``
-(parameter names and defaults); mypy checks it statically, annotations included
+(parameter names); mypy checks it statically, annotations and defaults included
 (``check_contract`` below; ``tools/typecheck.sh``, run by CI).
 """
 from __future__ import annotations
