@@ -234,3 +234,10 @@ def test_timings_are_not_copied_out_of_the_measured_page():
             copied = [t for t in timings if re.search(rf"(?<![\w.]){re.escape(t)}(?![\w])",
                                                         page.read_text())]
             assert copied == [], (name(page), copied)
+
+
+def test_harness_page_names_the_current_report_schema():
+    from nnparity.shared.report.as_json import SCHEMA_VERSION
+
+    text = (ROOT / "docs" / "harness.md").read_text()
+    assert re.findall(r"`nnparity.compare-report`, version (\d+)", text) == [str(SCHEMA_VERSION)]
