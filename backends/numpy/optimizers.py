@@ -87,4 +87,4 @@ def update(opt, params, grads, state: OptimizerState) -> OptimizerState:
     """Apply one step of ``opt`` to ``params`` and the buffers in place; the state
     with the step counted."""
     UPDATES[opt.name](opt, params, grads, state)
-    return state._replace(step=state.step + 1)
+    return OptimizerState(state.step + 1, state.buffers)

@@ -58,6 +58,7 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
     buffers = {name: in_one_vector(tree, spec.dtype) for name, tree in opt_state.buffers.items()}
     flat_state = OptimizerState(opt_state.step,
                                 {name: [{"all": f}] for name, (f, _) in buffers.items()})
+    flat_buffers = [f for f, _ in buffers.values()]
 
     def current_state():
         return OptimizerState(flat_state.step, {name: v for name, (_, v) in buffers.items()})
@@ -76,7 +77,7 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
                 loss, _ = loss_and_gradients(spec, params, model_state, x_batch, y_batch, grads)
                 flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
                                     flat_state)
-                if not all_finite(loss, flat, *(f for f, _ in buffers.values())):
+                if not all_finite(loss, flat, *flat_buffers):
                     raise_divergence(spec, "numpy", step_index, plan.steps_per_epoch)
                 losses.append(loss)
                 step_index += 1

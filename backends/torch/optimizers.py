@@ -77,4 +77,4 @@ def update(opt, params, grads, state: OptimizerState) -> OptimizerState:
     ``torch.no_grad()``; the state with the step counted."""
     with torch.no_grad():
         UPDATES[opt.name](opt, params, grads, state)
-    return state._replace(step=state.step + 1)
+    return OptimizerState(state.step + 1, state.buffers)

@@ -13,8 +13,10 @@ def forward(layer, params, buffers, x, train):
 def backward(layer, params, x, d_y, grads, need_input_grad):
     """From dL/dy (batch, ..., units): write dL/dweight (units, in) and dL/dbias
     (units,) into ``grads``; return dL/dx (batch, ..., in) when asked."""
-    d_rows = d_y.reshape(-1, d_y.shape[-1])                    # (rows, units)
-    np.matmul(d_rows.T, x.reshape(-1, x.shape[-1]), out=grads["weight"])  # (units, in)
+    d_rows, x_rows = d_y, x                                    # (batch, units), (batch, in)
+    if x.ndim > 2:                                             # every leading axis is a row
+        d_rows, x_rows = d_y.reshape(-1, d_y.shape[-1]), x.reshape(-1, x.shape[-1])
+    np.matmul(d_rows.T, x_rows, out=grads["weight"])           # (units, in)
     d_rows.sum(axis=0, out=grads["bias"])                      # (units,)
     if need_input_grad:
         return d_y @ params["weight"]                          # (batch, ..., in)

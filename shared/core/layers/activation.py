@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from nnparity.shared.core.activations import ACTIVATIONS, check_activation_params
@@ -39,9 +40,10 @@ class Activation(Layer):
                                           f"Activation({self.name!r}).params")
         object.__setattr__(self, "params", tuple(sorted(checked.items())))
 
-    @property
+    @cached_property
     def kwargs(self) -> dict[str, float]:
-        """Every parameter of the function, defaults filled in."""
+        """Every parameter of the function, defaults filled in (computed once: the
+        training loops read it every step; not a field, so not in eq or hash)."""
         return {**ACTIVATIONS[self.name].defaults, **dict(self.params)}
 
     def to_dict(self) -> dict[str, Any]:
