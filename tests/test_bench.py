@@ -16,7 +16,7 @@ from conftest import require
 
 SPEC = notebook_spec().replace(epochs=50)
 PEERS = [pytest.param(name, id=name.split()[0]) for name, (module, _) in peers.PEERS.items()
-         if module != "keras"]          # keras is an optional peer, not installed by any extra
+         if module != "keras"]          # keras computes in float32: checked on its own below
 
 
 def assert_same_params(params, reference, dtype="float64"):
@@ -47,10 +47,10 @@ def test_keras_peer_trains_the_same_parameters_in_float32(monkeypatch):
     """Keras 3 computes in float32 even when asked for float64, so its peer runs in
     float32 and is held to what a float32 run can promise: the float32 policy
     (rtol 1e-4, atol 1e-5, measured by tools/measure_float32.py) against nnparity's
-    own float32 run of the same spec. Keras is optional (no extra installs it), so
-    the test is skipped without it, under CI too."""
+    own float32 run of the same spec. The test extra installs keras; without it the
+    test is skipped, and fails under CI (``conftest.require``)."""
     monkeypatch.setenv("KERAS_BACKEND", "jax")          # as keras_fit sets it before import
-    pytest.importorskip("keras")
+    require("keras")
     data = notebook_data()
     assert peers.KERAS in peers.PEERS and "float32" in peers.KERAS     # the row says so
     assert_same_params(peers.keras_fit(SPEC, data),
