@@ -16,9 +16,12 @@ parametrizes ``case``):
 - shapes: init, every backend's forward and the spec agree;
 - gradients: the NumPy backend's hand-written backward pass against central
   finite differences, and against ``torch.nn`` + autograd;
-- forward: the NumPy, torch and JAX backends against ``torch.nn.Sequential``
-  loaded with our parameters by their flat names (``load_state_dict`` with
-  ``strict=True``: the names are torch's);
+- forward: the NumPy, torch and JAX backends (``predict``, evaluation mode)
+  against ``torch.nn.Sequential`` in ``eval()`` loaded with our parameters and
+  model state by their flat names (``load_state_dict`` with ``strict=True``:
+  the names are torch's);
+- model state: after one training-mode forward pass, the NumPy layers' buffers
+  (e.g. running statistics) against the torch modules' buffers;
 - parity: ``compare`` in all three backends, with a negative control;
 - checkpoints: save, load, predict the same; the file names tensors by their
   flat names.
@@ -35,7 +38,7 @@ import pytest
 from conftest import perturb_torch, require
 
 from nnparity.backends import get_backend, predict, train
-from nnparity.backends.numpy.network import empty_like, loss_and_gradients
+from nnparity.backends.numpy.network import empty_like, forward, loss_and_gradients
 from nnparity.shared import (POLICY, Dataset, NetworkSpec, compare, init_model_state,
                              init_params, load_checkpoint, save_checkpoint, to_flat)
 from nnparity.shared.core.tolerance import tensorwise_difference
@@ -143,14 +146,20 @@ class LayerContract:
         assert relative_error(grads, finite_difference_gradients(spec, params, x, y)) \
             > MAX_RELATIVE_ERROR
 
-    def sequential(self, spec, params):
-        """torch.nn.Sequential of the oracle modules, loaded with ``params`` by flat name."""
+    def sequential(self, spec, params, model_state=None):
+        """torch.nn.Sequential of the oracle modules, loaded with ``params`` and the
+        model state by flat name (``strict=True``: the names must be torch's; each
+        array takes the dtype of torch's entry, e.g. an int64 batch count)."""
         torch = require("torch")
         modules = [torch_oracle(layer.kind)(layer, shape)
                    for layer, shape in zip(spec.layers, spec.layer_input_shapes, strict=False)]
-        model = torch.nn.Sequential(*modules).to(torch.float64)
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in to_flat(params).items()},
-                              strict=True)
+        model = torch.nn.Sequential(*modules).to(getattr(torch, spec.dtype))
+        state = model.state_dict()
+        ours = {**to_flat(params),
+                **to_flat(init_model_state(spec) if model_state is None else model_state)}
+        assert sorted(ours) == sorted(state), (sorted(ours), sorted(state))
+        model.load_state_dict({k: torch.from_numpy(np.asarray(v)).to(state[k].dtype)
+                               for k, v in ours.items()}, strict=True)
         return model
 
     def test_backward_matches_torch_nn_autograd(self, case):
@@ -178,10 +187,26 @@ class LayerContract:
         spec = case
         params = init_params(spec)
         x, _ = batch(spec)
-        with torch.no_grad():
-            expected = self.sequential(spec, params)(torch.from_numpy(x)).numpy()
+        with torch.no_grad():                       # predict is evaluation mode
+            expected = self.sequential(spec, params).eval()(torch.from_numpy(x)).numpy()
         actual = predict(spec, params, x, backend)
         assert tensorwise_difference({"out": actual}, {"out": expected}, POLICY[spec.dtype]).ok
+
+    def test_model_state_after_a_training_forward_matches_torch_nn(self, case):
+        torch = require("torch")
+        spec = case
+        params, model_state = init_params(spec), init_model_state(spec)
+        x, _ = batch(spec)
+        model = self.sequential(spec, params, model_state)
+        with torch.no_grad():
+            model.train()(torch.from_numpy(x))
+        forward(spec, params, model_state, x, train=True)         # updates it in place
+        expected = {k: v.numpy() for k, v in model.state_dict().items()
+                    if k in to_flat(model_state)}
+        assert list(expected) == list(to_flat(model_state))
+        for name, value in to_flat(model_state).items():
+            assert tensorwise_difference({name: value}, {name: expected[name]},
+                                         POLICY[spec.dtype]).ok, name
 
     # ------------------------------------------------------------------ parity
 
