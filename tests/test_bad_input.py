@@ -308,8 +308,8 @@ CASES = [
     case("neither-sizes-nor-layers", lambda: NetworkSpec(input_shape=(2,)), TypeError,
          "spec", "no sizes and no layers", "input_shape and layers"),
     case("layers-from_json-unknown-kind", lambda: NetworkSpec.from_json(layers_json(
-        layers=[{"kind": "conv2d", "units": 4}])), ValueError,
-         "layers[0].kind", "'conv2d'", "'dense', 'activation'"),
+        layers=[{"kind": "capsule", "units": 4}])), ValueError,
+         "layers[0].kind", "'capsule'", "'dense'"),
     case("layers-from_json-unknown-field", lambda: NetworkSpec.from_json(layers_json(
         layers=[{"kind": "dense", "units": 4, "bias": False}])), ValueError,
          "layers[0]['bias']", "False", "fields of Dense: units"),
@@ -774,9 +774,9 @@ CLI_CASES = [
         stdin=spec_json(optimizer={"name": "sgd", "lr": math.nan})),
     cli("spec-dtype-int32", ["train", "--spec", "-"], "dtype", "'int32'", "'float64'",
         stdin=spec_json(dtype="int32")),
-    cli("layers-unknown-kind", ["train", "--spec", "-"], "layers[1].kind", "'conv2d'",
-        "'dense', 'activation'",
-        stdin=layers_json(layers=[{"kind": "dense", "units": 4}, {"kind": "conv2d"}])),
+    cli("layers-unknown-kind", ["train", "--spec", "-"], "layers[1].kind", "'capsule'",
+        "'dense'",
+        stdin=layers_json(layers=[{"kind": "dense", "units": 4}, {"kind": "capsule"}])),
     cli("layers-unknown-field", ["train", "--spec", "-"], "layers[0]['bias']", "False",
         "fields of Dense: units",
         stdin=layers_json(layers=[{"kind": "dense", "units": 4, "bias": False}])),

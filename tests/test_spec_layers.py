@@ -162,7 +162,7 @@ def test_layer_dicts_round_trip_and_refuse_unknown_fields():
         assert layer_from_dict(layer.to_dict()) == layer
     with pytest.raises(ValueError, match="fields of Dense: units"):
         layer_from_dict({"kind": "dense", "units": 4, "bias": False})
-    with pytest.raises(ValueError, match="'dense', 'activation'"):
+    with pytest.raises(ValueError, match="one of .*'dense'"):
         layer_from_dict({"kind": "conv", "units": 4})
 
 

@@ -1,8 +1,12 @@
 """JAX layers, one module per layer kind: ``forward(layer, params, buffers, x,
 train) -> (y, new buffers)``, pure (``jax.grad`` gives the backward pass)."""
+import importlib
+import pkgutil
 from types import ModuleType
 
-from . import activation, dense
-
-#: layer kind -> its module
-LAYERS: dict[str, ModuleType] = {"dense": dense, "activation": activation}
+#: layer kind -> its module: every module of this package (but ``_private`` ones),
+#: each named by the kind it computes, so adding a kind adds a file and edits none
+LAYERS: dict[str, ModuleType] = {
+    info.name: importlib.import_module(f"{__name__}.{info.name}")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name)
+    if not info.name.startswith("_")}

@@ -1,11 +1,15 @@
-"""Layer specs: one module per layer kind.
+"""Layer specs: one module per layer kind (or per family of kinds).
 
-A layer kind is a frozen dataclass subclassing ``Layer`` (``base.py``) and
-registered in ``LAYERS`` here. Each backend has one module per kind, in
-``nnparity.backends.<framework>.layers``, under the same name.
+A layer kind is a frozen dataclass subclassing ``Layer`` (``base.py``) with a
+``kind`` name. ``LAYERS`` finds every kind defined in this package's modules
+(all but ``base`` and names starting with ``_``), so adding a kind adds a file
+and edits none. Each backend has one module per kind, named by the kind, in
+``nnparity.backends.<framework>.layers``.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import MISSING, fields
 from typing import Any, Mapping
 
@@ -14,8 +18,24 @@ from nnparity.shared.core.layers.base import Layer, Shape
 from nnparity.shared.core.layers.dense import Dense
 from nnparity.shared.core.validation import fail
 
+
+def _discover() -> dict[str, type[Layer]]:
+    """kind -> class, for every Layer subclass defined in this package's modules."""
+    kinds: dict[str, type[Layer]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        if info.name == "base" or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for value in vars(module).values():
+            if (isinstance(value, type) and issubclass(value, Layer)
+                    and value.__module__ == module.__name__):
+                assert value.kind not in kinds, f"two layer kinds named {value.kind!r}"
+                kinds[value.kind] = value
+    return kinds
+
+
 #: kind -> layer spec class
-LAYERS: dict[str, type[Layer]] = {cls.kind: cls for cls in (Dense, Activation)}
+LAYERS: dict[str, type[Layer]] = _discover()
 
 
 def layer_from_dict(d: Any, label: str = "layer") -> Layer:
