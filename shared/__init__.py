@@ -19,6 +19,7 @@ from nnparity.shared.core.datasets import load_dataset
 from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.init import init_model_state, init_params
 from nnparity.shared.core.layers import Activation, Dense, Layer
+from nnparity.shared.core.layers.flatten import Flatten
 from nnparity.shared.core.optimizers import SGD, Adam, AdamW, OptimizerState, RMSprop
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
 from nnparity.shared.core.tolerance import POLICY, Tolerance
@@ -44,7 +45,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ACTIVATIONS", "Activation", "Adam", "AdamW", "BackendParity", "Checkpoint", "Dataset",
-    "Dense", "DivergenceError", "InputTypeError", "InputValueError", "Layer",
+    "Dense", "DivergenceError", "Flatten", "InputTypeError", "InputValueError", "Layer",
     "MissingFrameworkError", "NetworkSpec", "OptimizerState", "POLICY", "ParityReport",
     "RMSprop", "SGD", "StepDifference", "Tolerance", "compare", "flat_names", "from_flat",
     "init_model_state", "init_params", "load_checkpoint", "load_dataset", "notebook_data",

@@ -80,13 +80,15 @@ def one_torch_thread():
 
 
 def perturb_torch(monkeypatch) -> None:
-    """Negative control: torch's final 0.weight[0, 0] moved by 1e-6 (parity must fail)."""
+    """Negative control: the first element of torch's first trained parameter (the
+    notebook's 0.weight[0, 0]) moved by 1e-6 (parity must fail)."""
     import nnparity.backends.torch as torch_backend
     real_train = torch_backend.train
 
     def perturbed(*args):
         result = real_train(*args)
-        result.params[0]["weight"][0, 0] += 1e-6
+        first = next(value for layer in result.params for value in layer.values())
+        first.flat[0] += 1e-6
         return result
 
     monkeypatch.setattr(torch_backend, "train", perturbed)
