@@ -384,3 +384,17 @@ def test_synthetic_classification_without_noise_is_the_argmax_of_the_scores():
     assert np.array_equal(data.y_train, np.argmax(x @ rs.randn(4, 3), axis=1)[:20])
     noisy = synthetic.classification(20, 4, 3, seed=7, n_test=1, noise_scale=5.0)
     assert not np.array_equal(noisy.y_train, data.y_train)           # the noise is drawn
+
+
+def test_digits_images_are_the_digits_rows_as_one_channel_images():
+    require("sklearn")
+    flat, images = load_dataset("digits"), load_dataset("digits_images")
+    assert images.x_train.shape[1:] == (1, 8, 8) and images.x_test.shape[1:] == (1, 8, 8)
+    assert np.array_equal(images.x_train.reshape(len(images.x_train), -1), flat.x_train)
+    assert np.array_equal(images.x_test.reshape(len(images.x_test), -1), flat.x_test)
+    assert np.array_equal(images.y_train, flat.y_train)
+    assert np.array_equal(images.y_test, flat.y_test)
+    # row-major: pixel (row 0, column 1) is the second feature, as sklearn's images
+    import sklearn.datasets
+    raw = sklearn.datasets.load_digits()
+    assert np.array_equal(raw.images.reshape(-1, 64), raw.data)

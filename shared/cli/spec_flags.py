@@ -96,7 +96,8 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
                      help="rmsprop")
 
     parser.add_argument("--dataset", default=None,
-                        help="notebook (default), digits or diabetes; see load_dataset")
+                        help="notebook (default), digits, digits_images (1x8x8 images) or "
+                             "diabetes; see load_dataset")
 
 
 #: argparse destinations of add_spec_flags' spec and optimizer flags (all default to None)

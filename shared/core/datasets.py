@@ -5,6 +5,9 @@
 - ``"notebook"``: the seed notebook's 4 training rows and 1 test row.
 - ``"digits"``: scikit-learn's bundled 8x8 digits, 1797 x 64, 10 classes;
   pixels scaled from 0..16 to [0, 1]; labels int64 (for ``cross_entropy``).
+- ``"digits_images"``: the same rows, split and labels as ``"digits"``, each
+  row an image of one channel, (1797, 1, 8, 8): channels first, as torch's
+  convolutions take them (``input_shape=(1, 8, 8)``).
 - ``"diabetes"``: scikit-learn's bundled regression set, 442 x 10; features
   and the target standardized with the training rows' mean and standard
   deviation; target as a column (n, 1).
@@ -23,7 +26,7 @@ import numpy as np
 from nnparity.shared.core.data import Dataset, notebook_data
 from nnparity.shared.core.validation import MissingFrameworkError, check_choice
 
-DATASETS = ("notebook", "digits", "diabetes")
+DATASETS = ("notebook", "digits", "digits_images", "diabetes")
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 
@@ -62,10 +65,12 @@ def load_dataset(name: str) -> Dataset:
     if name == "notebook":
         return notebook_data()
     sklearn_datasets = _sklearn_datasets()
-    if name == "digits":
+    if name in ("digits", "digits_images"):
         digits = sklearn_datasets.load_digits()
         x = digits.data.astype(np.float64) / 16.0              # (1797, 64) in [0, 1]
         y = digits.target.astype(np.int64)                     # (1797,) labels 0..9
+        if name == "digits_images":
+            x = x.reshape(-1, 1, 8, 8)                         # (1797, 1, 8, 8), row-major
         train, test = split_rows(len(y), labels=y)
         return Dataset(x[train], y[train], x[test], y[test])
     diabetes = sklearn_datasets.load_diabetes(scaled=False)
