@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from nnparity.shared.core.checkpoint import Checkpoint
-from nnparity.shared.core.data import (Dataset, batch_plan, check_fits, predict_bytes,
-                                       run_bytes)
+from nnparity.shared.core.data import (Dataset, batch_plan, check_fits, check_training_batches,
+                                       predict_bytes, run_bytes)
 from nnparity.shared.core.init import (check_model_state, check_params, init_model_state,
                                        init_params)
 from nnparity.shared.core.layers import Activation
@@ -122,6 +122,7 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
             not finite (the same step in every backend).
     """
     check_fits(spec, data)
+    check_training_batches(spec, data.x_train.shape[0])
     check_backend(backend)
     if record_every is not None:
         check_count("record_every", record_every, 1, INT64_MAX, "2**63 - 1")

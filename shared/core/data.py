@@ -162,6 +162,20 @@ def check_fits(spec: NetworkSpec, data: Dataset) -> None:
         check_targets_array(f"y_{split}", y, spec.dtype)
 
 
+def check_training_batches(spec: NetworkSpec, n_rows: int) -> None:
+    """Check that every layer can train on the batches of ``n_rows`` training rows:
+    the first batch (``batch_size`` rows, or all of them when fewer) and a partial
+    last one, which holds ``n_rows % batch_size`` rows."""
+    sizes = {min(spec.batch_size, n_rows)}
+    if n_rows > spec.batch_size and n_rows % spec.batch_size:
+        sizes.add(n_rows % spec.batch_size)
+    for rows in sorted(sizes):
+        label = (f"rows in a training batch ({n_rows} training rows, batch_size "
+                 f"{spec.batch_size})")
+        for layer, shape in zip(spec.layers, spec.layer_input_shapes, strict=False):
+            layer.check_training_rows(rows, shape, label)
+
+
 def run_bytes(spec: NetworkSpec, n_rows: int, epochs: int, *, chunk_epochs: int | None = None,
               record_every: int | None = None) -> dict[str, int]:
     """A lower bound of the memory training ``spec`` for ``epochs`` epochs on

@@ -158,7 +158,11 @@ class NetworkSpec:
                     check_activation_in_dtype(layer.name, dict(layer.params), self.dtype,
                                               f"layers[{index}].params")
         check_loss_in_dtype(self.loss, self.loss_params, self.dtype)
-        check_optimizer_in_dtype(self.optimizer, self.dtype)
+        check_fields_in_dtype(self.optimizer, self.dtype, type(self.optimizer).__name__)
+        for index, (layer, shape) in enumerate(zip(self.layers, self.layer_input_shapes,
+                                                   strict=False)):
+            check_fields_in_dtype(layer, self.dtype, f"layers[{index}]")
+            layer.check_training_rows(self.batch_size, shape, "batch_size")
 
     def _from_shorthand(self) -> tuple[Shape, tuple[Layer, ...]]:
         """Check sizes, activation and activation_params; the layers they build."""
@@ -445,15 +449,17 @@ def check_loss_in_dtype(loss: str, params: Mapping[str, float], dtype: Any) -> N
         _check_rounded(f"loss_params[{key!r}]", value, dtype, revalidate)
 
 
-def check_optimizer_in_dtype(opt: Optimizer, dtype: Any) -> None:
-    """Every hyperparameter of ``opt`` is a number in ``dtype``."""
+def check_fields_in_dtype(value: Any, dtype: Any, label: str) -> None:
+    """Every float field (or tuple of floats) of the dataclass ``value``, an optimizer or
+    a layer spec named ``label`` in errors, is a number in ``dtype``."""
     dtype = np.dtype(dtype).name
-    for f in fields(opt):
-        value = getattr(opt, f.name)
-        if not isinstance(value, bool):
+    for f in fields(value):
+        item = getattr(value, f.name)
+        if isinstance(item, float) or (isinstance(item, tuple) and len(item) > 0
+                                       and all(isinstance(v, float) for v in item)):
             def revalidate(r: Any, name: str = f.name) -> object:
-                return replace(opt, **{name: r})
-            _check_rounded(f"{type(opt).__name__}.{f.name}", value, dtype, revalidate)
+                return replace(value, **{name: r})
+            _check_rounded(f"{label}.{f.name}", item, dtype, revalidate)
 
 
 def notebook_spec() -> NetworkSpec:

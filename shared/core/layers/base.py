@@ -28,6 +28,11 @@ class Layer:
     def check_input(self, input_shape: Shape, label: str) -> None:
         """Raise ``ValueError`` (naming ``label``) when the layer cannot take this shape."""
 
+    def check_training_rows(self, rows: int, input_shape: Shape, label: str) -> None:
+        """Raise ``ValueError`` (naming ``label``, whose value is ``rows``) when the layer
+        cannot train on a batch of ``rows`` rows (BatchNorm needs more than one value
+        per channel)."""
+
     def output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
