@@ -20,6 +20,7 @@ from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.init import init_model_state, init_params
 from nnparity.shared.core.layers import Activation, Dense, Layer
 from nnparity.shared.core.layers.flatten import Flatten
+from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from nnparity.shared.core.optimizers import SGD, Adam, AdamW, OptimizerState, RMSprop
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
 from nnparity.shared.core.tolerance import POLICY, Tolerance
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d",
     "ACTIVATIONS", "Activation", "Adam", "AdamW", "BackendParity", "Checkpoint", "Dataset",
     "Dense", "DivergenceError", "Flatten", "InputTypeError", "InputValueError", "Layer",
     "MissingFrameworkError", "NetworkSpec", "OptimizerState", "POLICY", "ParityReport",
