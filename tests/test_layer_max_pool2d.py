@@ -15,7 +15,8 @@ from layer_contract import LayerContract
 from pooling import (BACKENDS, PoolingChecks, check_ties_exactly, run_backend, run_torch_nn,
                      tie_heavy)
 
-from nnparity.shared import SGD, Adam, Dense, Flatten, MaxPool2d, NetworkSpec
+from nnparity.shared import (SGD, Adam, AvgPool1d, AvgPool2d, Dense, Flatten, MaxPool1d,
+                             MaxPool2d, NetworkSpec)
 from nnparity.shared.core.layers import layer_from_dict
 
 
@@ -130,6 +131,27 @@ def test_padding_over_half_the_kernel_raises_as_torch_does():
         torch.nn.functional.max_pool2d(torch.zeros(1, 1, 6, 6), 3, padding=2)
     assert MaxPool2d((3, 2), padding=1).padding == (1, 1)                 # at the limit
     torch.nn.functional.max_pool2d(torch.zeros(1, 1, 6, 6), (3, 2), padding=1)
+
+
+@pytest.mark.parametrize("kernel, padding", [(1, 1), (2, 1), (3, 1), (3, 2), (4, 2), (4, 3)])
+@pytest.mark.parametrize("kind", [MaxPool1d, MaxPool2d, AvgPool1d, AvgPool2d],
+                         ids=lambda cls: cls.__name__)
+def test_the_padding_limit_is_torchs_for_every_pooling_kind(kind, kernel, padding):
+    """A layer refuses exactly the paddings torch refuses (measured, not assumed)."""
+    torch = require("torch")
+    function = getattr(torch.nn.functional, kind.kind)
+    x = torch.zeros((1, 1) + (8,) * kind.ndim)
+    try:
+        function(x, kernel, kernel, padding)
+        torch_accepts = True
+    except RuntimeError:
+        torch_accepts = False
+    try:
+        kind(kernel, padding=padding)
+        ours_accepts = True
+    except ValueError:
+        ours_accepts = False
+    assert ours_accepts == torch_accepts == (padding <= kernel // 2)
 
 
 # ------------------------------------------------------------------ construction
