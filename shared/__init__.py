@@ -20,6 +20,7 @@ from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.init import init_model_state, init_params
 from nnparity.shared.core.layers import Activation, Dense, Layer
 from nnparity.shared.core.layers.flatten import Flatten
+from nnparity.shared.core.layers.norm import LayerNorm, RMSNorm
 from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from nnparity.shared.core.optimizers import SGD, Adam, AdamW, OptimizerState, RMSprop
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
@@ -48,7 +49,9 @@ __all__ = [
     "AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d",
     "ACTIVATIONS", "Activation", "Adam", "AdamW", "BackendParity", "Checkpoint", "Dataset",
     "Dense", "DivergenceError", "Flatten", "InputTypeError", "InputValueError", "Layer",
+    "LayerNorm",
     "MissingFrameworkError", "NetworkSpec", "OptimizerState", "POLICY", "ParityReport",
+    "RMSNorm",
     "RMSprop", "SGD", "StepDifference", "Tolerance", "compare", "flat_names", "from_flat",
     "init_model_state", "init_params", "load_checkpoint", "load_dataset", "notebook_data",
     "notebook_spec", "save_checkpoint", "to_flat",
