@@ -19,6 +19,8 @@ from nnparity.shared.core.datasets import load_dataset
 from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.init import init_model_state, init_params
 from nnparity.shared.core.layers import Activation, Dense, Layer
+from nnparity.shared.core.layers.batch_norm import BatchNorm
+from nnparity.shared.core.layers.conv import Conv1d, Conv2d
 from nnparity.shared.core.layers.flatten import Flatten
 from nnparity.shared.core.layers.norm import LayerNorm, RMSNorm
 from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
@@ -46,13 +48,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "AvgPool1d", "AvgPool2d", "MaxPool1d", "MaxPool2d",
-    "ACTIVATIONS", "Activation", "Adam", "AdamW", "BackendParity", "Checkpoint", "Dataset",
-    "Dense", "DivergenceError", "Flatten", "InputTypeError", "InputValueError", "Layer",
-    "LayerNorm",
-    "MissingFrameworkError", "NetworkSpec", "OptimizerState", "POLICY", "ParityReport",
-    "RMSNorm",
-    "RMSprop", "SGD", "StepDifference", "Tolerance", "compare", "flat_names", "from_flat",
-    "init_model_state", "init_params", "load_checkpoint", "load_dataset", "notebook_data",
-    "notebook_spec", "save_checkpoint", "to_flat",
+    "Activation", "ACTIVATIONS", "Adam", "AdamW", "AvgPool1d", "AvgPool2d", "BackendParity",
+    "BatchNorm", "Checkpoint", "compare", "Conv1d", "Conv2d", "Dataset", "Dense",
+    "DivergenceError", "flat_names", "Flatten", "from_flat", "init_model_state", "init_params",
+    "InputTypeError", "InputValueError", "Layer", "LayerNorm", "load_checkpoint", "load_dataset",
+    "MaxPool1d", "MaxPool2d", "MissingFrameworkError", "NetworkSpec", "notebook_data",
+    "notebook_spec", "OptimizerState", "ParityReport", "POLICY", "RMSNorm", "RMSprop",
+    "save_checkpoint", "SGD", "StepDifference", "to_flat", "Tolerance",
 ]

@@ -1,0 +1,9 @@
+"""Conv2d in JAX: ``lax.conv_general_dilated`` in torch's layout (``_conv.py``)."""
+from __future__ import annotations
+
+from ._conv import conv
+
+
+def forward(layer, params, buffers, x, train):
+    """x (batch, C, H, W) -> ((batch, out_channels, H', W'), buffers unchanged)."""
+    return conv(layer, params, x), buffers
