@@ -10,7 +10,7 @@ order of torch's ``state_dict``.
 """
 from __future__ import annotations
 
-from dataclasses import Field
+from dataclasses import Field, fields
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,5 +60,52 @@ class Layer:
         return {}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible ``{"kind": ..., field: value}``; ``layer_from_dict`` inverts it."""
-        raise NotImplementedError
+        """JSON-compatible ``{"kind": ..., field: value}`` for every dataclass field,
+        tuples written as lists; ``layer_from_dict`` inverts it."""
+        return {"kind": self.kind, **{f.name: _as_json(getattr(self, f.name))
+                                      for f in fields(self)}}
+
+
+def _as_json(value: Any) -> Any:
+    """A field's value with every tuple (nested ones too) as a list."""
+    return [_as_json(item) for item in value] if isinstance(value, tuple) else value
+
+
+def draw_weight_and_bias(rule: str, rng: np.random.RandomState, weight_shape: Shape,
+                         fans: tuple[int, int], bias: bool = True) -> dict[str, np.ndarray]:
+    """``weight`` (weight_shape) and, when ``bias``, ``bias`` (weight_shape[0],) by init
+    ``rule``, float64, with the layer kind's (fan_in, fan_out):
+
+    - ``uniform_fan_in``: weight U[0, 1/fan_in); bias 0.
+    - ``zeros``: weight 0, bias 0 (draws nothing).
+    - ``xavier_uniform``: weight U[-a, a), a = sqrt(6 / (fan_in + fan_out)); bias 0.
+    - ``he_normal``: weight N(0, 2 / fan_in); bias 0.
+    - ``torch_default``: as ``torch.nn.Linear`` and ``Conv2d``: kaiming_uniform with
+      a = sqrt(5), i.e. weight U[-b, b), b = 1/sqrt(fan_in), then the bias from the
+      same U[-b, b) (weight drawn first).
+    """
+    fan_in, fan_out = fans
+    out = np.zeros(weight_shape[0])
+    if rule == "uniform_fan_in":
+        weight = rng.rand(*weight_shape) / fan_in
+    elif rule == "zeros":
+        weight = np.zeros(weight_shape)
+    elif rule == "xavier_uniform":
+        weight = (2.0 * rng.rand(*weight_shape) - 1.0) * np.sqrt(6.0 / (fan_in + fan_out))
+    elif rule == "he_normal":
+        weight = rng.randn(*weight_shape) * np.sqrt(2.0 / fan_in)
+    elif rule == "torch_default":
+        bound = 1.0 / np.sqrt(fan_in)      # kaiming_uniform(a=sqrt(5)): sqrt(6/((1+5) fan_in))
+        weight = (2.0 * rng.rand(*weight_shape) - 1.0) * bound
+        if bias:
+            out = (2.0 * rng.rand(weight_shape[0]) - 1.0) * bound
+    else:
+        raise AssertionError(f"unhandled init rule {rule!r}")  # the spec validates it
+    return {"weight": weight, "bias": out} if bias else {"weight": weight}
+
+
+def ones_and_zeros(param_shapes: dict[str, Shape]) -> dict[str, np.ndarray]:
+    """Normalisation layers' affine parameters as torch starts them, whatever the init
+    rule (none draws from the random stream): ``weight`` ones, ``bias`` zeros."""
+    return {name: np.ones(shape) if name == "weight" else np.zeros(shape)
+            for name, shape in param_shapes.items()}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from nnparity.shared.core.layers.base import Layer, Shape
+from nnparity.shared.core.layers.base import Layer, Shape, ones_and_zeros
 from nnparity.shared.core.validation import check_bool, check_float, fail
 
 
@@ -78,14 +78,10 @@ class BatchNorm(Layer):
 
     def init_params(self, rule: str, rng: np.random.RandomState,
                     input_shape: Shape) -> dict[str, np.ndarray]:
-        return {name: np.ones(shape) if name == "weight" else np.zeros(shape)
-                for name, shape in self.param_shapes(input_shape).items()}
+        return ones_and_zeros(self.param_shapes(input_shape))
 
     def init_buffers(self, input_shape: Shape) -> dict[str, np.ndarray]:
         channels = input_shape[0]
         return {"running_mean": np.zeros(channels), "running_var": np.ones(channels),
                 "num_batches_tracked": np.zeros(())}
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "momentum": self.momentum, "eps": self.eps,
-                "affine": self.affine}

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Sequence, Union
 
 import numpy as np
 
-from nnparity.shared.core.layers.base import Layer, Shape
+from nnparity.shared.core.layers.base import Layer, Shape, draw_weight_and_bias
 from nnparity.shared.core.validation import check_bool, check_count, fail
 
 #: the most output channels, and the largest kernel, stride, dilation, padding, group count
@@ -150,38 +150,10 @@ class _Conv:
 
     def init_params(self, rule: str, rng: np.random.RandomState,
                     input_shape: Shape) -> dict[str, np.ndarray]:
-        """As Dense's rules, with the fans above: ``uniform_fan_in`` U[0, 1/fan_in),
-        ``zeros``, ``xavier_uniform`` U(+-sqrt(6/(fan_in+fan_out))), ``he_normal``
-        N(0, 2/fan_in), bias 0; ``torch_default`` as ``torch.nn.Conv2d``:
-        kaiming_uniform(a=sqrt(5)) weight, U(+-1/sqrt(fan_in)), then the bias from
-        the same U(+-1/sqrt(fan_in)) (weight drawn first). No bias when bias=False."""
-        shape = self.param_shapes(input_shape)["weight"]
-        fan_in, fan_out = self.fans(input_shape)
-        bias = np.zeros(self.out_channels)
-        if rule == "uniform_fan_in":
-            weight = rng.rand(*shape) / fan_in
-        elif rule == "zeros":
-            weight = np.zeros(shape)
-        elif rule == "xavier_uniform":
-            weight = (2.0 * rng.rand(*shape) - 1.0) * np.sqrt(6.0 / (fan_in + fan_out))
-        elif rule == "he_normal":
-            weight = rng.randn(*shape) * np.sqrt(2.0 / fan_in)
-        elif rule == "torch_default":
-            bound = 1.0 / np.sqrt(fan_in)      # kaiming_uniform(a=sqrt(5)): sqrt(6/((1+5) fan_in))
-            weight = (2.0 * rng.rand(*shape) - 1.0) * bound
-            if self.bias:
-                bias = (2.0 * rng.rand(self.out_channels) - 1.0) * bound
-        else:
-            raise AssertionError(f"unhandled init rule {rule!r}")  # the spec validates it
-        return {"weight": weight, "bias": bias} if self.bias else {"weight": weight}
-
-    def to_dict(self) -> dict[str, Any]:
-        padding: Any = self.padding if isinstance(self.padding, str) else \
-            [list(p) if isinstance(p, tuple) else p for p in self.padding]
-        return {"kind": self.kind, "out_channels": self.out_channels,
-                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": padding, "dilation": list(self.dilation), "groups": self.groups,
-                "bias": self.bias}
+        """Dense's rules (``draw_weight_and_bias``) with the fans above; as
+        ``torch.nn.Conv2d`` for ``torch_default``. No bias when bias=False."""
+        return draw_weight_and_bias(rule, rng, self.param_shapes(input_shape)["weight"],
+                                    self.fans(input_shape), self.bias)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from nnparity.shared.core.layers.base import Layer, Shape
+from nnparity.shared.core.layers.base import Layer, Shape, draw_weight_and_bias
 from nnparity.shared.core.validation import check_count, fail
 
 #: the widest layer (keeps every shape a small int)
@@ -21,16 +21,9 @@ class Dense(Layer):
     ``in`` comes from the input shape (its last axis), as in Keras and torch's
     ``LazyLinear``. Fan-in is ``in``, fan-out ``units``.
 
-    Init rules (one ``np.random.RandomState`` per network, layer by layer):
-
-    - ``uniform_fan_in``: weight = rand(units, in) / in, i.e. U[0, 1/in); bias 0
-      (the notebook's rule).
-    - ``zeros``: weight 0, bias 0 (draws nothing).
-    - ``xavier_uniform``: weight = (2 rand - 1) * a, a = sqrt(6 / (in + units)); bias 0.
-    - ``he_normal``: weight = randn * sqrt(2 / in); bias 0.
-    - ``torch_default``: what ``torch.nn.Linear`` draws: kaiming-uniform with
-      a = sqrt(5), i.e. weight ~ U[-1/sqrt(in), 1/sqrt(in)), then bias ~ the same
-      U[-1/sqrt(in), 1/sqrt(in)) (weight drawn first).
+    Init rules (``draw_weight_and_bias``, one ``np.random.RandomState`` per
+    network, layer by layer) with fan_in = in, fan_out = units; the notebook's
+    ``uniform_fan_in`` is weight = rand(units, in) / in, bias 0.
     """
 
     units: int
@@ -55,23 +48,5 @@ class Dense(Layer):
 
     def init_params(self, rule: str, rng: np.random.RandomState,
                     input_shape: Shape) -> dict[str, np.ndarray]:
-        n_in, n_out = self.fans(input_shape)
-        bias = np.zeros(n_out)
-        if rule == "uniform_fan_in":
-            weight = rng.rand(n_out, n_in) / n_in
-        elif rule == "zeros":
-            weight = np.zeros((n_out, n_in))
-        elif rule == "xavier_uniform":
-            weight = (2.0 * rng.rand(n_out, n_in) - 1.0) * np.sqrt(6.0 / (n_in + n_out))
-        elif rule == "he_normal":
-            weight = rng.randn(n_out, n_in) * np.sqrt(2.0 / n_in)
-        elif rule == "torch_default":
-            bound = 1.0 / np.sqrt(n_in)        # kaiming_uniform(a=sqrt(5)): sqrt(6/((1+5) in))
-            weight = (2.0 * rng.rand(n_out, n_in) - 1.0) * bound
-            bias = (2.0 * rng.rand(n_out) - 1.0) * bound
-        else:
-            raise AssertionError(f"unhandled init rule {rule!r}")  # the spec validates it
-        return {"weight": weight, "bias": bias}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "units": self.units}
+        return draw_weight_and_bias(rule, rng, self.param_shapes(input_shape)["weight"],
+                                    self.fans(input_shape))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from nnparity.shared.core.layers.base import Layer, Shape
 
@@ -22,6 +22,3 @@ class Flatten(Layer):
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (math.prod(input_shape),)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind}

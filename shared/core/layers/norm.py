@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from nnparity.shared.core.layers.base import Layer, Shape
+from nnparity.shared.core.layers.base import Layer, Shape, ones_and_zeros
 from nnparity.shared.core.validation import check_bool, check_count, check_float, fail
 
 #: the most axes a spec's input can have is far below this; it keeps ``dims`` small
@@ -86,13 +86,7 @@ class LayerNorm(Layer):
 
     def init_params(self, rule: str, rng: np.random.RandomState,
                     input_shape: Shape) -> dict[str, np.ndarray]:
-        shapes = self.param_shapes(input_shape)
-        return {name: (np.ones if name == "weight" else np.zeros)(shape)
-                for name, shape in shapes.items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "dims": self.dims, "eps": self.eps,
-                "elementwise_affine": self.elementwise_affine, "bias": self.bias}
+        return ones_and_zeros(self.param_shapes(input_shape))
 
 
 @dataclass(frozen=True)
@@ -135,8 +129,4 @@ class RMSNorm(Layer):
 
     def init_params(self, rule: str, rng: np.random.RandomState,
                     input_shape: Shape) -> dict[str, np.ndarray]:
-        return {name: np.ones(shape) for name, shape in self.param_shapes(input_shape).items()}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "dims": self.dims, "eps": self.eps,
-                "elementwise_affine": self.elementwise_affine}
+        return ones_and_zeros(self.param_shapes(input_shape))

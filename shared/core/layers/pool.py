@@ -106,10 +106,6 @@ class _Pool:
             for n, k, s, p in zip(input_shape[1:], self.kernel_size, self.strides,
                                   self.padding, strict=True))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "kernel_size": list(self.kernel_size),
-                "stride": list(self.strides), "padding": list(self.padding)}
-
 
 @dataclass(frozen=True)
 class _AvgPool(_Pool):
@@ -144,9 +140,6 @@ class _AvgPool(_Pool):
         for c in counts[1:]:
             out = np.multiply.outer(out, c)
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "count_include_pad": self.count_include_pad}
 
 
 class MaxPool1d(_Pool, Layer):
