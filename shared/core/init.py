@@ -3,17 +3,11 @@ starts equal.
 
 One ``np.random.RandomState(spec.seed)`` serves the whole network, layer by
 layer from the first; each layer kind says how each rule draws its parameters
-(``Layer.init_params``: fan-in and fan-out are the kind's own). For Dense, with
-weight (out, in):
-
-- ``uniform_fan_in``: weight = rand(out, in) / in, i.e. U[0, 1/in); bias 0. For
-  the notebook this is ``rand(4, 2) / 2`` then ``rand(1, 4) / 4``.
-- ``zeros``: weight 0, bias 0 (draws nothing).
-- ``xavier_uniform``: weight = (2 rand(out, in) - 1) * a, a = sqrt(6 / (in + out)),
-  i.e. U[-a, a) (Glorot & Bengio); bias 0.
-- ``he_normal``: weight = randn(out, in) * sqrt(2 / in), i.e. N(0, 2/in) (He et al.); bias 0.
-- ``torch_default``: as ``torch.nn.Linear``: weight then bias, each
-  U[-1/sqrt(in), 1/sqrt(in)) (kaiming-uniform with a = sqrt(5) for the weight).
+(``Layer.init_params``, with the kind's own fan-in and fan-out). Dense and the
+convolutions draw with ``layers.base.draw_weight_and_bias``, where the rules
+(``uniform_fan_in``, ``zeros``, ``xavier_uniform``, ``he_normal``,
+``torch_default``) are written once. For the notebook's ``uniform_fan_in`` this
+is ``rand(4, 2) / 2`` then ``rand(1, 4) / 4``, every bias 0.
 """
 from __future__ import annotations
 
