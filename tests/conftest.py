@@ -143,8 +143,8 @@ def _register_helper(name: str) -> None:
 _register_helper("crafted_checkpoints")        # checkpoint files crafted to attack the reader
 _register_helper("idioms_guide")               # docs/idioms.md's code blocks and test names
 _register_helper("layer_contract")             # the tests every layer kind passes
-_register_helper("conv_checks")                # one convolution layer alone, in every backend
 _register_helper("layer_vjp")                  # one layer against its torch.nn oracle
+_register_helper("conv_checks")                # one convolution layer alone, in every backend
 _register_helper("pooling")                    # one pooling layer alone, in every backend
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from conftest import require
+from layer_vjp import RESULTS
 
 from nnparity.backends.numpy.layers import LAYERS as NUMPY_LAYERS
 from nnparity.shared import POLICY
@@ -57,39 +58,22 @@ def random_case(layer, input_shape, dtype, batch=3, seed=0):
     return params, x, d_y
 
 
-def numpy_layer(layer, params, x, d_y):
-    """The NumPy backend's forward and hand-written backward: (y, dL/dx, grads)."""
-    module = NUMPY_LAYERS[layer.kind]
-    y, cache = module.forward(layer, params, {}, x, True)
-    grads = {k: np.empty_like(v) for k, v in params.items()}
-    d_x = module.backward(layer, params, cache, d_y, grads, True)
+def backend_layer(backend, layer, params, x, d_y):
+    """(y, dL/dx, {name: dL/dparameter}) of the layer alone in ``backend``
+    (``layer_vjp.RESULTS``: the NumPy backward, torch's and JAX's autograd)."""
+    require(backend)
+    y, grads = RESULTS[backend](layer, params, x, d_y)
+    d_x = grads.pop("x")
     return y, d_x, grads
 
 
-def torch_backend_layer(layer, params, x, d_y):
-    torch = require("torch")
-    from nnparity.backends.torch.layers import LAYERS
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
-    xt = torch.tensor(x, requires_grad=True)
-    y = LAYERS[layer.kind].forward(layer, p, {}, xt, True)
-    y.backward(torch.from_numpy(d_y))
-    return y.detach().numpy(), xt.grad.numpy(), {k: v.grad.numpy() for k, v in p.items()}
+def numpy_layer(layer, params, x, d_y):
+    """The NumPy backend's forward and hand-written backward: (y, dL/dx, grads)."""
+    return backend_layer("numpy", layer, params, x, d_y)
 
 
 def jax_backend_layer(layer, params, x, d_y):
-    jax = require("jax")
-    from nnparity.backends.jax.layers import LAYERS
-    with jax.enable_x64(True):
-        def f(p, x):
-            return LAYERS[layer.kind].forward(layer, p, {}, x, True)[0]
-        y, vjp = jax.vjp(f, {k: jax.numpy.asarray(v) for k, v in params.items()},
-                         jax.numpy.asarray(x))
-        d_p, d_x = vjp(jax.numpy.asarray(d_y))
-        return (np.asarray(y), np.asarray(d_x), {k: np.asarray(v) for k, v in d_p.items()})
-
-
-BACKEND_LAYERS = {"numpy": numpy_layer, "torch": torch_backend_layer,
-                  "jax": jax_backend_layer}
+    return backend_layer("jax", layer, params, x, d_y)
 
 
 def expected_from_torch(layer, input_shape, params, x, d_y, dtype):
@@ -105,7 +89,7 @@ def expected_from_torch(layer, input_shape, params, x, d_y, dtype):
 def check_against_torch(layer, input_shape, dtype, backend):
     """Output, input gradient and parameter gradients of ``backend`` against torch."""
     params, x, d_y = random_case(layer, input_shape, dtype)
-    y, d_x, grads = BACKEND_LAYERS[backend](layer, params, x, d_y)
+    y, d_x, grads = backend_layer(backend, layer, params, x, d_y)
     e_y, e_dx, e_grads = expected_from_torch(layer, input_shape, params, x, d_y, dtype)
     assert y.dtype == np.dtype(dtype) and d_x.dtype == np.dtype(dtype), (y.dtype, d_x.dtype)
     assert sorted(grads) == sorted(e_grads) == sorted(params)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import require
 from layer_contract import MAX_RELATIVE_ERROR, torch_oracle
+from layer_vjp import RESULTS
 
 from nnparity.shared import POLICY
 from nnparity.shared.core.tolerance import tensorwise_difference
@@ -21,21 +22,8 @@ def run_backend(backend: str, layer, x: np.ndarray, d_y: np.ndarray):
     """(y, dL/dx) of ``layer`` in ``backend`` for x (batch, C, *n) and the upstream
     gradient d_y (batch, C, *out), as NumPy arrays of x's dtype."""
     require(backend)
-    module = importlib.import_module(f"nnparity.backends.{backend}.layers").LAYERS[layer.kind]
-    if backend == "numpy":
-        y, cache = module.forward(layer, {}, {}, x, True)
-        return y, module.backward(layer, {}, cache, d_y, {}, True)
-    if backend == "torch":
-        import torch
-        t = torch.from_numpy(x.copy()).requires_grad_()
-        y = module.forward(layer, {}, {}, t, True)
-        y.backward(torch.from_numpy(d_y))
-        return y.detach().numpy(), t.grad.numpy()
-    import jax
-    import jax.numpy as jnp
-    with jax.enable_x64(True):
-        y, vjp = jax.vjp(lambda a: module.forward(layer, {}, {}, a, True)[0], jnp.asarray(x))
-        return np.asarray(y), np.asarray(vjp(jnp.asarray(d_y))[0])
+    y, grads = RESULTS[backend](layer, {}, x, d_y)            # layer_vjp: no parameters
+    return y, grads["x"]
 
 
 def run_torch_nn(layer, x: np.ndarray, d_y: np.ndarray):

@@ -91,8 +91,8 @@ def test_negative_control_a_wrong_input_gradient_fails_the_finite_differences(mo
     import nnparity.backends.numpy.layers.conv2d as conv2d
     real = conv2d.backward
 
-    def off_by_one_tap(*args):
-        d_x = real(*args)
+    def off_by_one_tap(*args, **kwargs):
+        d_x = real(*args, **kwargs)
         d_x[..., 1:] += 1e-3 * d_x[..., :-1]            # a neighbour's gradient leaks in
         return d_x
 
