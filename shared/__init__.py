@@ -21,9 +21,11 @@ from nnparity.shared.core.init import init_model_state, init_params
 from nnparity.shared.core.layers import Activation, Dense, Layer
 from nnparity.shared.core.layers.batch_norm import BatchNorm
 from nnparity.shared.core.layers.conv import Conv1d, Conv2d
+from nnparity.shared.core.layers.dropout import Dropout
 from nnparity.shared.core.layers.flatten import Flatten
 from nnparity.shared.core.layers.norm import LayerNorm, RMSNorm
 from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from nnparity.shared.core.recipes import RECIPES, digits_cnn_spec
 from nnparity.shared.core.optimizers import SGD, Adam, AdamW, OptimizerState, RMSprop
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
 from nnparity.shared.core.tolerance import POLICY, Tolerance
@@ -50,9 +52,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Activation", "ACTIVATIONS", "Adam", "AdamW", "AvgPool1d", "AvgPool2d", "BackendParity",
     "BatchNorm", "Checkpoint", "compare", "Conv1d", "Conv2d", "Dataset", "Dense",
-    "DivergenceError", "flat_names", "Flatten", "from_flat", "init_model_state", "init_params",
+    "DivergenceError", "digits_cnn_spec", "Dropout", "flat_names", "Flatten", "from_flat", "init_model_state", "init_params",
     "InputTypeError", "InputValueError", "Layer", "LayerNorm", "load_checkpoint", "load_dataset",
     "MaxPool1d", "MaxPool2d", "MissingFrameworkError", "NetworkSpec", "notebook_data",
-    "notebook_spec", "OptimizerState", "ParityReport", "POLICY", "RMSNorm", "RMSprop",
+    "notebook_spec", "OptimizerState", "ParityReport", "POLICY", "RECIPES", "RMSNorm", "RMSprop",
     "save_checkpoint", "SGD", "StepDifference", "to_flat", "Tolerance",
 ]

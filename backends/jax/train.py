@@ -11,6 +11,7 @@ configuration is never changed.
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,7 @@ from jax import lax
 from nnparity.backends.contract import RunResult, StepResult
 from nnparity.shared.core.data import BatchPlan
 from nnparity.shared.core.divergence import raise_divergence
+from nnparity.shared.core.draws import draws_anything, step_draws
 from nnparity.shared.core.optimizers import OptimizerState
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot
@@ -42,30 +44,36 @@ def record(snapshots, current, s, every, first_k):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kind", "recording"))
-def _train(params, model_state, opt_state, x, y, full, tail, n_epochs, hyper, first_step,
-           snapshots, every, first_k, model, kind, recording):
+def _train(params, model_state, opt_state, x, y, full, tail, draws, n_epochs, hyper,
+           first_step, snapshots, every, first_k, model, kind, recording):
     """Train ``n_epochs`` (traced) of the capacity epochs in ``full`` and ``tail``.
 
-    full: (capacity, n_full, batch) rows; tail: (capacity, rest) rows or None.
+    full: (capacity, n_full, batch) rows; tail: (capacity, rest) rows or None;
+    draws: the random layers' draws laid out the same way (``chunk_draws``).
     The epoch count is a traced loop bound, so the shapes, and the compiled code,
     do not depend on it. Returns params, model and optimizer states, per-step losses
     and finite flags
     ((capacity, steps) each; rows past n_epochs are unused), and the snapshots.
     """
-    def step(carry, rows):
+    full_draws, tail_draws = draws
+
+    def step(carry, batch):
         params, model_state, opt_state, s, snapshots = carry
+        rows, step_draws = batch
         if recording:
             snapshots = record(snapshots, (params, model_state, opt_state), s, every, first_k)
         params, model_state, opt_state, loss = train_step(
-            params, model_state, opt_state, x[rows], y[rows], hyper, model, kind)
+            params, model_state, opt_state, x[rows], y[rows], step_draws, hyper, model, kind)
         finite = jnp.isfinite(loss) & all_finite(params) & all_finite(opt_state)
         return (params, model_state, opt_state, s + 1, snapshots), (loss, finite)
 
     def epoch(e, carry):
         *inner, losses, finite = carry
-        inner, (epoch_losses, epoch_finite) = lax.scan(step, tuple(inner), full[e])
+        at_e = functools.partial(jax.tree.map, lambda a: a[e])      # None entries stay None
+        inner, (epoch_losses, epoch_finite) = lax.scan(step, tuple(inner),
+                                                       (full[e], at_e(full_draws)))
         if tail is not None:
-            inner, (last_loss, last_finite) = step(inner, tail[e])
+            inner, (last_loss, last_finite) = step(inner, (tail[e], at_e(tail_draws)))
             epoch_losses = jnp.concatenate([epoch_losses, last_loss[None]])
             epoch_finite = jnp.concatenate([epoch_finite, last_finite[None]])
         return (*inner, losses.at[e].set(epoch_losses), finite.at[e].set(epoch_finite))
@@ -79,9 +87,44 @@ def _train(params, model_state, opt_state, x, y, full, tail, n_epochs, hyper, fi
     return params, model_state, opt_state, losses, finite, snapshots
 
 
-def epoch_capacity(n_rows: int) -> int:
-    """Epochs per compiled call: up to 1024, and at most 2**20 row indices."""
-    return max(1, min(1024, 2**20 // max(n_rows, 1)))
+def epoch_capacity(n_rows: int, drawn_per_row: int = 0) -> int:
+    """Epochs per compiled call: up to 1024, at most 2**20 row indices, and at most
+    2**26 drawn mask elements (``drawn_per_row`` per row and epoch), one at least."""
+    capacity = min(1024, 2**20 // max(n_rows, 1))
+    if drawn_per_row:
+        capacity = min(capacity, 2**26 // (n_rows * drawn_per_row))
+    return max(1, capacity)
+
+
+def drawn_per_row(spec) -> int:
+    """How many mask elements the random layers draw per row of a batch."""
+    return sum(math.prod(shape) for layer, shape in zip(spec.layers, spec.layer_input_shapes,
+                                                        strict=False) if layer.random)
+
+
+def chunk_draws(spec, plan, start, n, capacity):
+    """The draws of epochs start .. start + n - 1 of ``plan`` as the compiled loop
+    scans them: (full, tail), each a list with one entry per layer, None or a bool
+    array (capacity, n_full, batch, *shape) / (capacity, rest, *shape), padded with
+    False (the padding is never run). (None, None) for a spec that draws nothing."""
+    if not draws_anything(spec):
+        return [None] * len(spec.layers), [None] * len(spec.layers)
+    n_full, batch = plan.full.shape[1:]
+    rest = 0 if plan.tail is None else plan.tail.shape[1]
+    shapes = spec.layer_input_shapes
+    full = [np.zeros((capacity, n_full, batch, *shapes[i]), bool) if layer.random else None
+            for i, layer in enumerate(spec.layers)]
+    tail = [np.zeros((capacity, rest, *shapes[i]), bool) if layer.random and rest else None
+            for i, layer in enumerate(spec.layers)]
+    for e in range(n):
+        first = plan.first_step + (start + e) * plan.steps_per_epoch
+        for k in range(plan.steps_per_epoch):
+            into = (full, (e, k)) if k < n_full else (tail, (e,))
+            for out, draw in zip(into[0], step_draws(spec, first + k, batch if k < n_full
+                                                     else rest), strict=True):
+                if draw is not None:
+                    out[into[1]] = draw
+    return full, tail
 
 
 def padded(rows, capacity):
@@ -138,16 +181,17 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
         buffers = jax.tree.map(lambda a: np.zeros((max(count, 0),) + np.shape(a),
                                                   np.asarray(a).dtype),
                                (params, model_state, opt_state))
-        capacity = epoch_capacity(x.shape[0])
+        capacity = epoch_capacity(x.shape[0], drawn_per_row(spec))
         loss_chunks: list[np.ndarray] = []
         finite_chunks: list[np.ndarray] = []
         for start in range(0, plan.epochs, capacity):               # usually one call
             n = min(capacity, plan.epochs - start)
             tail = None if plan.tail is None else padded(plan.tail[start:start + n], capacity)
+            draws = chunk_draws(spec, plan, start, n, capacity)     # Dropout's masks
             params, model_state, opt_state, chunk_losses, chunk_finite, buffers = _train(
                 params, model_state, opt_state, x, y, padded(plan.full[start:start + n], capacity),
-                tail, n, hyper, plan.first_step + start * plan.steps_per_epoch, buffers, every,
-                first_k, model=model, kind=kind, recording=count > 0)
+                tail, draws, n, hyper, plan.first_step + start * plan.steps_per_epoch, buffers,
+                every, first_k, model=model, kind=kind, recording=count > 0)
             loss_chunks.append(np.array(chunk_losses)[:n].reshape(-1))   # slice in NumPy:
             finite_chunks.append(np.array(chunk_finite)[:n].reshape(-1))  # no jit per n
         losses = np.concatenate(loss_chunks) if loss_chunks else np.zeros(0, spec.dtype)
@@ -170,11 +214,14 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
 
 def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
          x: np.ndarray, y: np.ndarray) -> StepResult:
-    """One step from NumPy arguments; the result in NumPy."""
+    """One step from NumPy arguments; the result in NumPy. Random layers use the
+    draws of step ``opt_state.step``."""
     model, kind = static_parts(spec)
+    draws = step_draws(spec, int(opt_state.step), x.shape[0])
     with jax.enable_x64(True):
         hyper = constants(spec.optimizer, spec.dtype)
-        (loss, new_model_state), grads = _value_and_grad(params, model_state, x, y, model)
+        (loss, new_model_state), grads = _value_and_grad(params, model_state, x, y, draws,
+                                                         model)
         new_params, new_opt_state = _update(params, grads, opt_state, hyper, kind)
         return StepResult(np.array(loss), params_to_numpy(spec, grads),
                           params_to_numpy(spec, new_params),
@@ -183,8 +230,8 @@ def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opti
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def _value_and_grad(params, model_state, x, y, model):
-    return jax.value_and_grad(loss_fn, has_aux=True)(params, model_state, x, y, model)
+def _value_and_grad(params, model_state, x, y, draws, model):
+    return jax.value_and_grad(loss_fn, has_aux=True)(params, model_state, x, y, draws, model)
 
 
 @functools.partial(jax.jit, static_argnames=("kind",))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnparity.shared.core.draws import Draws, no_draws
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.tree import Params
 
@@ -11,15 +12,19 @@ from .layers import LAYERS
 from .losses import LOSSES
 
 
-def forward(spec, params, model_state, x, train=True):
+def forward(spec, params, model_state, x, train=True, draws: Draws | None = None):
     """Run the network on x (batch, *input_shape).
 
     Returns the output (batch, k) and every layer's cache, which backward needs.
+    ``draws``: the step's random draws, one per layer (``nnparity.shared.core.draws``);
+    a training pass of a network with Dropout needs them.
     """
     caches = []
     h = x
-    for layer, layer_params, buffers in zip(spec.layers, params, model_state, strict=True):
-        h, cache = LAYERS[layer.kind].forward(layer, layer_params, buffers, h, train)
+    for layer, layer_params, buffers, draw in zip(spec.layers, params, model_state,
+                                                  draws or no_draws(spec), strict=True):
+        extra = () if draw is None else (draw,)            # Dropout's mask, drawn outside
+        h, cache = LAYERS[layer.kind].forward(layer, layer_params, buffers, h, train, *extra)
         caches.append(cache)
     return h, caches
 
@@ -40,11 +45,11 @@ def empty_like(params):
     return [{name: np.empty_like(value) for name, value in layer.items()} for layer in params]
 
 
-def loss_and_gradients(spec, params, model_state, x, y, grads):
+def loss_and_gradients(spec, params, model_state, x, y, grads, draws: Draws | None = None):
     """The minibatch loss and its gradient with respect to every parameter,
-    written into ``grads``."""
+    written into ``grads``, in training mode with the step's ``draws``."""
     loss, d_loss = LOSSES[spec.loss]
-    p, caches = forward(spec, params, model_state, x)
+    p, caches = forward(spec, params, model_state, x, True, draws)
     d_out = d_loss(p, y, **spec.loss_kwargs)                # dL/dp, (batch, k)
     return loss(p, y, **spec.loss_kwargs), backward(spec, params, caches, d_out, grads)
 

@@ -13,6 +13,7 @@ import numpy as np
 from nnparity.backends.contract import RunResult, StepResult
 from nnparity.shared.core.data import BatchPlan
 from nnparity.shared.core.divergence import raise_divergence
+from nnparity.shared.core.draws import draws_anything, no_draws, step_draws
 from nnparity.shared.core.flat import in_one_vector
 from nnparity.shared.core.optimizers import OptimizerState
 from nnparity.shared.core.spec import NetworkSpec
@@ -26,10 +27,12 @@ from .optimizers import update
 def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
          x: np.ndarray, y: np.ndarray) -> StepResult:
     """One step from copies of the arguments: the loss before the update, the
-    gradients, and the parameters and states after it."""
+    gradients, and the parameters and states after it. Random layers use the draws
+    of step ``opt_state.step`` (the global step index)."""
     params, model_state = copy_tree(params), copy_tree(model_state)
     opt_state = copy_state(opt_state)
-    loss, grads = loss_and_gradients(spec, params, model_state, x, y, empty_like(params))
+    draws = step_draws(spec, int(opt_state.step), x.shape[0])
+    loss, grads = loss_and_gradients(spec, params, model_state, x, y, empty_like(params), draws)
     opt_state = update(spec.optimizer, params, grads, opt_state)
     return StepResult(np.asarray(loss), grads, params, model_state, opt_state)
 
@@ -66,6 +69,7 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
     batches = [(x[rows], y[rows]) for rows in plan.batches(0)]   # the same every epoch
     losses, snapshots = [], []                                    # unless shuffled
     step_index = plan.first_step
+    random = draws_anything(spec)                                 # Dropout's masks
     with np.errstate(over="ignore", invalid="ignore"):           # divergence is checked below
         for epoch in range(plan.epochs):
             if spec.shuffle and epoch > 0:
@@ -74,7 +78,10 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
                 if record_every and step_index % record_every == 0:
                     snapshots.append(Snapshot(step_index, copy_tree(params),
                                               copy_state(current_state()), copy_tree(model_state)))
-                loss, _ = loss_and_gradients(spec, params, model_state, x_batch, y_batch, grads)
+                draws = (step_draws(spec, step_index, x_batch.shape[0]) if random
+                         else no_draws(spec))
+                loss, _ = loss_and_gradients(spec, params, model_state, x_batch, y_batch, grads,
+                                             draws)
                 flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
                                     flat_state)
                 if not all_finite(loss, flat, *flat_buffers):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from nnparity.shared.core.draws import Draws, no_draws
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.tree import Params, map_tree
 
@@ -11,17 +12,20 @@ from .layers import LAYERS
 from .losses import LOSSES
 
 
-def forward(spec, params, model_state, x, train=True):
-    """x (batch, *input_shape) -> output (batch, k)."""
+def forward(spec, params, model_state, x, train=True, draws: Draws | None = None):
+    """x (batch, *input_shape) -> output (batch, k); ``draws`` as in NumPy's ``forward``."""
     h = x
-    for layer, layer_params, buffers in zip(spec.layers, params, model_state, strict=True):
-        h = LAYERS[layer.kind].forward(layer, layer_params, buffers, h, train)
+    for layer, layer_params, buffers, draw in zip(spec.layers, params, model_state,
+                                                  draws or no_draws(spec), strict=True):
+        extra = () if draw is None else (draw,)            # Dropout's mask, drawn outside
+        h = LAYERS[layer.kind].forward(layer, layer_params, buffers, h, train, *extra)
     return h
 
 
-def loss_fn(spec, params, model_state, x, y):
-    """The minibatch loss, a 0-d tensor autograd can differentiate."""
-    return LOSSES[spec.loss](forward(spec, params, model_state, x), y, **spec.loss_kwargs)
+def loss_fn(spec, params, model_state, x, y, draws: Draws | None = None):
+    """The minibatch loss in training mode, a 0-d tensor autograd can differentiate."""
+    return LOSSES[spec.loss](forward(spec, params, model_state, x, True, draws), y,
+                             **spec.loss_kwargs)
 
 
 def to_tensors(tree, requires_grad=False):

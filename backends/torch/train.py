@@ -16,6 +16,7 @@ import torch
 from nnparity.backends.contract import RunResult, StepResult
 from nnparity.shared.core.data import BatchPlan
 from nnparity.shared.core.divergence import raise_divergence
+from nnparity.shared.core.draws import draws_anything, no_draws, step_draws
 from nnparity.shared.core.flat import in_one_vector
 from nnparity.shared.core.optimizers import OptimizerState
 from nnparity.shared.core.spec import NetworkSpec
@@ -38,10 +39,12 @@ def state_to_numpy(state):
 
 def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
          x: np.ndarray, y: np.ndarray) -> StepResult:
-    """One step from NumPy arguments; the result in NumPy."""
+    """One step from NumPy arguments; the result in NumPy. Random layers use the
+    draws of step ``opt_state.step``."""
+    draws = step_draws(spec, int(opt_state.step), x.shape[0])
     params, model_state = to_tensors(params, requires_grad=True), to_tensors(model_state)
     opt_state = state_to_tensors(opt_state)
-    loss = loss_fn(spec, params, model_state, torch.from_numpy(x), torch.from_numpy(y))
+    loss = loss_fn(spec, params, model_state, torch.from_numpy(x), torch.from_numpy(y), draws)
     loss.backward()
     grads = map_tree(lambda p: p.grad, params)
     opt_state = update(spec.optimizer, params, grads, opt_state)
@@ -86,6 +89,7 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
     losses: list[torch.Tensor] = []
     snapshots: list[Snapshot] = []
     step_index = plan.first_step
+    random = draws_anything(spec)                                # Dropout's masks
     batches = [(x_t[rows], y_t[rows]) for rows in plan.batches(0)]   # the same every epoch
     for epoch in range(plan.epochs):                              # unless shuffled
         if spec.shuffle and epoch > 0:
@@ -95,7 +99,9 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
                 snapshots.append(Snapshot(step_index, to_numpy(params),
                                           state_to_numpy(current_state()),
                                           to_numpy(model_state)))
-            loss = loss_fn(spec, params, model_state, x_batch, y_batch)
+            draws = (step_draws(spec, step_index, x_batch.shape[0]) if random
+                     else no_draws(spec))
+            loss = loss_fn(spec, params, model_state, x_batch, y_batch, draws)
             loss.backward()
             flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
                                 flat_state)

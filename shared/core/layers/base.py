@@ -23,6 +23,8 @@ class Layer:
     a parameter-free, shape-preserving layer needs nothing but ``kind``."""
 
     kind: ClassVar[str]
+    #: True for a kind that draws randomness in training (Dropout): see ``draw``
+    random: ClassVar[bool] = False
     __dataclass_fields__: ClassVar[dict[str, Field[Any]]]   # every layer spec is a dataclass
 
     def check_input(self, input_shape: Shape, label: str) -> None:
@@ -58,6 +60,12 @@ class Layer:
     def init_buffers(self, input_shape: Shape) -> dict[str, np.ndarray]:
         """The model state's starting values (float64)."""
         return {}
+
+    def draw(self, rng: np.random.Generator, shape: Shape) -> np.ndarray:
+        """A ``random`` kind's draw for one training step, for a batch whose layer
+        input is ``shape`` (batch axis included), from ``rng`` (see
+        ``nnparity.shared.core.draws``, which calls it)."""
+        raise AssertionError(f"layer kind {self.kind!r} draws nothing")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible ``{"kind": ..., field: value}`` for every dataclass field,
