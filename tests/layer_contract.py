@@ -15,13 +15,15 @@ parametrizes ``case``):
 
 - shapes: init, every backend's forward and the spec agree;
 - gradients: the NumPy backend's hand-written backward pass against central
-  finite differences, and against ``torch.nn`` + autograd;
+  finite differences, and against ``torch.nn`` + autograd in training mode (a
+  ``nn.Dropout`` draws its masks from torch's stream; our layers are given them);
 - forward: the NumPy, torch and JAX backends (``predict``, evaluation mode)
   against ``torch.nn.Sequential`` in ``eval()`` loaded with our parameters and
   model state by their flat names (``load_state_dict`` with ``strict=True``:
   the names are torch's);
 - model state: after one training-mode forward pass, the NumPy layers' buffers
-  (e.g. running statistics) against the torch modules' buffers;
+  (e.g. running statistics) against the torch modules' buffers (Dropout's masks
+  again torch's);
 - parity: ``compare`` in all three backends, with a negative control;
 - checkpoints: save, load, predict the same; the file names tensors by their
   flat names.
@@ -41,6 +43,7 @@ from nnparity.backends import get_backend, predict, train
 from nnparity.backends.numpy.network import empty_like, forward, loss_and_gradients
 from nnparity.shared import (POLICY, Dataset, NetworkSpec, compare, init_model_state,
                              init_params, load_checkpoint, save_checkpoint, to_flat)
+from nnparity.shared.core.draws import step_draws
 from nnparity.shared.core.tolerance import tensorwise_difference
 from nnparity.shared.core.tree import leaves
 
@@ -74,10 +77,38 @@ def batch(spec: NetworkSpec):
     return data.x_train[:spec.batch_size], data.y_train[:spec.batch_size]
 
 
-def numpy_gradients(spec, params, x, y):
+def numpy_gradients(spec, params, x, y, draws=None):
+    """(loss, gradients) of a NumPy training step on (x, y); Dropout's masks are
+    ``draws`` (one entry per layer), or those of step 0."""
     loss, grads = loss_and_gradients(spec, params, init_model_state(spec), x, y,
-                                     empty_like(params))
+                                     empty_like(params),
+                                     step_draws(spec, 0, x.shape[0]) if draws is None else draws)
     return float(loss), grads
+
+
+def torch_training_forward(model, x):
+    """``model`` (a ``torch.nn.Sequential``) in training mode on x, and the masks its
+    ``nn.Dropout`` modules drew from torch's own random stream, as draws for our
+    layers (None for the others): keep = output != 0, read where the input is
+    nonzero (x here is Gaussian, and every test input is)."""
+    torch = require("torch")
+    draws = [None] * len(model)
+
+    def hook(index):
+        def record(module, inputs, output):
+            assert bool((inputs[0] != 0).all()), "a zero input hides its dropout mask"
+            draws[index] = (output != 0).numpy().copy()
+        return record
+
+    handles = [module.register_forward_hook(hook(i)) for i, module in enumerate(model)
+               if isinstance(module, torch.nn.Dropout)]
+    try:
+        torch.manual_seed(0)
+        out = model.train()(torch.from_numpy(x))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, draws
 
 
 def finite_difference_gradients(spec, params, x, y):
@@ -167,9 +198,9 @@ class LayerContract:
         spec = case
         params = init_params(spec)
         x, y = batch(spec)
-        loss, grads = numpy_gradients(spec, params, x, y)
         model = self.sequential(spec, params)
-        out = model(torch.from_numpy(x))
+        out, draws = torch_training_forward(model, x)          # torch's own dropout masks
+        loss, grads = numpy_gradients(spec, params, x, y, draws)
         expected_loss = torch.nn.functional.mse_loss(out, torch.from_numpy(y))
         expected_loss.backward()
         expected = {name: p.grad.numpy() for name, p in model.named_parameters()}
@@ -199,8 +230,8 @@ class LayerContract:
         x, _ = batch(spec)
         model = self.sequential(spec, params, model_state)
         with torch.no_grad():
-            model.train()(torch.from_numpy(x))
-        forward(spec, params, model_state, x, train=True)         # updates it in place
+            _, draws = torch_training_forward(model, x)
+        forward(spec, params, model_state, x, True, draws)        # updates it in place
         expected = {k: v.numpy() for k, v in model.state_dict().items()
                     if k in to_flat(model_state)}
         assert list(expected) == list(to_flat(model_state))

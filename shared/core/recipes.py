@@ -26,10 +26,11 @@ def digits_cnn_spec(dtype: str = "float64") -> NetworkSpec:
     batch of each epoch is partial), torch's default init, 40 epochs.
 
     The second convolution has no bias because BatchNorm subtracts the channel
-    mean right after it: such a bias changes nothing but its own gradient, which
-    is exactly 0 and in floating point is rounding noise, and Adam divides by the
-    root of its running square, so it turns noise into full-size steps that
-    differ between backends (``tests/test_cnn.py`` shows the trap).
+    mean right after it: such a bias changes nothing, and its gradient, exactly 0
+    in exact arithmetic, is rounding noise that differs between backends. Adam
+    turns the noise into steps of about lr * g / eps, so the bias drifts apart in
+    each backend by more than the absolute tolerance (``tests/test_cnn.py``
+    shows the trap).
     """
     return NetworkSpec(
         input_shape=(1, 8, 8),
