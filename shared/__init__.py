@@ -52,7 +52,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Activation", "ACTIVATIONS", "Adam", "AdamW", "AvgPool1d", "AvgPool2d", "BackendParity",
     "BatchNorm", "Checkpoint", "compare", "Conv1d", "Conv2d", "Dataset", "Dense",
-    "DivergenceError", "digits_cnn_spec", "Dropout", "flat_names", "Flatten", "from_flat", "init_model_state", "init_params",
+    "digits_cnn_spec", "DivergenceError", "Dropout", "flat_names", "Flatten", "from_flat",
+    "init_model_state", "init_params",
     "InputTypeError", "InputValueError", "Layer", "LayerNorm", "load_checkpoint", "load_dataset",
     "MaxPool1d", "MaxPool2d", "MissingFrameworkError", "NetworkSpec", "notebook_data",
     "notebook_spec", "OptimizerState", "ParityReport", "POLICY", "RECIPES", "RMSNorm", "RMSprop",

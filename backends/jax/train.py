@@ -106,7 +106,7 @@ def chunk_draws(spec, plan, start, n, capacity):
     """The draws of epochs start .. start + n - 1 of ``plan`` as the compiled loop
     scans them: (full, tail), each a list with one entry per layer, None or a bool
     array (capacity, n_full, batch, *shape) / (capacity, rest, *shape), padded with
-    False (the padding is never run). (None, None) for a spec that draws nothing."""
+    False (the padding is never run); every entry None for a spec that draws nothing."""
     if not draws_anything(spec):
         return [None] * len(spec.layers), [None] * len(spec.layers)
     n_full, batch = plan.full.shape[1:]
@@ -119,11 +119,13 @@ def chunk_draws(spec, plan, start, n, capacity):
     for e in range(n):
         first = plan.first_step + (start + e) * plan.steps_per_epoch
         for k in range(plan.steps_per_epoch):
-            into = (full, (e, k)) if k < n_full else (tail, (e,))
-            for out, draw in zip(into[0], step_draws(spec, first + k, batch if k < n_full
-                                                     else rest), strict=True):
+            is_full = k < n_full
+            draws = step_draws(spec, first + k, batch if is_full else rest)
+            for i, draw in enumerate(draws):
                 if draw is not None:
-                    out[into[1]] = draw
+                    out = full[i] if is_full else tail[i]
+                    assert out is not None
+                    out[(e, k) if is_full else e] = draw
     return full, tail
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from nnparity.backends import get_backend, predict, train
 from nnparity.shared.cli.inputs import read_inputs
-from nnparity.shared.cli.spec_flags import add_spec_flags, spec_flags_given, spec_from_args
+from nnparity.shared.cli.spec_flags import (add_spec_flags, dataset_name, spec_flags_given,
+                                           spec_from_args)
 from nnparity.shared.core.datasets import load_dataset
 from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.validation import (InputTypeError, InputValueError,
@@ -99,7 +100,7 @@ def cmd_train(args) -> int:
                 fail("--epochs", args.epochs, f"the total number of epochs, at least the "
                      f"{resume.epochs_done} that {args.resume} has trained")
             spec = spec.replace(epochs=args.epochs)
-    data = load_dataset(args.dataset or "notebook")
+    data = load_dataset(dataset_name(args))
     progress = Progress(sys.stdout) if sys.stdout.isatty() else None
     result = train(spec, data, backend=args.backend, resume=resume, progress=progress)
     if progress is not None:
@@ -152,7 +153,7 @@ def cmd_predict(args) -> int:
 def cmd_compare(args) -> int:
     outputs = check_outputs(args.json, args.plot, args.html)     # before any training
     spec = spec_from_args(args)
-    report = compare(spec, load_dataset(args.dataset or "notebook"),
+    report = compare(spec, load_dataset(dataset_name(args)),
                      backends=tuple(args.backends), reference=args.reference)
     print(report)
     try:

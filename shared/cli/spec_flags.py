@@ -1,6 +1,7 @@
 """Building a ``NetworkSpec`` from command-line flags.
 
-The base is ``--spec FILE.json`` (``-`` reads stdin) or the notebook's spec;
+The base is ``--spec FILE.json`` (``-`` reads stdin), ``--recipe NAME`` or the
+notebook's spec;
 every flag given overrides one field. Optimizer flags change the base
 optimizer's arguments when ``--optimizer`` names the same optimizer (or is not
 given), and start from the named optimizer's defaults otherwise.
@@ -15,6 +16,7 @@ from nnparity.shared.core.activations import ACTIVATIONS
 from nnparity.shared.io.files import open_input, read_bounded
 from nnparity.shared.core.losses import LOSSES
 from nnparity.shared.core.optimizers import OPTIMIZERS
+from nnparity.shared.core.recipes import RECIPES
 from nnparity.shared.core.spec import INITS, NetworkSpec, notebook_spec
 from nnparity.shared.core.validation import (FLOAT_DTYPES, InputTypeError, InputValueError, fail,
                                              parse_json)
@@ -65,6 +67,10 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--spec", metavar="FILE.json",
                        help="spec as JSON ('-' or /dev/stdin reads stdin); "
                             "default: the notebook's")
+    group.add_argument("--recipe", choices=tuple(RECIPES),
+                       help="a named spec, trained on its own dataset unless --dataset is "
+                            "given: notebook, or digits_cnn (the README's CNN on "
+                            "digits_images)")
     group.add_argument("--sizes", type=_int_list("--sizes"), metavar="N,N,...",
                        help="layer widths, input first, e.g. 64,64,10")
     group.add_argument("--activation", metavar="NAME[,NAME...]",
@@ -101,8 +107,8 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
 
 
 #: argparse destinations of add_spec_flags' spec and optimizer flags (all default to None)
-SPEC_DESTS = ("spec", "sizes", "activation", "activation_params", "init", "loss", "loss_params",
-              "batch_size", "epochs", "seed", "dtype", "shuffle", "optimizer",
+SPEC_DESTS = ("spec", "recipe", "sizes", "activation", "activation_params", "init", "loss",
+              "loss_params", "batch_size", "epochs", "seed", "dtype", "shuffle", "optimizer",
               *OPTIMIZER_FLAGS)
 
 
@@ -146,6 +152,13 @@ def read_spec_file(path: str) -> NetworkSpec:
         fail("--spec", path, f"a valid spec ({type(exc).__name__}: {exc})")
 
 
+def dataset_name(args: argparse.Namespace) -> str:
+    """``--dataset``, else the ``--recipe``'s dataset, else the notebook's."""
+    if args.dataset:
+        return args.dataset
+    return RECIPES[args.recipe].dataset if getattr(args, "recipe", None) else "notebook"
+
+
 def spec_fields_from_args(args: argparse.Namespace) -> dict:
     """The spec fields the flags give (JSON flags parsed), as NetworkSpec.replace takes them."""
     changes = {}
@@ -167,7 +180,13 @@ def spec_fields_from_args(args: argparse.Namespace) -> dict:
 def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
     """The spec the flags describe (validated by NetworkSpec and the optimizer)."""
     changes = spec_fields_from_args(args)           # flags' own errors before the file's
-    base = read_spec_file(args.spec) if args.spec else notebook_spec()
+    if args.spec and args.recipe:
+        fail("--recipe", args.recipe, "no --recipe with --spec (each gives the whole spec; "
+             "flags then change its fields)")
+    if args.spec:
+        base = read_spec_file(args.spec)
+    else:
+        base = RECIPES[args.recipe].spec("float64") if args.recipe else notebook_spec()
     if "loss" in changes and "loss_params" not in changes and changes["loss"] != base.loss:
         changes["loss_params"] = {}
     if base.sizes is None and "sizes" not in changes:
