@@ -125,12 +125,13 @@ class ParityReport:
         lines = [f"parity against {self.reference} ({self.spec.dtype}: {self.tolerance}; a "
                  f"tensor is ok when max|a-e| <= atol + rtol*max|e|, each loss when "
                  f"|a-e| <= atol + rtol*|e|)"]
+        width = max([12] + [len(q) for p in self.parity for q in p.differences])
         if any(p.differences for p in self.parity):
-            lines.append(f"{'backend':<8} {'quantity':<12} {'max abs':>10} {'max rel':>10} "
+            lines.append(f"{'backend':<8} {'quantity':<{width}} {'max abs':>10} {'max rel':>10} "
                          f"{'used':>8}  ok")
         for p in self.parity:
             for quantity, d in p.differences.items():
-                lines.append(f"{p.backend:<8} {quantity:<12} {d.max_abs:>10.2e} "
+                lines.append(f"{p.backend:<8} {quantity:<{width}} {d.max_abs:>10.2e} "
                              f"{d.max_rel:>10.2e} {d.used:>8.2g}  {'yes' if d.ok else 'NO'}")
             for quantity, d in p.differences.items():
                 if not d.ok:
