@@ -282,3 +282,60 @@ def test_input_shapes_are_validated(layer, shape, match):
     with pytest.raises(ValueError, match=match):
         NetworkSpec(input_shape=shape, layers=(layer, Flatten(), Dense(1)))
     NetworkSpec(input_shape=(2, 3, 3), layers=(Conv2d(2, 3), Flatten(), Dense(1)))  # 1x1 ok
+
+
+def full_correlation_with_flipped_kernel(layer, weight, d_y, input_shape):
+    """The textbook input gradient of a convolution: dL/dy with stride - 1 zeros
+    inserted between its elements, padded by dilation * (k - 1) on both sides
+    (plus the rows a stride never read), correlated with the kernel flipped in
+    space and transposed in/out per group, then cropped to the input. Computed
+    with our forward pass (itself checked against torch above)."""
+    from nnparity.backends.numpy.layers._conv import forward2d
+    n, o, ho, wo = d_y.shape
+    c, h, w = input_shape
+    g = layer.groups
+    (sh, sw), (dh, dw), ((pt, pb), (pl, pr)) = layer.stride, layer.dilation, layer.pads
+    _, c_g, kh, kw = weight.shape
+    spread = np.zeros((n, o, (ho - 1) * sh + 1, (wo - 1) * sw + 1), d_y.dtype)
+    spread[:, :, ::sh, ::sw] = d_y                               # stride - 1 zeros between
+    unread = ((h + pt + pb - dh * (kh - 1) - 1) % sh,            # rows and columns past the
+              (w + pl + pr - dw * (kw - 1) - 1) % sw)            # last window: gradient 0
+    flipped = (weight[:, :, ::-1, ::-1]                          # (O, C/G, kH, kW) flipped
+               .reshape(g, o // g, c_g, kh, kw).transpose(0, 2, 1, 3, 4)
+               .reshape(c, o // g, kh, kw))                      # (C, O/G, kH, kW)
+    full = ((dh * (kh - 1), dh * (kh - 1) + unread[0]),
+            (dw * (kw - 1), dw * (kw - 1) + unread[1]))
+    d_pad, _ = forward2d(spread, flipped, None, (1, 1), full, layer.dilation, g)
+    return d_pad[:, :, pt:pt + h, pl:pl + w]                     # (N, C, H, W)
+
+
+def numpy_input_gradient(layer):
+    """(weight, dL/dy, the NumPy backward's dL/dx) for ``layer`` on 2 random inputs."""
+    from nnparity.backends.numpy.layers import conv2d
+    rng = np.random.default_rng(0)
+    params = {name: rng.standard_normal(shape) for name, shape in
+              layer.param_shapes(INPUT).items()}
+    y, cache = conv2d.forward(layer, params, {}, rng.standard_normal((2, *INPUT)), True)
+    d_y = rng.standard_normal(y.shape)
+    grads = {name: np.empty_like(value) for name, value in params.items()}
+    return params["weight"], d_y, conv2d.backward(layer, params, cache, d_y, grads,
+                                                  need_input_grad=True)
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_col2im_input_gradient_is_the_full_correlation_with_the_flipped_kernel(name):
+    """The NumPy backward scatters dL/dy back through the forward's windows
+    (col2im); the textbook formula is the full correlation with the flipped
+    kernel. They are the same sums, for every stride, dilation, group and pad."""
+    layer = OPTIONS[name]
+    weight, d_y, d_x = numpy_input_gradient(layer)
+    expected = full_correlation_with_flipped_kernel(layer, weight, d_y, INPUT)
+    assert tensorwise_difference({"d_x": d_x}, {"d_x": expected}, POLICY["float64"]).ok
+
+
+def test_negative_control_an_unflipped_kernel_is_not_the_input_gradient():
+    layer = OPTIONS["odd-kernel"]
+    weight, d_y, d_x = numpy_input_gradient(layer)
+    unflipped = weight[:, :, ::-1, ::-1]                         # flipped back: not flipped
+    expected = full_correlation_with_flipped_kernel(layer, unflipped, d_y, INPUT)
+    assert not tensorwise_difference({"d_x": d_x}, {"d_x": expected}, POLICY["float64"]).ok

@@ -16,7 +16,9 @@ zero-insertion between output positions for the stride, no special case for
 the rows a stride never reaches, and no swap of in/out channels per group: it
 is the forward's indexing read backwards, so stride, dilation, groups and
 asymmetric padding come for free. The loop runs over the kernel taps (kH*kW,
-small), never over positions.
+small), never over positions. The two are the same sums: ``tests/test_layer_conv2d.py``
+computes the full correlation with the flipped kernel for every option and finds
+this result.
 """
 from __future__ import annotations
 
