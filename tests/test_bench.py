@@ -11,6 +11,11 @@ from nnparity.backends import train
 from nnparity.shared import POLICY, notebook_data, notebook_spec
 from nnparity.shared.bench import peers
 from nnparity.shared.bench import run as bench
+from nnparity.shared.core.data import Dataset
+from nnparity.shared.core.layers import Dense
+from nnparity.shared.core.layers.batch_norm import BatchNorm
+from nnparity.shared.core.layers.dropout import Dropout
+from nnparity.shared.core.recipes import digits_cnn_spec
 from nnparity.shared.core.tolerance import difference, tensorwise_difference
 from conftest import require
 
@@ -92,21 +97,230 @@ def test_flops_per_step_counts_six_per_weight_and_row():
     assert bench.flops_per_step(spec) == 6 * 512 * (512 * 1024 + 1024 * 1024 + 1024 * 10)
 
 
+def cnn_result(per_epoch):
+    """A CNN part of ``run``'s result for ``per_epoch`` {row: seconds}, as run_cnn builds it."""
+    return {"dtype": "float32", "rows": 1438, "batch_size": 32, "steps_per_epoch": 45,
+            "seconds_per_epoch": per_epoch, "epochs": {name: 2 for name in per_epoch},
+            "skipped_peers": {}, "ratios": bench.cnn_ratios(per_epoch),
+            "threads": {**bench.ONE_THREAD, "XLA_FLAGS": bench.XLA_ONE_THREAD,
+                        "torch.get_num_threads()": 1},
+            "load_average": 0.25}
+
+
 def test_table_and_json_from_a_result(tmp_path):
     result = {"repeats": 5, "notebook": {"numpy": 0.03, "torch": 0.2},
               "cold": {"numpy": 0.05, "torch": 0.4},
               "peers": {"notebook loop": 0.04, "torch.nn + torch.optim": 0.8},
               "skipped": {peers.KERAS: "keras is not installed"},
               "compare_cli_cold": 5.0,
+              "cnn": cnn_result({"nnparity numpy": 0.4, "nnparity torch": 0.1,
+                                 "nnparity jax": 0.02, "torch.nn + torch.optim": 0.08}),
               "compute": {"numpy": {"seconds": 1.0, "gflops": 40.0, "matmul_gflops": 50.0}}}
     text = bench.table(result)
     assert "numpy / notebook loop = 0.75" in text
     assert "torch / torch.nn+optim = 0.25" in text
     assert "skipped: keras is not installed" in text
     assert "0.80" in text                                   # 40 / 50 of the matmul rate
+    assert "float32, the dtype CNNs are trained in" in text
     path = tmp_path / "bench.json"
     bench.write_json(result, str(path))
     assert json.loads(path.read_text()) == result
+    assert json.loads(path.read_text())["cnn"]["ratios"]["numpy / torch"] == {
+        "measured": 4.0, "target": 3.0, "met": False}
+
+
+def test_cnn_table_reports_each_target_met_or_not_with_the_measured_ratio():
+    lines = bench.cnn_table(cnn_result({"nnparity numpy": 0.4, "nnparity torch": 0.1,
+                                        "nnparity jax": 0.02, "torch.nn + torch.optim": 0.08}),
+                            repeats=7)
+    text = "\n".join(lines)
+    assert "median of 7" in text
+    assert "one thread per framework; load average 0.2 before the timings" in text
+    assert "nnparity numpy                       0.4000                  2" in text
+    assert [line.split(": ")[-1] for line in lines if "target <=" in line] == [
+        "NOT MET", "met", "NOT MET"]                         # 4.0 > 3, 0.2 <= 1, 1.25 > 1.1
+    assert "numpy / torch = 4.00" in text and "target <= 3" in text
+    assert "torch / torch.nn + torch.optim = 1.25" in text and "target <= 1.1" in text
+    assert "not measured" not in text
+
+
+def test_cnn_table_says_which_targets_were_not_measured_and_why_a_part_was_skipped():
+    cnn = cnn_result({"nnparity numpy": 0.4, "nnparity torch": 0.1})    # no jax, no peers
+    cnn["skipped_peers"] = {"torch.nn + torch.optim": "torch is not installed"}
+    text = "\n".join(bench.cnn_table(cnn, repeats=5))
+    assert list(cnn["ratios"]) == ["numpy / torch"]
+    assert "not measured (a row is missing): jax / torch, torch / torch.nn + torch.optim" in text
+    assert "skipped: torch is not installed" in text
+    assert bench.cnn_table(None, 5) == []                   # a result from before the CNN
+    assert bench.cnn_table({"skipped": "no sklearn"}, 5) == ["digits CNN: skipped: no sklearn"]
+
+
+def test_cnn_targets_name_rows_the_bench_times():
+    rows = {f"nnparity {b}" for b in ("numpy", "torch", "jax")} | set(peers.CNN_PEERS)
+    for top, bottom, target in bench.CNN_TARGETS.values():
+        assert {top, bottom} <= rows and target > 0
+    assert {name: t for name, (_, _, t) in bench.CNN_TARGETS.items()} == {
+        "numpy / torch": 3.0, "jax / torch": 1.0, "torch / torch.nn + torch.optim": 1.1}
+
+
+def test_run_cnn_is_skipped_without_scikit_learn(monkeypatch):
+    monkeypatch.setattr(bench, "installed", lambda module: module != "sklearn")
+    assert "scikit-learn" in bench.run_cnn(["numpy"], repeats=5)["skipped"]
+
+
+def test_the_cnn_is_timed_in_a_process_with_one_thread_per_framework(monkeypatch):
+    """run_cnn's child process: its environment pins every pool to one thread, and its
+    last line of output is the result (nothing is timed here: subprocess.run is faked)."""
+    seen = {}
+
+    def fake_run(command, env, capture_output, text):
+        seen.update(command=command, env=env)
+        return type("Done", (), {"returncode": 0, "stderr": "",
+                                 "stdout": 'a warning\n{"ratios": {}}\n'})()
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    assert bench.run_cnn(["numpy", "jax"], repeats=6) == {"ratios": {}}
+    assert seen["command"][-3:] == ["numpy", "jax", "6"]
+    assert "measure_cnn" in seen["command"][2]
+    env = seen["env"]
+    assert all(env[name] == "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                             "MKL_NUM_THREADS"))
+    assert env["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=2 "
+                                "--xla_cpu_multi_thread_eigen=false")        # added, kept
+    assert bench.one_thread_env(env)["XLA_FLAGS"] == env["XLA_FLAGS"]        # not twice
+
+
+def test_epochs_per_timing_doubles_until_a_timing_is_long_enough(monkeypatch):
+    """A fake clock: each call takes 0.1 s per epoch, so 8 epochs (0.8 s) is the first
+    count at or above 0.5 s; the first call (1 epoch) is the untimed warm-up."""
+    now = [0.0]
+    calls = []
+
+    def trainer(epochs):
+        calls.append(epochs)
+        now[0] += 0.1 * epochs
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
+    assert bench.epochs_per_timing(trainer, seconds=0.5) == 8
+    assert calls == [1, 1, 2, 4, 8]
+    calls.clear()
+    assert bench.epochs_per_timing(trainer, seconds=100.0, most=4) == 4
+    assert calls == [1, 1, 2]                               # stops at the cap, untimed
+
+
+def test_cnn_trainers_cover_every_backend_and_peer_and_pass_the_epochs(monkeypatch):
+    require("sklearn")
+    seen = []
+    monkeypatch.setattr("nnparity.backends.train",
+                        lambda spec, data, backend: seen.append((backend, spec)) or
+                        type("R", (), {"params": backend})())
+    monkeypatch.setitem(bench.CNN_PEERS, "torch.nn + torch.optim",
+                        ("torch", lambda spec, data: seen.append(("peer", spec))))
+    monkeypatch.setattr(bench, "installed", lambda module: module != "jax")
+    trainers, skipped = bench.cnn_trainers(["numpy", "jax"])
+    assert list(trainers) == ["nnparity numpy", "nnparity jax", "torch.nn + torch.optim"]
+    assert skipped == {"jit + lax.scan (hand-written)": "jax is not installed"}
+    assert trainers["nnparity jax"](3) == "jax"
+    trainers["torch.nn + torch.optim"](5)
+    assert [(who, spec.epochs, spec.dtype) for who, spec in seen] == [
+        ("jax", 3, "float32"), ("peer", 5, "float32")]
+    assert all(spec.layers == digits_cnn_spec().layers for _, spec in seen)
+
+
+# ----------------------------------------------------------------------------- the CNN peers
+
+def subset(data, rows):
+    return Dataset(data.x_train[:rows], data.y_train[:rows], data.x_test[:8], data.y_test[:8])
+
+
+def with_layer(spec, kind, new):
+    """``spec`` with its (one) layer of type ``kind`` replaced by ``new``."""
+    return spec.replace(layers=tuple(new if isinstance(layer, kind) else layer
+                                     for layer in spec.layers))
+
+
+@pytest.fixture(scope="module")
+def cnn_run():
+    """The CNN without dropping anything (Dropout(0.0): the peers' masks come from their
+    own frameworks' streams), float64, 2 epochs of 200 shuffled rows (6 full batches and
+    a partial one of 8), and the torch backend's trained state."""
+    require("sklearn")
+    require("torch")
+    spec = with_layer(digits_cnn_spec("float64").replace(epochs=2), Dropout, Dropout(0.0))
+    data = subset(bench.cnn_case()[1], 200)
+    result = train(spec, data, backend="torch")
+    return spec, data, peers.state_dict(result.params, result.model_state)
+
+
+def same_state(state, reference, dtype="float64"):
+    """Every parameter and running statistic within the policy, normwise per tensor
+    (the names and their order must match: tensorwise_difference raises otherwise)."""
+    assert all(a.dtype == np.dtype(dtype) for a in state.values())
+    return tensorwise_difference(state, reference, POLICY[dtype]).ok
+
+
+CNN_PEERS = [pytest.param(peers.cnn_torch_nn, "torch", id="torch.nn"),
+             pytest.param(peers.cnn_jax_scan, "jax", id="jax-scan"),
+             pytest.param(lambda spec, data: peers.cnn_jax_scan(spec, data, use_optax=False),
+                          "jax", id="jax-scan-adam-written-out")]
+
+
+@pytest.mark.parametrize("trainer, module", CNN_PEERS)
+def test_cnn_peer_trains_the_same_parameters_and_statistics(cnn_run, trainer, module):
+    require(module)
+    spec, data, reference = cnn_run
+    state = trainer(spec, data)
+    assert list(state) == ["0.weight", "0.bias", "3.weight", "4.weight", "4.bias",
+                           "4.running_mean", "4.running_var", "9.weight", "9.bias"]
+    assert same_state(state, reference)
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda s: s.replace(optimizer=type(s.optimizer)(lr=1.01 * s.optimizer.lr)),
+                 id="lr+1%"),
+    pytest.param(lambda s: with_layer(s, BatchNorm, BatchNorm(momentum=0.11)), id="momentum"),
+    pytest.param(lambda s: with_layer(s, Dropout, Dropout(0.25)), id="dropout-masks"),
+])
+def test_negative_control_a_different_cnn_peer_is_caught(cnn_run, change):
+    """A 1% larger learning rate, another BatchNorm momentum (it moves only the running
+    statistics: the check covers them), or Dropout's real p (torch's masks are not the
+    backends') each make the torch.nn peer's state differ beyond the policy."""
+    require("torch")
+    spec, data, reference = cnn_run
+    assert not same_state(peers.cnn_torch_nn(change(spec), data), reference)
+
+
+def test_cnn_settings_refuse_another_network():
+    with pytest.raises(ValueError, match="digits_cnn_spec"):
+        peers.cnn_settings(notebook_spec())
+    spec = digits_cnn_spec()
+    with pytest.raises(ValueError, match="digits_cnn_spec"):
+        peers.cnn_settings(spec.replace(layers=spec.layers[:-1] + (Dense(12),)))
+    settings = peers.cnn_settings(spec)
+    assert (settings.p, settings.momentum, settings.lr) == (0.25, 0.1, spec.optimizer.lr)
+
+
+def test_the_bench_times_the_cnn_recipe_in_float32():
+    require("sklearn")
+    spec, data = bench.cnn_case()
+    assert bench.CNN_DTYPE == "float32" and spec == digits_cnn_spec("float32")
+    assert data.x_train.shape == (1438, 1, 8, 8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer, module", CNN_PEERS)
+def test_cnn_peer_does_the_timed_work_in_float32(trainer, module):
+    """The timed configuration (float32, every training row) for one epoch, Dropout(0.0):
+    each peer's state equals the torch backend's under the float32 policy."""
+    require("sklearn")
+    require("torch")
+    require(module)
+    spec, data = bench.cnn_case()
+    spec = with_layer(spec.replace(epochs=1), Dropout, Dropout(0.0))
+    result = train(spec, data, backend="torch")
+    reference = peers.state_dict(result.params, result.model_state)
+    assert same_state(trainer(spec, data), reference, "float32")
 
 
 def test_bench_rejects_fewer_than_five_repeats(capsys):

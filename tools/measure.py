@@ -6,13 +6,14 @@ copying numbers. It writes:
 
 - ``docs/measured.md``: parity on the notebook spec, the chaotic run's
   diagnosis, the digits recipe (needs scikit-learn), the float32 measurements
-  (``tools/measure_float32.py``'s output) and ``nnparity bench``'s tables with
-  the targets of issue 6, under a header saying when, where and how;
+  (``tools/measure_float32.py``'s output) and ``nnparity bench``'s tables (the
+  digits CNN's included) with the targets of issue 6 and the CNN's, under a
+  header saying when, where and how;
 - the README's ``nnparity compare`` output, between the
   ``<!-- measured: compare -->`` markers (the timing line left out).
 
 Run: python tools/measure.py [--skip-bench] [--repeats N]
-(about 2-3 minutes on 2 cores with every backend and peer installed)
+(about 3-4 minutes on 2 cores with every backend and peer installed)
 """
 from __future__ import annotations
 
@@ -179,7 +180,21 @@ def performance(repeats: int) -> list[str]:
             f"| compute-bound ≥ 0.8 of the matmul rate | {', '.join(f'{r:.2f}' for r in compute)} "
             f"| {met(min(compute) >= 0.8)} |",
             f"| `nnparity compare` cold ≤ 8 s | {result['compare_cli_cold']:.1f} s "
-            f"| {met(result['compare_cli_cold'] <= 8)} |", ""]
+            f"| {met(result['compare_cli_cold'] <= 8)} |",
+            *cnn_targets(result.get("cnn", {})), ""]
+
+
+def cnn_targets(cnn: dict) -> list[str]:
+    """The digits CNN's targets as rows of the table above (seconds per epoch, float32)."""
+    from nnparity.shared.bench.run import CNN_TARGETS
+
+    rows = []
+    for name, (_, _, target) in CNN_TARGETS.items():
+        r = cnn.get("ratios", {}).get(name)
+        measured = "not measured" if r is None else f"{r['measured']:.2f}"
+        verdict = "" if r is None else ("met" if r["met"] else "not met")
+        rows.append(f"| CNN, float32, s/epoch: {name} ≤ {target:g} | {measured} | {verdict} |")
+    return rows
 
 
 def write_readme_block(text: str) -> None:

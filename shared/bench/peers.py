@@ -1,10 +1,13 @@
-"""The benchmark's peers: the notebook spec trained the way a user of each tool would.
+"""The benchmark's peers: the notebook spec, and the digits CNN, trained the way a
+user of each tool would.
 
 Each peer trains ``spec`` on ``data`` from the same initial parameters
-(``init_params``) on the same batches as the backends, and returns
-``[(W (out, in), b (out,)), ...]`` as NumPy arrays; ``tests/test_bench.py``
-checks that they equal the backends' parameters, so the benchmark compares
-equal work. Every framework is imported inside its peer.
+(``init_params``) on the same batches as the backends, and returns its trained
+parameters as NumPy arrays: ``[(W (out, in), b (out,)), ...]`` for the notebook
+spec's peers (``PEERS``), the torch ``state_dict`` names for the CNN's
+(``CNN_PEERS``, see below); ``tests/test_bench.py`` checks that they equal the
+backends', so the benchmark compares equal work. Every framework is imported
+inside its peer.
 
 Keras 3 is the exception on precision: it computes in float32 whatever it is
 asked for (its type promotion maps float64 to float32), so its peer runs in
@@ -13,7 +16,8 @@ float32 and is checked against a float32 run of the same spec.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -202,4 +206,239 @@ PEERS: dict[str, tuple[str, Callable[[NetworkSpec, Dataset], Pairs]]] = {
     "optax jitted step": ("optax", optax_loop),
     "jit + lax.scan (hand-written)": ("jax", jax_scan_loop),
     KERAS: ("keras", keras_fit),
+}
+
+
+# ----------------------------------------------------------------------------- the digits CNN
+#
+# The CNN peers train ``recipes.digits_cnn_spec`` (any dtype, Dropout p, BatchNorm
+# momentum and eps, Adam's numbers, epochs, batch size, seed and shuffle taken from the
+# spec; the architecture is written out, as a user would) from the same initial
+# parameters on the same batches as the backends. They return the trained model's
+# state as torch's ``state_dict`` names it (parameters and BatchNorm's running
+# statistics, without ``num_batches_tracked``): ``state_dict`` turns a backend's result
+# into the same. Their Dropout masks come from their own framework's random stream (the
+# usual idiom), which no other framework reproduces: the tests that compare them with
+# the backends set Dropout's p to 0.
+
+State = dict[str, np.ndarray]
+
+
+def state_dict(params, model_state) -> State:
+    """A backend's parameters and model state as ``torch.nn.Sequential.state_dict()``
+    names and orders them (layer by layer, parameters before buffers), without
+    ``num_batches_tracked`` (a count, not trained)."""
+    out: State = {}
+    for index, (layer_params, buffers) in enumerate(zip(params, model_state, strict=True)):
+        for name, value in (*layer_params.items(), *buffers.items()):
+            if name != "num_batches_tracked":
+                out[f"{index}.{name}"] = value
+    return out
+
+
+@dataclass(frozen=True)
+class CnnSettings:
+    """The numbers of a digits-CNN spec that a peer reads (the rest is written out)."""
+
+    p: float                 # Dropout's probability of dropping
+    momentum: float          # BatchNorm's (torch's meaning: the weight of the new batch)
+    bn_eps: float
+    lr: float
+    betas: tuple[float, float]
+    adam_eps: float
+
+
+def cnn_settings(spec: NetworkSpec) -> CnnSettings:
+    """The peers' numbers from ``spec``, which must be ``digits_cnn_spec``'s network
+    (any Dropout p and BatchNorm momentum/eps, plain Adam): a ``ValueError`` otherwise."""
+    from nnparity.shared.core.layers.batch_norm import BatchNorm
+    from nnparity.shared.core.layers.dropout import Dropout
+    from nnparity.shared.core.optimizers import Adam
+    from nnparity.shared.core.recipes import digits_cnn_spec
+
+    dropout = next((layer for layer in spec.layers if isinstance(layer, Dropout)), None)
+    norm = next((layer for layer in spec.layers if isinstance(layer, BatchNorm)), None)
+    recipe = digits_cnn_spec(spec.dtype)
+    expected = tuple(dropout if isinstance(layer, Dropout) else
+                     norm if isinstance(layer, BatchNorm) else layer for layer in recipe.layers)
+    opt = spec.optimizer
+    if (dropout is None or norm is None or not norm.affine or spec.layers != expected
+            or spec.input_shape != recipe.input_shape or spec.loss != recipe.loss
+            or spec.loss_kwargs or not isinstance(opt, Adam) or opt.weight_decay != 0):
+        raise ValueError("the CNN peers are written for digits_cnn_spec's network (its "
+                         "layers, cross-entropy, Adam without weight decay)")
+    return CnnSettings(dropout.p, norm.momentum, norm.eps, opt.lr, (opt.betas[0], opt.betas[1]),
+                       opt.eps)
+
+
+def _initial_state(spec: NetworkSpec) -> State:
+    from nnparity.shared.core.init import init_model_state
+
+    return state_dict(init_params(spec), init_model_state(spec))
+
+
+def cnn_torch_nn(spec: NetworkSpec, data: Dataset) -> State:
+    """``torch.nn.Sequential`` + ``torch.optim.Adam`` + ``nn.CrossEntropyLoss``, the usual
+    loop: ``model.train()``, then per batch zero_grad, forward, backward, step.
+    Dropout's masks come from torch's stream (``torch.manual_seed(spec.seed)``)."""
+    import torch
+    from torch import nn
+
+    s = cnn_settings(spec)
+    torch.manual_seed(spec.seed)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16, eps=s.bn_eps, momentum=s.momentum), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Dropout(s.p), nn.Flatten(), nn.Linear(16 * 2 * 2, 10),
+    ).to(getattr(torch, spec.dtype))
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in _initial_state(spec).items()},
+                          strict=False)                 # all but num_batches_tracked (0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr, betas=s.betas, eps=s.adam_eps)
+    loss_fn = nn.CrossEntropyLoss()
+    x = torch.from_numpy(data.x_train.astype(spec.dtype))
+    y = torch.from_numpy(data.y_train)
+    plan = batch_plan(len(x), spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
+    model.train()
+    for epoch in range(spec.epochs):
+        for rows in plan.batches(epoch):
+            batch = torch.from_numpy(rows)
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[batch]), y[batch])
+            loss.backward()
+            optimizer.step()
+    return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()
+            if not k.endswith("num_batches_tracked")}
+
+
+class _Optimizer(NamedTuple):
+    """optax's interface: ``init(params) -> state``, ``update(grads, state, params) ->
+    (updates, state)``, the updates added to the parameters."""
+
+    init: Callable
+    update: Callable
+
+
+def _adam(s: CnnSettings, use_optax: bool) -> _Optimizer:
+    """``optax.adam``, or (``use_optax`` False) the same rule written out: torch's and
+    optax's, bias-corrected moments, eps outside the square root."""
+    import jax
+    import jax.numpy as jnp
+
+    if use_optax:
+        import optax
+        adam = optax.adam(s.lr, b1=s.betas[0], b2=s.betas[1], eps=s.adam_eps)
+        return _Optimizer(adam.init, adam.update)
+    b1, b2 = s.betas
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return jnp.zeros((), jnp.int32), zeros, zeros
+
+    def update(grads, state, params=None):
+        t, m, v = state
+        t = t + 1
+        m = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+        v = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        updates = jax.tree.map(lambda m, v: -s.lr * (m / c1) / (jnp.sqrt(v / c2) + s.adam_eps),
+                               m, v)
+        return updates, (t, m, v)
+
+    return _Optimizer(init, update)
+
+
+_CNN_EPOCH_CACHE: dict = {}
+
+
+def _cnn_epoch_fn(s: CnnSettings, use_optax: bool):
+    """(the optimizer, the jitted epoch): ``lax.scan`` of the training step over the
+    epoch's full batches, then one step on its partial last batch (when there is one).
+    Cached per settings, so a timing after the first call compiles nothing."""
+    if (s, use_optax) in _CNN_EPOCH_CACHE:
+        return _CNN_EPOCH_CACHE[s, use_optax]
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    optimizer = _adam(s, use_optax)
+    dims = ("NCHW", "OIHW", "NCHW")
+
+    def conv(x, w):
+        return lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dims)
+
+    def max_pool(x):
+        return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    def loss_fn(params, stats, x, y, key):
+        h = jax.nn.relu(conv(x, params["0.weight"]) + params["0.bias"][:, None, None])
+        h = conv(max_pool(h), params["3.weight"])                      # (batch, 16, 4, 4)
+        mean, var = h.mean(axis=(0, 2, 3)), h.var(axis=(0, 2, 3))       # var biased
+        n = h.size // h.shape[1]                                        # values per channel
+        h = (h - mean[:, None, None]) / jnp.sqrt(var[:, None, None] + s.bn_eps)
+        h = h * params["4.weight"][:, None, None] + params["4.bias"][:, None, None]
+        h = max_pool(jax.nn.relu(h))
+        keep = jax.random.bernoulli(key, 1 - s.p, h.shape)
+        h = jnp.where(keep, h / (1 - s.p), 0) if s.p < 1 else jnp.zeros_like(h)
+        logits = h.reshape(h.shape[0], -1) @ params["9.weight"].T + params["9.bias"]
+        loss = -jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], axis=1).mean()
+        m = s.momentum                                   # torch's: the new batch's weight
+        stats = {"4.running_mean": (1 - m) * stats["4.running_mean"] + m * mean,
+                 "4.running_var": (1 - m) * stats["4.running_var"] + m * var * n / (n - 1)}
+        return loss, stats
+
+    @jax.jit
+    def epoch(params, stats, opt_state, key, x, y, full, tail):
+        def step(carry, rows):
+            params, stats, opt_state, key = carry
+            key, sub = jax.random.split(key)
+            (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                params, stats, x[rows], y[rows], sub)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = jax.tree.map(lambda p, u: p + u, params, updates)
+            return (params, stats, opt_state, key), loss
+
+        carry, _ = lax.scan(step, (params, stats, opt_state, key), full)
+        if tail is not None:
+            carry, _ = step(carry, tail)
+        return carry
+
+    _CNN_EPOCH_CACHE[s, use_optax] = optimizer, epoch
+    return optimizer, epoch
+
+
+def cnn_jax_scan(spec: NetworkSpec, data: Dataset, use_optax: bool | None = None) -> State:
+    """The minimal compiled JAX loop: a jitted epoch (``lax.scan`` over its batches,
+    ``lax.conv_general_dilated``, ``lax.reduce_window``) called once per epoch; Adam by
+    optax when it is installed (``use_optax=None``) or asked for, else written out;
+    Dropout's masks from ``jax.random.bernoulli``, the key split every step. float64
+    specs run under ``jax.enable_x64``."""
+    import importlib.util
+
+    import jax
+
+    if use_optax is None:
+        use_optax = importlib.util.find_spec("optax") is not None
+    s = cnn_settings(spec)
+    initial = _initial_state(spec)
+    with jax.enable_x64(spec.dtype == "float64"):
+        optimizer, epoch = _cnn_epoch_fn(s, use_optax)
+        stats = {k: jax.numpy.asarray(initial[k]) for k in ("4.running_mean", "4.running_var")}
+        params = {k: jax.numpy.asarray(v) for k, v in initial.items() if k not in stats}
+        opt_state = optimizer.init(params)
+        x, y = data.x_train.astype(spec.dtype), data.y_train.astype(np.int32)
+        plan = batch_plan(len(x), spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
+        key = jax.random.key(spec.seed)
+        for e in range(spec.epochs):
+            tail = None if plan.tail is None else plan.tail[e]
+            params, stats, opt_state, key = epoch(params, stats, opt_state, key, x, y,
+                                                  plan.full[e], tail)
+        trained = {**params, **stats}
+        return {name: np.array(trained[name]) for name in initial}
+
+
+#: name -> (module that must be installed, trainer): the digits CNN's peers
+CNN_PEERS: dict[str, tuple[str, Callable[[NetworkSpec, Dataset], State]]] = {
+    "torch.nn + torch.optim": ("torch", cnn_torch_nn),
+    "jit + lax.scan (hand-written)": ("jax", cnn_jax_scan),
 }

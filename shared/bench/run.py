@@ -14,7 +14,18 @@ then slows both sides of a ratio alike.
      (jax backend, in float32: all Keras 3 computes in) when Keras is installed
      (``peers``);
    - ``nnparity compare`` end to end in a fresh process, imports included.
-2. A compute-bound spec, sizes (512, 1024, 1024, 10), float32, batch 512, mse,
+2. The digits CNN (``recipes.digits_cnn_spec``: two 3x3 convolutions, max-pooling,
+   BatchNorm, Dropout, a Dense head; cross-entropy, Adam, batch 32, shuffled) on
+   ``load_dataset("digits_images")`` (1438 training rows, 45 steps an epoch), in
+   float32, the dtype CNNs are trained in: seconds per epoch of each backend and of
+   two peers (``peers.CNN_PEERS``: a ``torch.nn`` + ``torch.optim`` loop, a jitted
+   ``lax.scan`` epoch), warm, and the ratios with the targets in ``CNN_TARGETS``.
+   Each implementation trains for its own number of epochs per timing, doubled from
+   1 until a timing takes ``CNN_TIMING_SECONDS`` (``epochs_per_timing``), so that the
+   fast ones are not timed at the clock's resolution. Timed in a fresh process with
+   one thread per framework (``run_cnn`` says why). Needs scikit-learn (the
+   ``datasets`` extra) for the data; skipped without it.
+3. A compute-bound spec, sizes (512, 1024, 1024, 10), float32, batch 512, mse,
    SGD, synthetic data: each backend's achieved GFLOP/s, counting
    6 * batch * sum(in * out) per step, next to the same framework's 1024 x 1024
    float32 matmul rate, timed in turn with that backend's training.
@@ -28,6 +39,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,7 +48,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from nnparity.shared.bench.peers import PEERS
+from nnparity.shared.bench.peers import CNN_PEERS, PEERS
 from nnparity.shared.core.data import Dataset, notebook_data
 from nnparity.shared.core.optimizers import SGD
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
@@ -131,6 +143,137 @@ def flops_per_step(spec: NetworkSpec) -> float:
     return 6 * spec.batch_size * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
 
 
+# ----------------------------------------------------------------------------- the digits CNN
+
+#: the CNN is timed in float32, the dtype CNNs are trained in
+CNN_DTYPE = "float32"
+#: the epochs per timing are doubled until one timing takes at least this long
+CNN_TIMING_SECONDS = 0.5
+#: and at most this many epochs per timing
+CNN_MAX_EPOCHS = 512
+#: ratio name -> (numerator, denominator, the target: the ratio at most this); the
+#: names of the rows are "nnparity <backend>" for the backends, the peer's name otherwise
+CNN_TARGETS: dict[str, tuple[str, str, float]] = {
+    "numpy / torch": ("nnparity numpy", "nnparity torch", 3.0),
+    "jax / torch": ("nnparity jax", "nnparity torch", 1.0),
+    "torch / torch.nn + torch.optim": ("nnparity torch", "torch.nn + torch.optim", 1.1),
+}
+
+
+def cnn_case(dtype: str = CNN_DTYPE) -> tuple[NetworkSpec, Dataset]:
+    """The CNN the bench times and its data (``digits_cnn_spec``, ``digits_images``)."""
+    from nnparity.shared.core.datasets import load_dataset
+    from nnparity.shared.core.recipes import digits_cnn_spec
+
+    return digits_cnn_spec(dtype), load_dataset("digits_images")
+
+
+def epochs_per_timing(trainer: Callable[[int], object], seconds: float = CNN_TIMING_SECONDS,
+                      most: int = CNN_MAX_EPOCHS) -> int:
+    """How many epochs make one call of ``trainer(epochs)`` take ``seconds`` or more:
+    after a warm-up call (compilation), 1, 2, 4, ... epochs until a call does (at
+    most ``most``). A timing is then between ``seconds`` and about twice that."""
+    trainer(1)
+    epochs = 1
+    while epochs < most:
+        start = time.perf_counter()
+        trainer(epochs)
+        if time.perf_counter() - start >= seconds:
+            break
+        epochs *= 2
+    return min(epochs, most)
+
+
+def cnn_trainers(backends) -> tuple[dict[str, Callable[[int], object]], dict[str, str]]:
+    """{row name: trainer(epochs)} of the CNN for every backend and installed peer, and
+    {row name: why skipped} for the peers whose framework is missing."""
+    from nnparity.backends import train
+
+    spec, data = cnn_case()
+    trainers: dict[str, Callable[[int], object]] = {}
+    for backend in backends:
+        trainers[f"nnparity {backend}"] = functools.partial(
+            lambda backend, epochs: train(spec.replace(epochs=epochs), data,
+                                          backend=backend).params, backend)
+    skipped = {}
+    for name, (module, trainer) in CNN_PEERS.items():
+        if installed(module):
+            trainers[name] = functools.partial(
+                lambda trainer, epochs: trainer(spec.replace(epochs=epochs), data), trainer)
+        else:
+            skipped[name] = f"{module} is not installed"
+    return trainers, skipped
+
+
+def cnn_ratios(seconds_per_epoch: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Every target of ``CNN_TARGETS`` whose two rows were measured:
+    {name: {"measured": ratio, "target": bound, "met": ratio <= bound}}."""
+    out = {}
+    for name, (top, bottom, target) in CNN_TARGETS.items():
+        if top in seconds_per_epoch and bottom in seconds_per_epoch:
+            ratio = seconds_per_epoch[top] / seconds_per_epoch[bottom]
+            out[name] = {"measured": ratio, "target": target, "met": ratio <= target}
+    return out
+
+
+#: the environment of the CNN's timing process: one thread in every framework's pool
+#: (OpenMP, OpenBLAS and MKL, which NumPy's BLAS and torch use; XLA's Eigen pool)
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+
+
+def one_thread_env(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` with every framework's thread pool set to one thread (``ONE_THREAD``,
+    and ``XLA_ONE_THREAD`` added to whatever ``XLA_FLAGS`` holds)."""
+    env = {**environ, **ONE_THREAD}
+    flags = env.get("XLA_FLAGS", "")
+    if XLA_ONE_THREAD not in flags.split():
+        env["XLA_FLAGS"] = f"{flags} {XLA_ONE_THREAD}".strip()
+    return env
+
+
+def run_cnn(backends, repeats: int) -> dict:
+    """The CNN's part of ``run``, measured by ``measure_cnn`` in a fresh process whose
+    frameworks each use one thread (``one_thread_env``): a CNN step's work is small, and
+    on a machine that other work keeps busy the thread pools of OpenBLAS and torch
+    wait for each other's threads, which made NumPy's and torch's epochs several to
+    tens of times slower, by an amount that moved with the load."""
+    if not installed("sklearn"):
+        return {"skipped": "scikit-learn (the datasets extra) is not installed: the "
+                           "digits_images data needs it"}
+    code = ("import json, sys\n"
+            "from nnparity.shared.bench.run import measure_cnn\n"
+            "print(json.dumps(measure_cnn(sys.argv[1:-1], int(sys.argv[-1]))))\n")
+    done = subprocess.run([sys.executable, "-c", code, *backends, str(repeats)],
+                          env=one_thread_env(dict(os.environ)), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the CNN's timing process failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def measure_cnn(backends, repeats: int) -> dict:
+    """Seconds per epoch (warm) of every CNN row, the epochs each timing trained, the
+    ratios with their targets, what was skipped, the threads torch used, and the
+    load average before the timings. ``run_cnn`` calls it in a fresh process."""
+    load = os.getloadavg()[0]
+    trainers, skipped = cnn_trainers(backends)
+    epochs = {name: epochs_per_timing(trainer) for name, trainer in trainers.items()}
+    medians = interleaved_medians(
+        [functools.partial(trainer, epochs[name]) for name, trainer in trainers.items()],
+        repeats)
+    per_epoch = {name: seconds / epochs[name]
+                 for name, seconds in zip(trainers, medians, strict=True)}
+    spec, data = cnn_case()
+    steps = -(-len(data.x_train) // spec.batch_size)
+    torch = sys.modules.get("torch")
+    return {"dtype": spec.dtype, "rows": len(data.x_train), "batch_size": spec.batch_size,
+            "steps_per_epoch": steps, "seconds_per_epoch": per_epoch, "epochs": epochs,
+            "skipped_peers": skipped, "ratios": cnn_ratios(per_epoch),
+            "threads": {**ONE_THREAD, "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+                        "torch.get_num_threads()": torch.get_num_threads() if torch else None},
+            "load_average": load}
+
+
 def run(backends, repeats: int = 5) -> dict:
     """Every measurement, as a JSON-able dict."""
     spec, data = notebook_spec(), notebook_data()
@@ -149,6 +292,7 @@ def run(backends, repeats: int = 5) -> dict:
     for (group, name), seconds in zip(timed, medians, strict=True):
         result[group][name] = seconds
     result["compare_cli_cold"] = compare_cli_seconds()
+    result["cnn"] = run_cnn(backends, repeats)
 
     cspec, cdata = COMPUTE_SPEC, compute_data()
     steps = cspec.epochs * COMPUTE_ROWS // cspec.batch_size
@@ -187,12 +331,39 @@ def table(result: dict) -> str:
     lines += ["  ratios: " + "; ".join(ratios)] if ratios else []
     lines.append(f"  nnparity compare, fresh process, imports included: "
                  f"{result['compare_cli_cold']:.2f} s")
+    lines += cnn_table(result.get("cnn"), result["repeats"])
     lines.append("compute-bound spec (512, 1024, 1024, 10), float32, batch 512")
     lines.append(f"  {'backend':<10} {'GFLOP/s':>8} {'matmul GFLOP/s':>15} {'ratio':>6}")
     for backend, c in result["compute"].items():
         lines.append(f"  {backend:<10} {c['gflops']:>8.1f} {c['matmul_gflops']:>15.1f} "
                      f"{c['gflops'] / c['matmul_gflops']:>6.2f}")
     return "\n".join(lines)
+
+
+def cnn_table(cnn: dict | None, repeats: int) -> list[str]:
+    """The CNN's lines of ``table``: seconds per epoch, epochs per timing, the ratios
+    with their targets (met or not, as measured)."""
+    if cnn is None:
+        return []
+    if "seconds_per_epoch" not in cnn:
+        return [f"digits CNN: skipped: {cnn['skipped']}"]
+    lines = [f"digits CNN (digits_cnn_spec), {cnn['dtype']}, the dtype CNNs are trained in; "
+             f"{cnn['steps_per_epoch']} steps of batch {cnn['batch_size']} an epoch "
+             f"(median of {repeats}, warm)",
+             f"  timed in a fresh process, one thread per framework; load average "
+             f"{cnn['load_average']:.1f} before the timings",
+             f"  {'implementation':<32} {'s / epoch':>10} {'epochs per timing':>18}"]
+    for name, seconds in cnn["seconds_per_epoch"].items():
+        lines.append(f"  {name:<32} {seconds:>10.4f} {cnn['epochs'][name]:>18}")
+    for name, why in cnn["skipped_peers"].items():
+        lines.append(f"  {name:<32} skipped: {why}")
+    for name, r in cnn["ratios"].items():
+        lines.append(f"  {name + ' = ' + format(r['measured'], '.2f'):<44} target <= "
+                     f"{r['target']:g}: {'met' if r['met'] else 'NOT MET'}")
+    missing = [name for name in CNN_TARGETS if name not in cnn["ratios"]]
+    if missing:
+        lines.append(f"  not measured (a row is missing): {', '.join(missing)}")
+    return lines
 
 
 def write_json(result: dict, path: str) -> None:
