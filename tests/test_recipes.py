@@ -3,14 +3,17 @@ the accuracy the README promises in every backend, float64 and float32, with
 parity; and ``--recipe`` on the command line."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import require
 
-from nnparity.backends import get_backend
+from nnparity.backends import get_backend, train
 from nnparity.backends.api import as_arrays
 from nnparity.shared import (POLICY, RECIPES, compare, init_model_state, init_params,
-                             load_dataset, notebook_spec, to_flat)
+                             load_checkpoint, load_dataset, notebook_spec, to_flat)
 from nnparity.shared.cli.main import main
 from nnparity.shared.core.data import batch_plan
 from nnparity.shared.core.optimizers import init_state
@@ -115,3 +118,47 @@ def test_cli_recipe_mistakes_are_one_line_and_exit_2(argv, message, capsys):
     err = capsys.readouterr().err
     assert err.startswith("nnparity: error: ") and message in err
     assert len(err.splitlines()) == 1
+
+
+def test_cli_compare_on_a_cnn_spec_file_writes_every_report(tmp_path, capsys):
+    """``nnparity compare --spec cnn.json``: a spec of layers from a file, with the
+    JSON, HTML and plot reports, which name BatchNorm's model state."""
+    require("sklearn")
+    require("matplotlib")
+    path = tmp_path / "cnn.json"
+    path.write_text(digits_cnn_spec().replace(epochs=1).to_json())
+    paths = {flag: str(tmp_path / f"report{suffix}")
+             for flag, suffix in (("--json", ".json"), ("--html", ".html"), ("--plot", ".png"))}
+    argv = ["compare", "--spec", str(path), "--dataset", "digits_images"]
+    assert main([*argv, *(item for pair in paths.items() for item in pair)]) == 0
+    assert "verdict: PARITY OK" in capsys.readouterr().out
+    report = json.loads(Path(paths["--json"]).read_text())
+    for backend in ("torch", "jax"):
+        names = list(report["parity"][backend]["differences"])
+        assert {"3.weight", "model 4.running_var", "9.bias"} <= set(names)
+        assert "3.bias" not in names                           # Conv2d(..., bias=False)
+    assert "model 4.running_mean" in Path(paths["--html"]).read_text()
+    assert Path(paths["--plot"]).read_bytes().startswith(b"\x89PNG")
+
+
+def test_cli_a_cnn_saved_by_torch_resumes_in_jax_as_the_uninterrupted_run(tmp_path, capsys):
+    """--save and --resume across backends with BatchNorm's running statistics, Adam's
+    state and Dropout's masks: two epochs, one in torch and one in JAX, end where
+    two NumPy epochs end."""
+    for backend in ("torch", "jax"):
+        require(backend)
+    require("sklearn")
+    saved, resumed = tmp_path / "one.npz", tmp_path / "two.npz"
+    common = ["--recipe", "digits_cnn"]
+    assert main(["train", *common, "--epochs", "1", "--backend", "torch",
+                 "--save", str(saved)]) == 0
+    assert main(["train", "--resume", str(saved), "--epochs", "2", "--dataset",
+                 "digits_images", "--backend", "jax", "--save", str(resumed)]) == 0
+    capsys.readouterr()
+    spec = digits_cnn_spec().replace(epochs=2)
+    whole = train(spec, load_dataset("digits_images"), backend="numpy")
+    loaded = load_checkpoint(resumed)
+    tol = POLICY["float64"]
+    assert tensorwise_difference(to_flat(loaded.params), to_flat(whole.params), tol).ok
+    assert tensorwise_difference(to_flat(loaded.model_state), to_flat(whole.model_state),
+                                 tol).ok

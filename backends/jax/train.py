@@ -89,10 +89,11 @@ def _train(params, model_state, opt_state, x, y, full, tail, draws, n_epochs, hy
 
 def epoch_capacity(n_rows: int, drawn_per_row: int = 0) -> int:
     """Epochs per compiled call: up to 1024, at most 2**20 row indices, and at most
-    2**26 drawn mask elements (``drawn_per_row`` per row and epoch), one at least."""
+    2**22 drawn mask elements (``drawn_per_row`` per row and epoch; 4 MB of masks,
+    copied in on every call however few epochs it runs); one at least."""
     capacity = min(1024, 2**20 // max(n_rows, 1))
     if drawn_per_row:
-        capacity = min(capacity, 2**26 // (n_rows * drawn_per_row))
+        capacity = min(capacity, 2**22 // (n_rows * drawn_per_row))
     return max(1, capacity)
 
 
