@@ -1,8 +1,8 @@
 """A convolutional network with every layer kind, trained in all three backends.
 
 The layer kinds are each checked alone (tests/test_layer_*.py); here they train
-together: Conv2d, BatchNorm, MaxPool2d, LayerNorm, AvgPool2d, Flatten, Dense,
-RMSNorm and activations, on image batches with shuffling and a partial last
+together: Conv2d, BatchNorm, MaxPool2d, LayerNorm, AvgPool2d, Flatten, Dropout,
+Dense, RMSNorm and activations, on image batches with shuffling and a partial last
 batch, and ``compare`` must find parity in float64 and float32.
 
 A trap the parity harness explains: a bias right before BatchNorm has an
@@ -23,7 +23,8 @@ import pytest
 from conftest import require
 
 from nnparity.shared import (Activation, Adam, AvgPool2d, BatchNorm, Conv2d, Dataset, Dense,
-                             Flatten, LayerNorm, MaxPool2d, NetworkSpec, RMSNorm, compare)
+                             Dropout, Flatten, LayerNorm, MaxPool2d, NetworkSpec, RMSNorm,
+                             compare)
 
 
 def cnn(dtype: str = "float64", bias_before_batch_norm: bool = False) -> NetworkSpec:
@@ -32,7 +33,7 @@ def cnn(dtype: str = "float64", bias_before_batch_norm: bool = False) -> Network
         layers=(Conv2d(4, 3, padding=1, bias=bias_before_batch_norm), BatchNorm(),  # (4, 8, 8)
                 Activation("tanh"), MaxPool2d(2),                                     # (4, 4, 4)
                 Conv2d(6, 3, padding="same"), LayerNorm(dims=3), Activation("gelu"),  # (6, 4, 4)
-                AvgPool2d(2), Flatten(),                                              # (24,)
+                AvgPool2d(2), Flatten(), Dropout(0.2),                                # (24,)
                 Dense(8), RMSNorm(), Activation("silu"), Dense(4)),                   # (4,)
         loss="cross_entropy", optimizer=Adam(lr=0.01), batch_size=5, epochs=6, shuffle=True,
         init="torch_default", dtype=dtype)
