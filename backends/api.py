@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from nnparity.shared.core.checkpoint import Checkpoint
-from nnparity.shared.core.data import (Dataset, batch_plan, check_fits, check_training_batches,
-                                       predict_bytes, run_bytes)
+from nnparity.shared.core.data import (Dataset, batch_plan, check_fits, check_inputs,
+                                       check_training_batches, inputs_as, predict_bytes,
+                                       run_bytes)
 from nnparity.shared.core.init import (check_model_state, check_params, init_model_state,
                                        init_params)
 from nnparity.shared.core.layers import Activation
@@ -25,7 +26,7 @@ from nnparity.shared.core.spec import NetworkSpec, check_activation_in_dtype, ch
 from nnparity.shared.core.trajectory import Snapshot, copy_state
 from nnparity.shared.core.tree import Params, copy_tree
 from nnparity.shared.core.validation import (INT64_MAX, check_array, check_count,
-                                             check_float_array, check_memory, check_shape, fail,
+                                             check_float_array, check_memory, fail,
                                              plain_layout)
 
 from .registry import check_backend, get_backend
@@ -228,7 +229,7 @@ def measure_metrics(spec: NetworkSpec, params: Params, model_state: Params, data
 def as_arrays(spec: NetworkSpec, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x in spec.dtype (n, *input_shape); y in spec.dtype, or int64 class labels (n,)."""
     y = y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(spec.dtype)
-    return x.astype(spec.dtype), y
+    return inputs_as(spec, x), y
 
 
 def predict(spec: NetworkSpec, params: Params, x: np.ndarray, backend: str = "numpy", *,
@@ -241,11 +242,10 @@ def predict(spec: NetworkSpec, params: Params, x: np.ndarray, backend: str = "nu
     params = check_params(spec, params)
     model_state = (init_model_state(spec) if model_state is None
                    else check_model_state(spec, model_state))
-    check_float_array("x", x, 1 + len(spec.input_shape), spec.dtype)
-    check_shape("x", x, (x.shape[0], *spec.input_shape))
+    check_inputs(spec, "x", x)
     check_memory("x.shape", x.shape, predict_bytes(spec, x.shape[0]))
     module = get_backend(backend)
-    return module.predict(spec, params, model_state, x.astype(spec.dtype))
+    return module.predict(spec, params, model_state, inputs_as(spec, x))
 
 
 def activation_with_grad(name: str, x: np.ndarray, backend: str = "numpy",

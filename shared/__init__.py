@@ -22,6 +22,7 @@ from nnparity.shared.core.layers import Activation, Dense, Layer
 from nnparity.shared.core.layers.batch_norm import BatchNorm
 from nnparity.shared.core.layers.conv import Conv1d, Conv2d
 from nnparity.shared.core.layers.dropout import Dropout
+from nnparity.shared.core.layers.embedding import Embedding
 from nnparity.shared.core.layers.flatten import Flatten
 from nnparity.shared.core.layers.norm import LayerNorm, RMSNorm
 from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
@@ -52,8 +53,8 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Activation", "ACTIVATIONS", "Adam", "AdamW", "AvgPool1d", "AvgPool2d", "BackendParity",
     "BatchNorm", "Checkpoint", "compare", "Conv1d", "Conv2d", "Dataset", "Dense",
-    "digits_cnn_spec", "DivergenceError", "Dropout", "flat_names", "Flatten", "from_flat",
-    "init_model_state", "init_params",
+    "digits_cnn_spec", "DivergenceError", "Dropout", "Embedding", "flat_names", "Flatten",
+    "from_flat", "init_model_state", "init_params",
     "InputTypeError", "InputValueError", "Layer", "LayerNorm", "load_checkpoint", "load_dataset",
     "MaxPool1d", "MaxPool2d", "MissingFrameworkError", "NetworkSpec", "notebook_data",
     "notebook_spec", "OptimizerState", "ParityReport", "POLICY", "RECIPES", "RMSNorm", "RMSprop",

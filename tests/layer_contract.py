@@ -65,9 +65,14 @@ def torch_oracle(kind: str):
 
 
 def data_for(spec: NetworkSpec, rows: int = 12, seed: int = 0) -> Dataset:
-    """Seeded regression data shaped for ``spec`` (targets of ``spec.n_outputs`` columns)."""
+    """Seeded regression data shaped for ``spec`` (targets of ``spec.n_outputs`` columns):
+    x Gaussian, or integer tokens of the whole vocabulary for a network that starts
+    with an Embedding."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((rows, *spec.input_shape))
+    if spec.takes_tokens:
+        x = rng.integers(0, spec.layers[0].num_embeddings, (rows, *spec.input_shape))
+    else:
+        x = rng.standard_normal((rows, *spec.input_shape))
     y = rng.standard_normal((rows, spec.n_outputs))
     return Dataset(x, y, x[:4], y[:4])
 

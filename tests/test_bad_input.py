@@ -409,8 +409,12 @@ CASES = [
          "x_train.dtype", "'object'", "float32 or float64"),
     case("Dataset-x_train-object-numbers", lambda: data(x_train=X.astype(object)), TypeError,
          "x_train.dtype", "'object'", "float32 or float64"),
-    case("Dataset-x_train-int", lambda: data(x_train=X.astype(np.int64)), TypeError,
-         "x_train.dtype", "'int64'", "float32 or float64"),
+    # integer x is a Dataset of tokens (for an Embedding); a float network refuses it
+    case("train-x_train-int", lambda: train(spec(), data(
+        x_train=X.astype(np.int64), x_test=notebook_data().x_test.astype(np.int64))),
+        TypeError, "x_train.dtype", "'int64'", "float32 or float64"),
+    case("Dataset-x_test-float-with-int-x_train", lambda: data(x_train=X.astype(np.int64)),
+         TypeError, "x_test.dtype", "'float64'", "inputs of the same kind as x_train"),
     case("Dataset-x_train-bool", lambda: data(x_train=X > 30), TypeError,
          "x_train.dtype", "'bool'", "float32 or float64"),
     case("Dataset-x_train-complex", lambda: data(x_train=X.astype(complex)), TypeError,

@@ -239,8 +239,11 @@ def dataset_errors():
     x, y, xt, yt = a["x_train"], a["y_train"], a["x_test"], a["y_test"]
     return [
         pytest.param(dict(x_train=x.astype(np.int64)), TypeError,
-                     named(r"x_train\.dtype", "'int64'"),
-                     id="x_train-int"),
+                     named(r"x_test\.dtype", "'float64'"),
+                     id="x_train-int-x_test-float"),
+        pytest.param(dict(x_train=x > 25), TypeError,
+                     named(r"x_train\.dtype", "'bool'"),
+                     id="x_train-bool"),
         pytest.param(dict(y_train=y.astype(np.int64)), TypeError,
                      named(r"y_train\.dtype", "'int64'"),
                      id="y_train-int"),

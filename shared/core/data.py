@@ -8,8 +8,8 @@ import numpy as np
 from nnparity.shared.core.losses import LOSSES, check_targets
 from nnparity.shared.core.optimizers import state_buffers
 from nnparity.shared.core.spec import NetworkSpec
-from nnparity.shared.core.validation import (check_float_array, check_shape, check_targets_array,
-                                             fail)
+from nnparity.shared.core.validation import (check_array, check_float_array, check_input_array,
+                                             check_shape, check_targets_array, fail)
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,11 @@ class Dataset:
     """Training and test data.
 
     Args:
-        x_train: (n_train, *input_shape) float32/float64 array, finite.
+        x_train: (n_train, *input_shape) float32/float64 array, finite; or an
+            integer array of tokens, for a network that starts with an Embedding.
         y_train: targets: (n_train, n_out) float array, or (n_train,) integer
             class labels (for ``cross_entropy``).
-        x_test: (n_test, *input_shape) float array, finite.
+        x_test: (n_test, *input_shape), of the same kind as x_train.
         y_test: targets of the test rows, of the same kind as y_train.
 
     Each is a plain ``np.ndarray`` (or ``np.memmap``): masked arrays and np.matrix
@@ -35,7 +36,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
-            x = check_float_array(f"x_{split}", getattr(self, f"x_{split}"), None)
+            x = check_input_array(f"x_{split}", getattr(self, f"x_{split}"))
             if x.ndim < 2:
                 fail(f"x_{split}.ndim", x.ndim, "at least 2: (rows, *input_shape)")
             y = check_targets_array(f"y_{split}", getattr(self, f"y_{split}"))
@@ -48,6 +49,9 @@ class Dataset:
             what = (f"{self.x_train.shape[1]} columns" if self.x_train.ndim == 2
                     else f"rows of shape {self.x_train.shape[1:]}")
             fail("x_test.shape", self.x_test.shape, f"{what}, as many as x_train")
+        if (self.x_test.dtype.kind == "f") != (self.x_train.dtype.kind == "f"):
+            fail("x_test.dtype", self.x_test.dtype.name,
+                 f"inputs of the same kind as x_train ({self.x_train.dtype.name})", TypeError)
         if (self.y_test.dtype.kind == "f") != (self.y_train.dtype.kind == "f"):
             fail("y_test.dtype", self.y_test.dtype.name,
                  f"targets of the same kind as y_train ({self.y_train.dtype.name})", TypeError)
@@ -156,10 +160,34 @@ def check_fits(spec: NetworkSpec, data: Dataset) -> None:
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         # again: the arrays may have changed since the Dataset was built
-        check_float_array(f"x_{split}", x, 1 + len(spec.input_shape), spec.dtype)
-        check_shape(f"x_{split}", x, (x.shape[0], *spec.input_shape))
+        check_inputs(spec, f"x_{split}", x)
         check_targets(spec.loss, f"y_{split}", y, spec.n_outputs)
         check_targets_array(f"y_{split}", y, spec.dtype)
+
+
+def check_inputs(spec: NetworkSpec, name: str, x: object) -> None:
+    """x (n, *input_shape) as ``spec`` takes it: floats that stay finite in
+    spec.dtype, or, when the network starts with an Embedding, integer tokens in
+    its range (checked before any work: JAX would return NaN or clamp)."""
+    ndim = 1 + len(spec.input_shape)
+    if spec.takes_tokens:
+        check_array(name, x)
+        assert isinstance(x, np.ndarray)
+        if x.dtype.kind == "f":
+            fail(f"{name}.dtype", x.dtype.name, "integer tokens: the network starts with an "
+                 "Embedding (convert explicitly, e.g. x.astype(np.int64))", TypeError)
+        if x.ndim != ndim:
+            fail(f"{name}.shape", x.shape, f"{ndim} dimensions")
+        spec.layers[0].check_tokens(name, x)
+    else:
+        check_float_array(name, x, ndim, spec.dtype)
+        assert isinstance(x, np.ndarray)
+    check_shape(name, x, (x.shape[0], *spec.input_shape))
+
+
+def inputs_as(spec: NetworkSpec, x: np.ndarray) -> np.ndarray:
+    """Checked inputs as every backend takes them: int64 tokens, or spec.dtype floats."""
+    return x.astype(np.int64) if spec.takes_tokens else x.astype(spec.dtype)
 
 
 def check_training_batches(spec: NetworkSpec, n_rows: int) -> None:

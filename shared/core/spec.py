@@ -239,6 +239,9 @@ class NetworkSpec:
             if not isinstance(layer, Layer) or getattr(type(layer), "kind", None) not in LAYERS:
                 fail(f"layers[{index}]", layer, "a layer spec such as Dense(4) or "
                      f"Activation('relu') (kinds: {', '.join(LAYERS)})", TypeError)
+            if layer.takes_tokens and index > 0:
+                fail(f"layers[{index}]", layer, "a layer that takes the data's integer tokens "
+                     "(an Embedding) only as layers[0]")
             layer.check_input(shape, f"layers[{index}] input shape")
             n_parameters += sum(int(np.prod(s)) for s in layer.param_shapes(shape).values())
             shape = layer.output_shape(shape)
@@ -267,6 +270,11 @@ class NetworkSpec:
     def output_shape(self) -> Shape:
         """One output row's shape, (k,)."""
         return self.layer_input_shapes[-1]
+
+    @property
+    def takes_tokens(self) -> bool:
+        """True when the input is integer tokens (the first layer is an Embedding)."""
+        return self.layers[0].takes_tokens
 
     @property
     def n_outputs(self) -> int:

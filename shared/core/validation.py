@@ -231,6 +231,16 @@ def dtype_name(dtype: np.dtype) -> str:
     return dtype.name if dtype.isnative else dtype.str
 
 
+def check_input_array(name: str, value: Any) -> np.ndarray:
+    """Network inputs: a finite float32/float64 array (``check_float_array``), or an
+    integer array of tokens (for a network that starts with an Embedding, which
+    checks their range). Bool arrays are neither."""
+    check_array(name, value)
+    if value.dtype.kind in "iu":
+        return value
+    return check_float_array(name, value, None)
+
+
 def check_shape(name: str, value: np.ndarray, expected: tuple) -> None:
     if value.shape != tuple(expected):
         fail(f"{name}.shape", value.shape, f"shape {tuple(expected)}")

@@ -32,7 +32,7 @@ import numpy as np
 from nnparity.backends import as_arrays, train
 from nnparity.backends.contract import StepResult
 from nnparity.backends.registry import BACKENDS, check_backend, get_backend
-from nnparity.shared.core.data import Dataset, batch_plan, check_fits
+from nnparity.shared.core.data import Dataset, batch_plan, check_fits, inputs_as
 from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.optimizers import OptimizerState, state_buffers
 from nnparity.shared.core.spec import NetworkSpec
@@ -370,7 +370,7 @@ def compare(spec: NetworkSpec, data: Dataset,
         seconds[name] = time.perf_counter() - start
         diverged[name] = None
         results[name] = result
-        x_test = data.x_test.astype(spec.dtype)
+        x_test = inputs_as(spec, data.x_test)
         predictions[name] = modules[name].predict(spec, result.params, result.model_state,
                                                   x_test)
         named[name] = quantities(result.params, result.model_state, predictions[name],

@@ -25,6 +25,9 @@ class Layer:
     kind: ClassVar[str]
     #: True for a kind that draws randomness in training (Dropout): see ``draw``
     random: ClassVar[bool] = False
+    #: True for a kind whose input is the data's integer tokens (Embedding), which
+    #: then implements ``check_tokens(name, x)``; it can only be the first layer
+    takes_tokens: ClassVar[bool] = False
     __dataclass_fields__: ClassVar[dict[str, Field[Any]]]   # every layer spec is a dataclass
 
     def check_input(self, input_shape: Shape, label: str) -> None:
@@ -66,6 +69,11 @@ class Layer:
         input is ``shape`` (batch axis included), from ``rng`` (see
         ``nnparity.shared.core.draws``, which calls it)."""
         raise AssertionError(f"layer kind {self.kind!r} draws nothing")
+
+    def check_tokens(self, name: str, x: Any) -> None:
+        """For a kind that ``takes_tokens``: raise unless the data array ``x`` (named
+        ``name``) holds tokens this layer can take."""
+        raise AssertionError(f"layer kind {self.kind!r} takes no tokens")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible ``{"kind": ..., field: value}`` for every dataclass field,
