@@ -1,0 +1,210 @@
+"""GRU, plugged into the shared layer tests (``layer_contract.py``); its oracle is
+``torch.nn.GRU(batch_first=True)``. Beside them: one layer with random parameters in
+every backend against torch in float64 and float32 (y, dL/dx and every weight's
+gradient), and the conventions other frameworks use, each shown to differ from
+torch's: Keras's gate order z, r, h, the reset applied before the recurrent matmul
+(Keras's reset_after=False), and flax's form of the update."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from layer_contract import LayerContract
+from layer_vjp import backend_against_torch, torch_results
+
+from nnparity.shared import POLICY, SGD, Adam, Dense, Flatten, NetworkSpec
+from nnparity.shared.core.layers import layer_from_dict
+from nnparity.shared.core.layers.recurrent import GRU
+from nnparity.shared.core.tolerance import tensorwise_difference
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def torch_module(layer: GRU, input_shape):
+    """``torch.nn.GRU`` (batch_first) returning its output sequence, or its last step
+    with return_sequence=False. A subclass, not a wrapper, so that the state_dict
+    keys are ``weight_ih_l0``... as ours (a wrapper would prefix them)."""
+    import torch
+
+    class Oracle(torch.nn.GRU):
+        def forward(self, x):
+            out, _ = super().forward(x)                  # zero h0
+            return out if layer.return_sequence else out[:, -1]
+
+    return Oracle(input_shape[-1], layer.hidden_size, num_layers=layer.num_layers,
+                  bias=layer.bias, batch_first=True)
+
+
+def network(*layers, init="torch_default", optimizer=None, seed=0, input_shape=(5, 3)):
+    return NetworkSpec(input_shape=input_shape, layers=layers, init=init,
+                       optimizer=optimizer or SGD(lr=0.05), batch_size=4, epochs=2, seed=seed)
+
+
+class TestGRU(LayerContract):
+    cases = {
+        "gru-flatten-dense": network(GRU(4), Flatten(), Dense(2)),
+        "gru-last-dense": network(GRU(4, return_sequence=False), Dense(2), seed=1),
+        "two-layers-adam": network(GRU(3, num_layers=2, return_sequence=False), Dense(2),
+                                   optimizer=Adam(lr=0.01), seed=2),
+        "one-step": network(GRU(4), Flatten(), Dense(2), input_shape=(1, 3), seed=3),
+        "no-bias-xavier": network(GRU(3, bias=False), Flatten(), Dense(2),
+                                  init="xavier_uniform", seed=4),
+        "stacked-grus": network(GRU(3), GRU(2, return_sequence=False), Dense(1), seed=5),
+    }
+
+
+# ----------------------------------------------------- one layer, random parameters
+
+def random_layer(layer, input_shape, dtype, seed=0, batch=4):
+    """(params, x, d_y): parameters U(-1, 1) (pre-activations of order 1, no gate
+    saturated), x ~ N(0, 1), d_y ~ N(0, 1) shaped like the output, all in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    params = {name: rng.uniform(-1, 1, shape).astype(dtype)
+              for name, shape in layer.param_shapes(input_shape).items()}
+    x = rng.standard_normal((batch, *input_shape)).astype(dtype)
+    d_y = rng.standard_normal((batch, *layer.output_shape(input_shape))).astype(dtype)
+    return params, x, d_y
+
+
+LAYERS = {"one": (GRU(6), (5, 4)), "last-step": (GRU(6, return_sequence=False), (5, 4)),
+          "two-layers": (GRU(5, num_layers=2), (4, 3)), "no-bias": (GRU(4, bias=False), (5, 3)),
+          "one-step": (GRU(3, num_layers=2, return_sequence=False), (1, 2))}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("which", list(LAYERS))
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
+def test_values_and_gradients_match_torch(backend, which, dtype):
+    layer, shape = LAYERS[which]
+    params, x, d_y = random_layer(layer, shape, dtype)
+    difference = backend_against_torch(backend, layer, params, x, d_y)
+    assert difference.ok, difference
+
+
+# ----------------------------------------------------- other frameworks' conventions
+
+def gru_variant(params, x, *, order="rzn", reset_after=True, blend="torch"):
+    """A float64 NumPy GRU layer (one layer, zero h0) reading the same torch-named
+    parameters another way: ``order`` the gate blocks' order in the stacked rows
+    (Keras's "zrn"), ``reset_after=False`` applies r to h before the matmul
+    (n = tanh(gi_n + (r * h) @ W_hn.T + b_hn), Keras's reset_after=False, Cho et al.
+    v3), ``blend="flax"`` updates with (1 - z) * n + z * h."""
+    def sigmoid(a):
+        return 1 / (1 + np.exp(-a))
+    w_ih, w_hh = params["weight_ih_l0"], params["weight_hh_l0"]
+    b_ih, b_hh = params["bias_ih_l0"], params["bias_hh_l0"]
+    H = w_hh.shape[1]
+    blocks = {name: slice(i * H, (i + 1) * H) for i, name in enumerate(order)}
+    h = np.zeros((x.shape[0], H))
+    out = []
+    for t in range(x.shape[1]):
+        gi = x[:, t] @ w_ih.T + b_ih
+        gh = h @ w_hh.T + b_hh
+        r = sigmoid(gi[:, blocks["r"]] + gh[:, blocks["r"]])
+        z = sigmoid(gi[:, blocks["z"]] + gh[:, blocks["z"]])
+        if reset_after:
+            n = np.tanh(gi[:, blocks["n"]] + r * gh[:, blocks["n"]])
+        else:
+            n = np.tanh(gi[:, blocks["n"]] + (r * h) @ w_hh[blocks["n"]].T + b_hh[blocks["n"]])
+        h = n + z * (h - n) if blend == "torch" else (1 - z) * n + z * h
+        out.append(h)
+    return np.stack(out, axis=1)
+
+
+def oracle(layer, params, x):
+    return torch_results(layer, params, x, np.zeros((x.shape[0], x.shape[1],
+                                                     layer.hidden_size)))[0]
+
+
+def test_the_variant_helper_in_torch_form_matches_torch():
+    layer, shape = LAYERS["one"]
+    params, x, _ = random_layer(layer, shape, "float64")
+    expected = oracle(layer, params, x)
+    assert tensorwise_difference({"y": gru_variant(params, x)}, {"y": expected},
+                                 POLICY["float64"]).ok
+
+
+@pytest.mark.parametrize("variant, kwargs", [
+    ("keras-gate-order-z-r-h", {"order": "zrn"}),
+    ("reset-before-the-matmul", {"reset_after": False}),
+])
+def test_negative_control_other_conventions_fail_against_torch(variant, kwargs):
+    """Keras stacks the gates z, r, h (layer-traps.md §7 measured 0.54 relative for
+    swapping r and z); Keras's reset_after=False applies r before the matmul (0.24).
+    Here both are far beyond even the float32 policy."""
+    layer, shape = LAYERS["one"]
+    params, x, _ = random_layer(layer, shape, "float64")
+    expected = oracle(layer, params, x)
+    ours = gru_variant(params, x, **kwargs)
+    assert not tensorwise_difference({"y": ours}, {"y": expected}, POLICY["float32"]).ok
+    assert np.max(np.abs(ours - expected)) > 0.05 * np.max(np.abs(expected)), variant
+
+
+def test_flax_update_form_differs_bitwise_but_within_the_policy():
+    """flax's (1 - z) * n + z * h equals torch's n + z * (h - n) in exact arithmetic;
+    in float64 it rounds differently in a large share of the elements, by about an
+    ulp: not bitwise, but far inside the float64 policy (rtol 1e-10). The NumPy
+    backend, with torch's form, matches the torch-form helper bitwise."""
+    from nnparity.backends.numpy.layers import gru
+    layer = GRU(16)
+    params, x, _ = random_layer(layer, (20, 8), "float64", batch=16)
+    torch_form, flax_form = gru_variant(params, x), gru_variant(params, x, blend="flax")
+    differ = np.mean(torch_form != flax_form)
+    assert differ > 0.2, differ
+    assert np.max(np.abs(torch_form - flax_form)) < 1e-14
+    expected = oracle(layer, params, x)
+    assert tensorwise_difference({"y": flax_form}, {"y": expected}, POLICY["float64"]).ok
+    ours = gru.forward(layer, params, {}, x, False)[0]
+    assert tensorwise_difference({"y": ours}, {"y": expected}, POLICY["float64"]).ok
+
+
+# ------------------------------------------------------------------ the spec
+
+def test_gru_shapes_round_trip_and_validation():
+    spec = network(GRU(4, num_layers=2), Flatten(), Dense(2))
+    assert spec.param_shapes[0] == {
+        "weight_ih_l0": (12, 3), "weight_hh_l0": (12, 4), "bias_ih_l0": (12,),
+        "bias_hh_l0": (12,), "weight_ih_l1": (12, 4), "weight_hh_l1": (12, 4),
+        "bias_ih_l1": (12,), "bias_hh_l1": (12,)}
+    assert spec.layer_input_shapes == ((5, 3), (5, 4), (20,), (2,))
+    assert network(GRU(4, bias=False, return_sequence=False), Dense(1)).param_shapes[0] == \
+        {"weight_ih_l0": (12, 3), "weight_hh_l0": (12, 4)}
+    assert GRU(4).fans((5, 3)) == (3, 12)
+    for layer in (GRU(4), GRU(2, num_layers=3, bias=False, return_sequence=False)):
+        assert layer_from_dict(layer.to_dict()) == layer
+    assert NetworkSpec.from_json(spec.to_json()) == spec
+    for field, value, error in (("hidden_size", 0, ValueError), ("hidden_size", 2.0, TypeError),
+                                ("hidden_size", 2**24 + 1, ValueError),
+                                ("num_layers", 0, ValueError), ("num_layers", 1025, ValueError),
+                                ("bias", 1, TypeError), ("return_sequence", "yes", TypeError)):
+        kwargs = {"hidden_size": 4, field: value}
+        with pytest.raises(error, match=f"GRU.{field}"):
+            GRU(**kwargs)
+    with pytest.raises(ValueError, match=r"2 axes \(T, I\)"):
+        network(GRU(4), Dense(1), input_shape=(5,))
+    with pytest.raises(ValueError, match=r"2 axes \(T, I\)"):
+        network(GRU(4), Flatten(), Dense(1), input_shape=(2, 5, 3))
+    with pytest.raises(ValueError, match="fields of GRU"):
+        layer_from_dict({"kind": "gru", "hidden_size": 4, "batch_first": True})
+
+
+def test_init_rules():
+    """torch_default: every tensor U(-1/sqrt(H), 1/sqrt(H)) in state-dict order; the
+    other rules each weight matrix with its own fans, biases 0."""
+    from nnparity.shared import init_params
+    shape = (5, 3)
+    layer = GRU(4, num_layers=2)
+    spec = network(layer, Flatten(), Dense(2))
+    params = init_params(spec)[0]
+    rng = np.random.RandomState(spec.seed)
+    for name, value in params.items():
+        assert np.array_equal(value, (2.0 * rng.rand(*value.shape) - 1.0) / 2.0), name
+    for rule in ("uniform_fan_in", "xavier_uniform", "he_normal", "zeros"):
+        params = init_params(network(layer, Flatten(), Dense(2), init=rule))[0]
+        for name, value in params.items():
+            if name.startswith("bias"):
+                assert not value.any(), (rule, name)
+        if rule == "uniform_fan_in":
+            assert params["weight_ih_l0"].max() < 1 / 3 and params["weight_hh_l0"].max() < 1 / 4
+        if rule == "xavier_uniform":
+            assert np.abs(params["weight_ih_l0"]).max() <= np.sqrt(6 / (3 + 12))
+    assert layer.param_shapes(shape)["weight_ih_l1"] == (12, 4)
