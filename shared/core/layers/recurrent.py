@@ -39,13 +39,15 @@ from typing import ClassVar
 import numpy as np
 
 from nnparity.shared.core.layers.base import Layer, Shape, draw_weight_and_bias
-from nnparity.shared.core.validation import check_bool, check_count, fail
+from nnparity.shared.core.validation import check_bool, check_choice, check_count, fail
 
 #: the largest hidden_size (as Dense's units; the spec's cap of 2**32 - 1 parameters
 #: bounds a recurrent layer far sooner: G*H*(I + H) of them in the first layer)
 MAX_HIDDEN_SIZE = 2**24
 #: the most stacked layers in one recurrent layer (the spec's cap on layers)
 MAX_NUM_LAYERS = 1024
+#: RNN's nonlinearities, torch's names
+NONLINEARITIES = ("tanh", "relu")
 
 
 class _Recurrent:
@@ -120,6 +122,51 @@ class _Recurrent:
                 out[name] = draw_weight_and_bias(rule, rng, shape, (shape[1], shape[0]),
                                                  bias=False)["weight"]
         return out
+
+
+@dataclass(frozen=True)
+class RNN(_Recurrent, Layer):
+    """(batch, T, I) -> (batch, T, H), or (batch, H) with ``return_sequence=False``, as
+    ``torch.nn.RNN(I, hidden_size, num_layers, nonlinearity, bias, batch_first=True)``:
+
+        h_t = act(x_t @ weight_ih.T + bias_ih + h_{t-1} @ weight_hh.T + bias_hh)
+
+    with act ``tanh`` (default) or ``relu`` (its derivative 0 at 0), h_0 = 0, each
+    stacked layer reading the previous one's h sequence. Parameters and init: see the
+    module docstring (G = 1)."""
+
+    hidden_size: int
+    nonlinearity: str = "tanh"
+    num_layers: int = 1
+    bias: bool = True
+    return_sequence: bool = True
+    kind: ClassVar[str] = "rnn"
+    gates: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("RNN.nonlinearity", self.nonlinearity, NONLINEARITIES)
+
+
+@dataclass(frozen=True)
+class LSTM(_Recurrent, Layer):
+    """(batch, T, I) -> (batch, T, H), or (batch, H) with ``return_sequence=False``, as
+    ``torch.nn.LSTM(I, hidden_size, num_layers, bias, batch_first=True)``: gates
+    i, f, g, o stacked in that order along the rows of weight_ih/weight_hh (G = 4),
+
+        a = x_t @ weight_ih.T + bias_ih + h_{t-1} @ weight_hh.T + bias_hh   (batch, 4H)
+        i, f, g, o = sigmoid(a_i), sigmoid(a_f), tanh(a_g), sigmoid(a_o)
+        c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+
+    h_0 = c_0 = 0; the output is h (not c). No forget-gate bias of 1 at init (Keras's
+    ``unit_forget_bias``); no projection (torch's ``proj_size``)."""
+
+    hidden_size: int
+    num_layers: int = 1
+    bias: bool = True
+    return_sequence: bool = True
+    kind: ClassVar[str] = "lstm"
+    gates: ClassVar[int] = 4
 
 
 @dataclass(frozen=True)
