@@ -20,7 +20,7 @@ from nnparity.shared.core.data import (Dataset, batch_plan, check_fits, check_in
 from nnparity.shared.core.init import (check_model_state, check_params, init_model_state,
                                        init_params)
 from nnparity.shared.core.layers import Activation
-from nnparity.shared.core.losses import LOSSES, check_loss_params, check_targets
+from nnparity.shared.core.losses import IGNORE_INDEX, LOSSES, check_loss_params, check_targets
 from nnparity.shared.core.optimizers import OptimizerState, init_state
 from nnparity.shared.core.spec import NetworkSpec, check_activation_in_dtype, check_loss_in_dtype
 from nnparity.shared.core.trajectory import Snapshot, copy_state
@@ -198,8 +198,9 @@ def resume_point(spec: NetworkSpec, resume: object, n_rows: int) -> int:
 def evaluate(spec: NetworkSpec, params: Params, data: Dataset, backend: str = "numpy", *,
              model_state: Params | None = None) -> dict[str, float]:
     """Test-set metrics: ``{"test_loss": L}``, plus ``"test_accuracy"`` for
-    classification losses (argmax for cross_entropy, logit > 0 vs target > 1/2
-    for bce_with_logits). Predictions come from ``backend``; the loss is the
+    classification losses (argmax over the last axis for cross_entropy, at the
+    counted positions of sequence labels; logit > 0 vs target > 1/2 for
+    bce_with_logits). Predictions come from ``backend``; the loss is the
     NumPy reference's."""
     check_fits(spec, data)
     check_backend(backend)
@@ -219,8 +220,9 @@ def measure_metrics(spec: NetworkSpec, params: Params, model_state: Params, data
     x, y = as_arrays(spec, data.x_test, data.y_test)
     p = module.predict(spec, params, model_state, x)         # (n_test, k)
     metrics = {"test_loss": float(NUMPY_LOSSES[spec.loss][0](p, y, **spec.loss_kwargs))}
-    if spec.loss == "cross_entropy":
-        metrics["test_accuracy"] = float(np.mean(p.argmax(axis=1) == y))
+    if spec.loss == "cross_entropy":                         # over the counted positions
+        counted = y != IGNORE_INDEX
+        metrics["test_accuracy"] = float(np.mean((p.argmax(axis=-1) == y)[counted]))
     elif spec.loss == "bce_with_logits":
         metrics["test_accuracy"] = float(np.mean((p > 0) == (y > 0.5)))
     return metrics
@@ -273,7 +275,7 @@ def loss_with_grad(name: str, p: np.ndarray, y: np.ndarray, backend: str = "nump
     checked = check_loss_params(name, params)
     check_float_array("p", p, 2)
     check_array("y", y)
-    check_targets(name, "y", y, p.shape[1])
+    check_targets(name, "y", y, p.shape[1:])
     if y.shape[0] != p.shape[0]:
         fail("y.shape", y.shape, f"{p.shape[0]} rows, as many as p (shape {p.shape})")
     if y.dtype.kind == "f":

@@ -421,8 +421,10 @@ CASES = [
          "x_train.dtype", "'complex128'", "float32 or float64"),
     case("Dataset-x_train-float16", lambda: data(x_train=X.astype(np.float16)), TypeError,
          "x_train.dtype", "'float16'", "float32 or float64"),
-    case("Dataset-y_train-int-2d", lambda: data(y_train=Y.astype(np.int64)), TypeError,
-         "y_train.dtype", "'int64'", "float32 or float64"),
+    # integer (n, k) targets are sequence labels; a (k,) output refuses them
+    case("train-y-int-2d", lambda: train(ce_spec(), data(
+        y_train=np.zeros((4, 1), np.int64), y_test=np.zeros((1, 1), np.int64))), ValueError,
+        "y_train.shape", "(4, 1)", "(4,) class labels"),
     case("Dataset-y_train-object", lambda: data(y_train=Y.astype(object)), TypeError,
          "y_train.dtype", "'object'", "float32 or float64"),
     # rows may have any shape (a spec's input_shape), but x_test's must be x_train's

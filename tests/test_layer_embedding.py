@@ -91,14 +91,17 @@ def test_the_padding_rows_forward_value_is_the_row_as_in_torch():
     module.weight.data = torch.from_numpy(weight)
     expected = module(torch.from_numpy(x)).detach().numpy()
     assert np.array_equal(expected[:, [0, 2]][0], weight[[2, 2]])
-    require("jax")
+    jax = require("jax")
     from nnparity.backends.jax.layers import embedding as jax_embedding
     from nnparity.backends.torch.layers import embedding as torch_embedding
+    with jax.enable_x64(True):
+        jax_y = np.asarray(jax_embedding.forward(layer, {"weight": jax.numpy.asarray(weight)},
+                                                 {}, x, True)[0])
     results = {
         "numpy": numpy_embedding.forward(layer, {"weight": weight}, {}, x, True)[0],
         "torch": torch_embedding.forward(layer, {"weight": torch.from_numpy(weight)}, {},
                                          torch.from_numpy(x), True).numpy(),
-        "jax": np.asarray(jax_embedding.forward(layer, {"weight": weight}, {}, x, True)[0])}
+        "jax": jax_y}
     for backend, result in results.items():
         assert np.array_equal(result, expected), backend
 

@@ -471,10 +471,14 @@ def test_nonfinite_targets_rejected():
 
 # Through Dataset construction
 
-def test_dataset_rejects_int_2d_targets():
-    with raises_naming(TypeError, "y_train.dtype", "int64", "(n,) class labels"):
-        Dataset(np.zeros((N, 2)), np.zeros((N, 1), dtype=np.int64), np.zeros((1, 2)),
-                np.zeros((1, 1), dtype=np.int64))
+def test_int_2d_targets_are_sequence_labels_refused_for_one_output_row():
+    """A Dataset may hold (n, T) labels (for logits at every position); a network
+    whose output rows are (k,) refuses them, naming the shape it needs."""
+    data = Dataset(np.zeros((N, 2)), np.zeros((N, 1), dtype=np.int64), np.zeros((1, 2)),
+                   np.zeros((1, 1), dtype=np.int64))
+    spec = NetworkSpec(sizes=(2, 3), loss="cross_entropy")
+    with raises_naming(ValueError, "y_train.shape", f"({N}, 1)", f"({N},) class labels"):
+        train(spec, data)
 
 
 def test_dataset_rejects_1d_float_targets():

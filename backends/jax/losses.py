@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nnparity.shared.core.losses import IGNORE_INDEX
+
 
 def mse(p, y):
     return jnp.mean((p - y) ** 2)
@@ -24,8 +26,14 @@ def huber(p, y, delta):
 
 
 def cross_entropy(z, labels):
-    log_softmax = z - jax.nn.logsumexp(z, axis=1, keepdims=True)     # (n, k), stable
-    return -jnp.mean(jnp.take_along_axis(log_softmax, labels[:, None], axis=1))
+    """z (n, *s, k) logits, labels (n, *s): the mean over the counted positions
+    (label != IGNORE_INDEX) of -log_softmax(z)[label], with the positions masked
+    (a boolean index would not compile)."""
+    log_softmax = z - jax.nn.logsumexp(z, axis=-1, keepdims=True)    # (n, *s, k), stable
+    counted = labels != IGNORE_INDEX                                 # (n, *s)
+    picked = jnp.take_along_axis(log_softmax, jnp.where(counted, labels, 0)[..., None],
+                                 axis=-1)[..., 0]                    # (n, *s)
+    return -jnp.sum(jnp.where(counted, picked, 0)) / jnp.sum(counted)
 
 
 def bce_with_logits(z, t):

@@ -10,6 +10,8 @@ from typing import Callable
 
 import numpy as np
 
+from nnparity.shared.core.losses import IGNORE_INDEX
+
 from .activations import sigmoid
 
 
@@ -40,20 +42,34 @@ def d_huber(p, y, delta):
 
 
 def _log_softmax(z):
-    """log softmax over each row of z (n, k), with the row maximum subtracted first."""
-    shifted = z - z.max(axis=1, keepdims=True)               # (n, k), largest entry 0
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    """log softmax over the last axis of z (m, k), with each row's maximum subtracted first."""
+    shifted = z - z.max(axis=-1, keepdims=True)              # (m, k), largest entry 0
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _positions(z, labels):
+    """Logits z (n, *s, k) and labels (n, *s) as (m, k) and (m,) rows, m = n*prod(s),
+    and which rows count (label != IGNORE_INDEX; all of them for (n,) labels)."""
+    labels = labels.reshape(-1)                              # (m,)
+    return z.reshape(-1, z.shape[-1]), labels, labels != IGNORE_INDEX
 
 
 def cross_entropy(z, labels):
-    rows = np.arange(len(labels))
-    return -np.mean(_log_softmax(z)[rows, labels])
+    """mean over the counted positions of logsumexp(z) - z[label]."""
+    z, labels, counted = _positions(z, labels)               # (m, k), (m,), (m,)
+    rows = np.flatnonzero(counted)                           # (c,) the counted rows
+    return -np.mean(_log_softmax(z[rows])[np.arange(len(rows)), labels[rows]])
 
 
 def d_cross_entropy(z, labels):
-    grad = np.exp(_log_softmax(z))                           # softmax, (n, k)
-    grad[np.arange(len(labels)), labels] -= 1                # minus the one-hot targets
-    return grad / len(labels)
+    """(softmax(z) - onehot(label)) / c at the c counted positions, 0 at the others."""
+    shape = z.shape
+    z, labels, counted = _positions(z, labels)               # (m, k), (m,), (m,)
+    grad = np.exp(_log_softmax(z))                           # softmax, (m, k)
+    rows = np.flatnonzero(counted)                           # (c,)
+    grad[rows, labels[rows]] -= 1                            # minus the one-hot targets
+    grad[~counted] = 0.0                                     # ignored positions: no gradient
+    return (grad / len(rows)).reshape(shape)                 # (n, *s, k)
 
 
 def bce_with_logits(z, t):

@@ -11,6 +11,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from nnparity.shared.core.losses import IGNORE_INDEX
+
 from .activations import softplus
 
 
@@ -29,11 +31,15 @@ def huber(p, y, delta):
 
 
 def cross_entropy(z, labels):
+    """z (n, *s, k) logits, labels (n, *s): the mean over the counted positions
+    (label != IGNORE_INDEX) of -log_softmax(z)[label]."""
     # subtract each row's maximum first (a constant: log-softmax does not change), so that
     # float32 logits near 1000 keep their precision
-    shifted = z - z.max(dim=1, keepdim=True).values.detach()           # (n, k), max 0
-    log_softmax = shifted - torch.logsumexp(shifted, dim=1, keepdim=True)
-    return -log_softmax.gather(1, labels[:, None]).mean()
+    shifted = z - z.max(dim=-1, keepdim=True).values.detach()          # (n, *s, k), max 0
+    log_softmax = shifted - torch.logsumexp(shifted, dim=-1, keepdim=True)
+    counted = labels != IGNORE_INDEX                                   # (n, *s)
+    picked = log_softmax.gather(-1, torch.where(counted, labels, 0)[..., None])[..., 0]
+    return -picked[counted].mean()
 
 
 def bce_with_logits(z, t):

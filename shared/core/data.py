@@ -161,7 +161,7 @@ def check_fits(spec: NetworkSpec, data: Dataset) -> None:
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         # again: the arrays may have changed since the Dataset was built
         check_inputs(spec, f"x_{split}", x)
-        check_targets(spec.loss, f"y_{split}", y, spec.n_outputs)
+        check_targets(spec.loss, f"y_{split}", y, spec.output_shape)
         check_targets_array(f"y_{split}", y, spec.dtype)
 
 
@@ -218,7 +218,8 @@ def run_bytes(spec: NetworkSpec, n_rows: int, epochs: int, *, chunk_epochs: int 
     total_steps = epochs * steps_per_epoch
     plan_epochs = epochs if chunk_epochs is None else min(chunk_epochs, epochs)
     labels = LOSSES[spec.loss].targets == "labels"
-    y_row = 8 if labels else spec.n_outputs * item                  # int64 labels or floats
+    y_row = (8 * int(np.prod(spec.output_shape[:-1])) if labels     # int64 labels
+             else spec.n_outputs * item)                              # or floats
     snapshots = -(-total_steps // record_every) if record_every and total_steps else 0
     return {
         "parameters and optimizer state": state,

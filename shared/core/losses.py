@@ -20,6 +20,11 @@ Targets:
 - mse, mae, huber: float (n, k), k = sizes[-1].
 - cross_entropy: integer class labels (n,), each in [0, k); softmax over the
   output layer's k logits, log-sum-exp taken stably (max subtracted first).
+  A network may also output logits at every position, (n, *s, k) (a sequence
+  model's (n, T, k)), with labels (n, *s): the mean is then over the counted
+  positions, those whose label is not ``IGNORE_INDEX`` (-100, torch's default
+  ``ignore_index``), and dL/dp is 0 at the others. Every row must count at least
+  one position (torch would return 0/0 = NaN for a batch that counts none).
 - bce_with_logits: float (n, k) with every value in [0, 1]; the stable form
   above never evaluates e^p for large p.
 """
@@ -31,6 +36,10 @@ from typing import Mapping
 import numpy as np
 
 from nnparity.shared.core.validation import check_choice, check_float, check_float_array, fail
+
+
+#: a sequence label that is not counted (torch's ``ignore_index`` default)
+IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,9 @@ def check_loss_params(name: str, params) -> dict[str, float]:
     return checked
 
 
-def check_targets(loss: str, name: str, y, n_out: int) -> None:
-    """Check that targets ``y`` suit ``loss`` for a network with ``n_out`` outputs.
+def check_targets(loss: str, name: str, y, output_shape: tuple[int, ...]) -> None:
+    """Check that targets ``y`` suit ``loss`` for a network whose output rows have
+    ``output_shape`` ((k,), or (*s, k) for per-position logits).
 
     Never broadcasts: (n, 1) against (n,) is an error, not an (n, n) matrix.
     """
@@ -78,16 +88,30 @@ def check_targets(loss: str, name: str, y, n_out: int) -> None:
     if not isinstance(y, np.ndarray):
         fail(name, y, "a NumPy array of targets", TypeError)
     n = y.shape[0] if y.ndim else 0
+    n_out, positions = output_shape[-1], tuple(output_shape[:-1])
     if kind == "labels":
+        shape = (n, *positions)
         if y.dtype.kind not in "iu":
             fail(name, f"{y.dtype.name} array of shape {y.shape}",
-                 f"integer class labels of shape ({n},) for loss {loss!r}", TypeError)
-        if y.ndim != 1:
-            fail(f"{name}.shape", y.shape, f"({n},) class labels for loss {loss!r}")
-        out_of_range = (y < 0) | (y >= n_out)
+                 f"integer class labels of shape {shape} for loss {loss!r}", TypeError)
+        if y.shape != shape:
+            fail(f"{name}.shape", y.shape, f"{shape} class labels for loss {loss!r} (the "
+                 f"output rows are {tuple(output_shape)})")
+        ignored = (y == IGNORE_INDEX) if positions else np.zeros(y.shape, bool)
+        out_of_range = ((y < 0) | (y >= n_out)) & ~ignored
         if out_of_range.any():
-            i = int(np.argmax(out_of_range))
-            fail(f"{name}[{i}]", int(y[i]), f"a class label in [0, {n_out}) for loss {loss!r}")
+            bad = tuple(int(j) for j in np.argwhere(out_of_range)[0])
+            fail(f"{name}[{', '.join(map(str, bad))}]", int(y[bad]),
+                 f"a class label in [0, {n_out})"
+                 + (f" or {IGNORE_INDEX} (not counted)" if positions else "")
+                 + f" for loss {loss!r}")
+        if positions and n:
+            empty = ignored.reshape(n, -1).all(axis=1)
+            if empty.any():
+                row = int(np.argmax(empty))
+                fail(f"{name}[{row}]", f"every label {IGNORE_INDEX}",
+                     "at least one counted position per row (a batch counting none would "
+                     "average over nothing)")
         return
     if y.dtype.kind != "f":
         fail(name, f"{y.dtype.name} array of shape {y.shape}",

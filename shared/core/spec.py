@@ -250,9 +250,10 @@ class NetworkSpec:
         if n_parameters == 0:                     # nothing to train (and no gradient)
             fail("layers", f"{len(layers)} layers without parameters",
                  "at least one layer with parameters, such as Dense(k)")
-        if len(shape) != 1:
+        if len(shape) != 1 and self.loss != "cross_entropy":
             fail("layers", f"an output of shape {shape}",
-                 "an output of one axis, (k,): the losses take (batch, k)")
+                 f"an output of one axis, (k,), for loss {self.loss!r} (only cross_entropy "
+                 "takes logits at every position, (*s, k), e.g. a sequence's (T, k))")
         return input_shape, tuple(layers)
 
     def __hash__(self) -> int:
@@ -268,7 +269,8 @@ class NetworkSpec:
 
     @property
     def output_shape(self) -> Shape:
-        """One output row's shape, (k,)."""
+        """One output row's shape: (k,), or (*s, k) for cross_entropy's per-position
+        logits."""
         return self.layer_input_shapes[-1]
 
     @property
@@ -278,7 +280,8 @@ class NetworkSpec:
 
     @property
     def n_outputs(self) -> int:
-        return self.output_shape[0]
+        """k: the output's last axis (outputs, or classes)."""
+        return self.output_shape[-1]
 
     @cached_property
     def param_shapes(self) -> tuple[dict[str, Shape], ...]:

@@ -248,12 +248,13 @@ def check_shape(name: str, value: np.ndarray, expected: tuple) -> None:
 
 def check_targets_array(name: str, value: Any, dtype: Any = None) -> np.ndarray:
     """Targets: a finite float (n, k) array (finite in ``dtype`` too, when given), or
-    an integer (n,) array of class labels."""
+    an integer array of class labels, (n,) or (n, *s) for a network that outputs
+    logits at every position of s (whether they suit the spec's output is
+    ``losses.check_targets``'s to say)."""
     check_array(name, value)
     if value.dtype.kind in "iu":
-        if value.ndim != 1:
-            fail(f"{name}.dtype", value.dtype.name, "float32 or float64 for (n, k) targets "
-                 "(integers only as (n,) class labels)", TypeError)
+        if value.ndim == 0:
+            fail(f"{name}.shape", value.shape, "(n,) class labels")
         return value
     if value.dtype.kind == "f" and value.ndim != 2:
         fail(f"{name}.shape", value.shape, "(n, k) for float targets ((n,) only for integer "
