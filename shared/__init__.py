@@ -19,6 +19,7 @@ from nnparity.shared.core.datasets import load_dataset
 from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.init import init_model_state, init_params
 from nnparity.shared.core.layers import Activation, Dense, Layer
+from nnparity.shared.core.layers.attention import MultiHeadAttention
 from nnparity.shared.core.layers.batch_norm import BatchNorm
 from nnparity.shared.core.layers.conv import Conv1d, Conv2d
 from nnparity.shared.core.layers.dropout import Dropout
@@ -26,6 +27,7 @@ from nnparity.shared.core.layers.embedding import Embedding
 from nnparity.shared.core.layers.flatten import Flatten
 from nnparity.shared.core.layers.norm import LayerNorm, RMSNorm
 from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from nnparity.shared.core.layers.recurrent import GRU, LSTM, RNN
 from nnparity.shared.core.recipes import RECIPES, digits_cnn_spec
 from nnparity.shared.core.optimizers import SGD, Adam, AdamW, OptimizerState, RMSprop
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
@@ -54,9 +56,9 @@ __all__ = [
     "Activation", "ACTIVATIONS", "Adam", "AdamW", "AvgPool1d", "AvgPool2d", "BackendParity",
     "BatchNorm", "Checkpoint", "compare", "Conv1d", "Conv2d", "Dataset", "Dense",
     "digits_cnn_spec", "DivergenceError", "Dropout", "Embedding", "flat_names", "Flatten",
-    "from_flat", "init_model_state", "init_params",
-    "InputTypeError", "InputValueError", "Layer", "LayerNorm", "load_checkpoint", "load_dataset",
-    "MaxPool1d", "MaxPool2d", "MissingFrameworkError", "NetworkSpec", "notebook_data",
-    "notebook_spec", "OptimizerState", "ParityReport", "POLICY", "RECIPES", "RMSNorm", "RMSprop",
-    "save_checkpoint", "SGD", "StepDifference", "to_flat", "Tolerance",
+    "from_flat", "GRU", "init_model_state", "init_params", "InputTypeError", "InputValueError",
+    "Layer", "LayerNorm", "load_checkpoint", "load_dataset", "LSTM", "MaxPool1d", "MaxPool2d",
+    "MissingFrameworkError", "MultiHeadAttention", "NetworkSpec", "notebook_data",
+    "notebook_spec", "OptimizerState", "ParityReport", "POLICY", "RECIPES", "RMSNorm",
+    "RMSprop", "RNN", "save_checkpoint", "SGD", "StepDifference", "to_flat", "Tolerance",
 ]
