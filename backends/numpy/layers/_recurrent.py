@@ -18,8 +18,8 @@ Two ideas carry every BPTT here:
    steps of each step's contribution. The loop records dL/d(pre-activation) per
    step, and one matrix product over all (batch * T) rows sums them at the end.
 
-Torch computes the input projections x_t @ weight_ih.T + bias_ih for all steps at
-once before the loop (they do not depend on h), and so does this backend.
+The input projections x_t @ weight_ih.T + bias_ih do not depend on h: every
+backend computes them for all steps at once, one matrix product before the loop.
 """
 from __future__ import annotations
 

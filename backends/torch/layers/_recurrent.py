@@ -15,8 +15,8 @@ import torch.nn.functional as F
 def forward(layer, params, x, step, n_states=1):
     """x (batch, T, I) -> (batch, T, H), or (batch, H) with return_sequence=False.
     The state is a tuple of ``n_states`` tensors (h,) or (h, c), all zero at first;
-    its first entry h is the step's output. Torch's CPU kernel also computes the
-    input projections of every step before the loop, as here."""
+    its first entry h is the step's output. The input projections of every step
+    are one product before the loop: they do not depend on h."""
     seq = x
     for k in range(layer.num_layers):
         gi = F.linear(seq, params[f"weight_ih_l{k}"], params.get(f"bias_ih_l{k}"))  # (B, T, G*H)
