@@ -28,6 +28,7 @@ from nnparity.shared.core.layers.flatten import Flatten
 from nnparity.shared.core.layers.norm import LayerNorm, RMSNorm
 from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from nnparity.shared.core.layers.recurrent import GRU, LSTM, RNN
+from nnparity.shared.core.layers.residual import Residual
 from nnparity.shared.core.recipes import RECIPES, digits_cnn_spec
 from nnparity.shared.core.optimizers import SGD, Adam, AdamW, OptimizerState, RMSprop
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
@@ -60,5 +61,6 @@ __all__ = [
     "Layer", "LayerNorm", "load_checkpoint", "load_dataset", "LSTM", "MaxPool1d", "MaxPool2d",
     "MissingFrameworkError", "MultiHeadAttention", "NetworkSpec", "notebook_data",
     "notebook_spec", "OptimizerState", "ParityReport", "POLICY", "RECIPES", "RMSNorm",
-    "RMSprop", "RNN", "save_checkpoint", "SGD", "StepDifference", "to_flat", "Tolerance",
+    "RMSprop", "RNN", "Residual", "save_checkpoint", "SGD", "StepDifference", "to_flat",
+    "Tolerance",
 ]

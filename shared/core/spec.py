@@ -153,15 +153,15 @@ class NetworkSpec:
                 check_activation_in_dtype(name, params, self.dtype,
                                           f"activation_params[{name!r}]")
         else:
-            for index, layer in enumerate(self.layers):
+            for label, layer in walk_layers(self.layers):
                 if isinstance(layer, Activation):
                     check_activation_in_dtype(layer.name, dict(layer.params), self.dtype,
-                                              f"layers[{index}].params")
+                                              f"{label}.params")
         check_loss_in_dtype(self.loss, self.loss_params, self.dtype)
         check_fields_in_dtype(self.optimizer, self.dtype, type(self.optimizer).__name__)
-        for index, (layer, shape) in enumerate(zip(self.layers, self.layer_input_shapes,
-                                                   strict=False)):
-            check_fields_in_dtype(layer, self.dtype, f"layers[{index}]")
+        for label, layer in walk_layers(self.layers):
+            check_fields_in_dtype(layer, self.dtype, label)
+        for layer, shape in zip(self.layers, self.layer_input_shapes, strict=False):
             layer.check_training_rows(self.batch_size, shape, "batch_size")
 
     def _from_shorthand(self) -> tuple[Shape, tuple[Layer, ...]]:
@@ -458,6 +458,16 @@ def check_loss_in_dtype(loss: str, params: Mapping[str, float], dtype: Any) -> N
         def revalidate(r: Any, key: str = key) -> object:
             return check_loss_params(loss, {**params, key: r})
         _check_rounded(f"loss_params[{key!r}]", value, dtype, revalidate)
+
+
+def walk_layers(layers: Sequence[Layer], label: str = "layers") -> list[tuple[str, Layer]]:
+    """(label, layer) for every layer, those inside others (a Residual's) included:
+    ``layers[2]``, ``layers[2].layers[0]``, ..."""
+    out = []
+    for index, layer in enumerate(layers):
+        out.append((f"{label}[{index}]", layer))
+        out.extend(walk_layers(layer.sublayers(), f"{label}[{index}].layers"))
+    return out
 
 
 def check_fields_in_dtype(value: Any, dtype: Any, label: str) -> None:

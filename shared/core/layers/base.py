@@ -70,6 +70,10 @@ class Layer:
         ``nnparity.shared.core.draws``, which calls it)."""
         raise AssertionError(f"layer kind {self.kind!r} draws nothing")
 
+    def sublayers(self) -> tuple["Layer", ...]:
+        """The layers this one contains (a Residual's sub-stack); none for most kinds."""
+        return ()
+
     def check_tokens(self, name: str, x: Any) -> None:
         """For a kind that ``takes_tokens``: raise unless the data array ``x`` (named
         ``name``) holds tokens this layer can take."""
