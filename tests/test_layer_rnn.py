@@ -156,6 +156,25 @@ def test_negative_control_a_forgotten_bias_hh_fails():
     assert not tensorwise_difference({"y": wrong}, {"y": expected}, POLICY["float32"]).ok
 
 
+
+def test_negative_control_a_backward_that_stops_at_each_step_fails():
+    """BPTT's second term, what step t+1 sends back to h_t through weight_hh: drop
+    it (the backward pass run with weight_hh read as 0, i.e. truncated BPTT of one
+    step) and dL/dx and dL/dweight_ih leave even the float32 policy, while the
+    forward pass is unchanged."""
+    from nnparity.backends.numpy.layers import _recurrent, rnn
+    layer, shape = LAYERS["tanh"]
+    params, x, d_y = random_layer(layer, shape, "float64")
+    _, expected = torch_results(layer, params, x, d_y)
+    _, (_, (cache,)) = rnn.forward(layer, params, {}, x, True)
+    grads = {name: np.empty_like(value) for name, value in params.items()}
+    w = _recurrent.weights(params, 0)
+    d_x = rnn.backprop_layer(layer, cache, d_y, w._replace(hh=np.zeros_like(w.hh)),
+                             _recurrent.weights(grads, 0), True)
+    for name, value in (("x", d_x), ("weight_ih_l0", grads["weight_ih_l0"])):
+        assert not tensorwise_difference({name: value}, {name: expected[name]},
+                                         POLICY["float32"]).ok, name
+
 # ------------------------------------------------------------------ the spec
 
 def test_rnn_shapes_round_trip_and_validation():

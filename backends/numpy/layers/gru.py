@@ -72,7 +72,7 @@ def backprop_layer(layer, cache, d_out, w, d_w, need_input):
     dL/dx = dgi @ weight_ih."""
     x, out, r, z, n, gh_n = cache
     h_prev = previous(out)                           # h_{t-1} at each step (batch, T, H)
-    d_gi = np.empty(out.shape[:2] + (3 * out.shape[2],), out.dtype)  # (batch, T, 3H)
+    d_gi = np.empty(out.shape[:2] + (3 * out.shape[2],), out.dtype)  # dL/dgi (batch, T, 3H)
     d_gh = np.empty_like(d_gi)                       # dL/dgh per step    (batch, T, 3H)
     d_h = np.zeros_like(out[:, 0])                   # from step T: none  (batch, H)
     for t in reversed(range(out.shape[1])):
