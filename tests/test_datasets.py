@@ -398,3 +398,28 @@ def test_digits_images_are_the_digits_rows_as_one_channel_images():
     import sklearn.datasets
     raw = sklearn.datasets.load_digits()
     assert np.array_equal(raw.images.reshape(-1, 64), raw.data)
+
+
+def test_digits_rows_are_the_images_as_sequences_of_rows():
+    require("sklearn")
+    images, rows = load_dataset("digits_images"), load_dataset("digits_rows")
+    assert rows.x_train.shape[1:] == (8, 8)
+    assert np.array_equal(rows.x_train, images.x_train[:, 0])    # step t is pixel row t
+    assert np.array_equal(rows.y_test, images.y_test)
+
+
+def test_zen_is_the_zen_of_python_as_next_character_windows(monkeypatch, capsys):
+    """Read from the ``this`` module's source (importing it would print), no sklearn."""
+    from nnparity.shared.core.datasets import ZEN_WINDOW, zen_text, zen_vocabulary
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    data = load_dataset("zen")
+    assert capsys.readouterr().out == ""                          # nothing printed
+    text, vocabulary = zen_text(), zen_vocabulary()
+    assert len(text) == 856 and len(vocabulary) == 45
+    assert text.startswith("The Zen of Python, by Tim Peters\n\nBeautiful is better than ugly.")
+    assert data.x_train.shape == data.y_train.shape == (856 - ZEN_WINDOW, ZEN_WINDOW)
+    assert data.x_train.dtype == np.int64
+    decode = "".join
+    assert decode(vocabulary[i] for i in data.x_train[0]) == text[:ZEN_WINDOW]
+    assert decode(vocabulary[i] for i in data.y_train[5]) == text[6:6 + ZEN_WINDOW]
+    assert np.array_equal(data.x_test, data.x_train)             # it can only memorise
