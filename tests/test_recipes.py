@@ -13,7 +13,8 @@ from conftest import require
 from nnparity.backends import get_backend, train
 from nnparity.backends.api import as_arrays
 from nnparity.shared import (POLICY, RECIPES, compare, init_model_state, init_params,
-                             load_checkpoint, load_dataset, notebook_spec, to_flat)
+                             load_checkpoint, load_dataset, notebook_spec, save_checkpoint,
+                             to_flat)
 from nnparity.shared.cli.main import main
 from nnparity.shared.core.data import batch_plan
 from nnparity.shared.core.optimizers import init_state
@@ -162,3 +163,74 @@ def test_cli_a_cnn_saved_by_torch_resumes_in_jax_as_the_uninterrupted_run(tmp_pa
     assert tensorwise_difference(to_flat(loaded.params), to_flat(whole.params), tol).ok
     assert tensorwise_difference(to_flat(loaded.model_state), to_flat(whole.model_state),
                                  tol).ok
+
+
+# ----------------------------------------------------------------- sequence models
+
+#: recipe -> the least test accuracy it promises (the README's and the issue's)
+SEQUENCE_ACCURACY = {"digits_gru": 0.95, "digits_lstm": 0.95}
+#: the language models memorise the Zen of Python: the most bits per character
+#: their loss on it may end at (a uniform guess over 45 characters is 5.49)
+ZEN_BITS = {"zen_transformer": 1.0, "zen_gru": 1.0}
+
+
+def bits_per_character(result) -> float:
+    return result.metrics["test_loss"] / np.log(2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*SEQUENCE_ACCURACY, *ZEN_BITS])
+def test_a_sequence_recipe_meets_its_number_with_float64_parity(name):
+    for backend in ("torch", "jax"):
+        require(backend)
+    recipe = RECIPES[name]
+    report = compare(recipe.spec("float64"), load_dataset(recipe.dataset))
+    assert report.ok, str(report)
+    for backend, result in report.results.items():
+        if name in SEQUENCE_ACCURACY:
+            assert result.metrics["test_accuracy"] >= SEQUENCE_ACCURACY[name], backend
+        else:
+            assert bits_per_character(result) <= ZEN_BITS[name], backend
+    for parity in report.parity:
+        assert parity.diagnosis.startswith("ok"), parity.diagnosis
+        assert max(step.max_rel for step in parity.teacher) <= TEACHER_FORCED_FLOAT64
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*SEQUENCE_ACCURACY, *ZEN_BITS])
+def test_a_sequence_recipe_in_float32_meets_its_number_and_differs_only_by_rounding(name):
+    for backend in ("torch", "jax"):
+        require(backend)
+    recipe = RECIPES[name]
+    report = compare(recipe.spec("float32"), load_dataset(recipe.dataset))
+    for backend, result in report.results.items():
+        if name in SEQUENCE_ACCURACY:
+            assert result.metrics["test_accuracy"] >= SEQUENCE_ACCURACY[name], backend
+        else:
+            assert bits_per_character(result) <= ZEN_BITS[name], backend
+    for parity in report.parity:
+        assert parity.diagnosis.startswith(("ok", "amplification")), parity.diagnosis
+        assert parity.teacher and all(step.ok for step in parity.teacher)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits_gru", "digits_lstm", "zen_transformer", "zen_gru"])
+def test_a_sequence_recipe_saved_by_torch_resumes_in_jax_as_the_uninterrupted_run(
+        name, tmp_path):
+    """One epoch in torch, saved; the second in JAX: where two NumPy epochs end
+    (recurrent state, attention, embeddings and Adam's buffers all carried)."""
+    for backend in ("torch", "jax"):
+        require(backend)
+    recipe = RECIPES[name]
+    if recipe.dataset.startswith("digits"):
+        require("sklearn")
+    data = load_dataset(recipe.dataset)
+    spec = recipe.spec("float64").replace(epochs=2)
+    first = train(spec.replace(epochs=1), data, backend="torch")
+    path = tmp_path / "one.npz"
+    save_checkpoint(path, spec.replace(epochs=1), first.params, first.opt_state, epochs_done=1,
+                    model_state=first.model_state)
+    resumed = train(spec, data, backend="jax", resume=load_checkpoint(path))
+    whole = train(spec, data, backend="numpy")
+    assert tensorwise_difference(to_flat(resumed.params), to_flat(whole.params),
+                                 POLICY["float64"]).ok

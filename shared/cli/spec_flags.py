@@ -69,8 +69,8 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
                             "default: the notebook's")
     group.add_argument("--recipe", choices=tuple(RECIPES),
                        help="a named spec, trained on its own dataset unless --dataset is "
-                            "given: notebook, or digits_cnn (the README's CNN on "
-                            "digits_images)")
+                            "given: notebook; digits_cnn (on digits_images); digits_gru, "
+                            "digits_lstm (on digits_rows); zen_transformer, zen_gru (on zen)")
     group.add_argument("--sizes", type=_int_list("--sizes"), metavar="N,N,...",
                        help="layer widths, input first, e.g. 64,64,10")
     group.add_argument("--activation", metavar="NAME[,NAME...]",
@@ -102,8 +102,9 @@ def add_spec_flags(parser: argparse.ArgumentParser) -> None:
                      help="rmsprop")
 
     parser.add_argument("--dataset", default=None,
-                        help="notebook (default), digits, digits_images (1x8x8 images) or "
-                             "diabetes; see load_dataset")
+                        help="notebook (default), digits, digits_images (1x8x8 images), "
+                             "digits_rows (8 rows of 8 pixels), zen (the Zen of Python's "
+                             "characters) or diabetes; see load_dataset")
 
 
 #: argparse destinations of add_spec_flags' spec and optimizer flags (all default to None)
