@@ -146,6 +146,7 @@ _register_helper("layer_contract")             # the tests every layer kind pass
 _register_helper("layer_vjp")                  # one layer against its torch.nn oracle
 _register_helper("conv_checks")                # one convolution layer alone, in every backend
 _register_helper("pooling")                    # one pooling layer alone, in every backend
+_register_helper("recurrent_checks")           # what the RNN, LSTM and GRU tests share
 
 
 def pytest_generate_tests(metafunc):

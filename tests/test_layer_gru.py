@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import require
-from layer_contract import BACKENDS, LayerContract, data_for
+from layer_contract import LayerContract
+from recurrent_checks import assert_float32_parity, network, random_layer, torch_recurrent
 from layer_vjp import backend_against_torch, torch_results
 
-from nnparity.shared import POLICY, SGD, Adam, Dense, Flatten, NetworkSpec, compare
+from nnparity.shared import POLICY, Adam, Dense, Flatten, NetworkSpec
 from nnparity.shared.core.layers import layer_from_dict
 from nnparity.shared.core.layers.recurrent import GRU
 from nnparity.shared.core.tolerance import tensorwise_difference
@@ -21,23 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def torch_module(layer: GRU, input_shape):
-    """``torch.nn.GRU`` (batch_first) returning its output sequence, or its last step
-    with return_sequence=False. A subclass, not a wrapper, so that the state_dict
-    keys are ``weight_ih_l0``... as ours (a wrapper would prefix them)."""
-    import torch
-
-    class Oracle(torch.nn.GRU):
-        def forward(self, x):
-            out, _ = super().forward(x)                  # zero h0
-            return out if layer.return_sequence else out[:, -1]
-
-    return Oracle(input_shape[-1], layer.hidden_size, num_layers=layer.num_layers,
-                  bias=layer.bias, batch_first=True)
-
-
-def network(*layers, init="torch_default", optimizer=None, seed=0, input_shape=(5, 3)):
-    return NetworkSpec(input_shape=input_shape, layers=layers, init=init,
-                       optimizer=optimizer or SGD(lr=0.05), batch_size=4, epochs=2, seed=seed)
+    return torch_recurrent("GRU", layer, input_shape)
 
 
 class TestGRU(LayerContract):
@@ -52,28 +36,11 @@ class TestGRU(LayerContract):
     }
 
 
-
 def test_parity_in_float32():
-    """``compare`` of the three backends on a float32 run of 8 epochs (24 steps),
-    judged by the float32 policy (rtol 1e-4; measured ~3e-7)."""
-    for backend in BACKENDS:
-        require(backend)
-    spec = TestGRU.cases["two-layers-adam"].replace(dtype="float32", epochs=8)
-    report = compare(spec, data_for(spec))
-    assert report.ok, str(report)
+    assert_float32_parity(TestGRU.cases["two-layers-adam"])
+
 
 # ----------------------------------------------------- one layer, random parameters
-
-def random_layer(layer, input_shape, dtype, seed=0, batch=4):
-    """(params, x, d_y): parameters U(-1, 1) (pre-activations of order 1, no gate
-    saturated), x ~ N(0, 1), d_y ~ N(0, 1) shaped like the output, all in ``dtype``."""
-    rng = np.random.default_rng(seed)
-    params = {name: rng.uniform(-1, 1, shape).astype(dtype)
-              for name, shape in layer.param_shapes(input_shape).items()}
-    x = rng.standard_normal((batch, *input_shape)).astype(dtype)
-    d_y = rng.standard_normal((batch, *layer.output_shape(input_shape))).astype(dtype)
-    return params, x, d_y
-
 
 LAYERS = {"one": (GRU(6), (5, 4)), "two-layers": (GRU(5, num_layers=2), (4, 3)),
           "no-bias": (GRU(4, bias=False), (5, 3)),
