@@ -105,9 +105,9 @@ def test_the_variant_helper_in_torch_form_matches_torch():
     ("reset-before-the-matmul", {"reset_after": False}),
 ])
 def test_negative_control_other_conventions_fail_against_torch(variant, kwargs):
-    """Keras stacks the gates z, r, h (layer-traps.md §7 measured 0.54 relative for
-    swapping r and z); Keras's reset_after=False applies r before the matmul (0.24).
-    Here both are far beyond even the float32 policy."""
+    """Keras stacks the gates z, r, h; Keras's reset_after=False applies r before the
+    matmul. On this layer they miss torch by 1.35 and 0.76 relative (layer-traps.md
+    §7 measured 0.54 and 0.24 on another one): far beyond even the float32 policy."""
     layer, shape = LAYERS["one"]
     params, x, _ = random_layer(layer, shape, "float64")
     expected = oracle(layer, params, x)
@@ -120,7 +120,7 @@ def test_flax_update_form_differs_bitwise_but_within_the_policy():
     """flax's (1 - z) * n + z * h equals torch's n + z * (h - n) in exact arithmetic,
     not in floating point. One step, float64: torch's own ``GRUCell`` equals torch's
     form bit for bit, and flax's form differs from it in about 45% of the elements
-    (measured 0.45 on 100000 random z, n, h), by at most an ulp of |h| (2.2e-16).
+    (measured 0.44 on one 32 x 64 cell), by at most an ulp of |h| (2.2e-16).
     That is not bitwise but far inside the float64 policy (rtol 1e-10): over 20
     steps flax's form stays within 1e-14 of torch's, and within the policy of the
     oracle. The backends use torch's form anyway, so that a bitwise comparison of
