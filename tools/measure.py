@@ -7,13 +7,14 @@ copying numbers. It writes:
 - ``docs/measured.md``: parity on the notebook spec, the chaotic run's
   diagnosis, the digits recipe and the digits CNN recipe (need scikit-learn),
   the float32 measurements (``tools/measure_float32.py``'s output) and
-  ``nnparity bench``'s tables (the digits CNN's included) with the targets of
-  issue 6 and the CNN's, under a header saying when, where and how;
+  ``nnparity bench``'s tables (the digits CNN's, the row-by-row GRU's and the
+  transformer block's included) with the targets of issue 6, the CNN's and
+  issue 14's, under a header saying when, where and how;
 - the README's ``nnparity compare`` output, between the
   ``<!-- measured: compare -->`` markers (the timing line left out).
 
 Run: python tools/measure.py [--skip-bench] [--repeats N]
-(about 5-6 minutes on 2 cores with every backend and peer installed)
+(about 6-8 minutes on 2 cores with every backend and peer installed)
 """
 from __future__ import annotations
 
@@ -203,7 +204,7 @@ def performance(repeats: int) -> list[str]:
             f"`nnparity bench --repeats {repeats}` (medians of {repeats} after a warm-up; "
             "what a ratio compares is timed in turn within each repetition):", "",
             "```", bench.table(result), "```", "",
-            "| target (issue 6) | measured | |", "| --- | --- | --- |",
+            "| target (issues 6 and 14) | measured | |", "| --- | --- | --- |",
             f"| numpy ≤ 0.8 × the notebook's loop | {numpy_ratio:.2f} "
             f"| {met(numpy_ratio <= 0.8)} |",
             f"| torch ≤ 0.6 × `torch.nn` + `torch.optim` | {torch_ratio:.2f} "
@@ -216,19 +217,26 @@ def performance(repeats: int) -> list[str]:
             f"| {met(min(compute) >= 0.8)} |",
             f"| `nnparity compare` cold ≤ 8 s | {result['compare_cli_cold']:.1f} s "
             f"| {met(result['compare_cli_cold'] <= 8)} |",
-            *cnn_targets(result.get("cnn", {})), ""]
+            *part_targets(result), ""]
 
 
-def cnn_targets(cnn: dict) -> list[str]:
-    """The digits CNN's targets as rows of the table above (seconds per epoch, float32)."""
-    from nnparity.shared.bench.run import CNN_TARGETS
+def part_targets(result: dict) -> list[str]:
+    """The targets of the per-epoch parts (the digits CNN, the row-by-row GRU, the
+    transformer block; seconds per epoch, float32) as rows of the table above; a ratio
+    shown without a target (the torch backend against a sequence peer) is left out."""
+    from nnparity.shared.bench.run import DTYPE, PARTS
 
     rows = []
-    for name, (_, _, target) in CNN_TARGETS.items():
-        r = cnn.get("ratios", {}).get(name)
-        measured = "not measured" if r is None else f"{r['measured']:.2f}"
-        verdict = "" if r is None else ("met" if r["met"] else "not met")
-        rows.append(f"| CNN, float32, s/epoch: {name} ≤ {target:g} | {measured} | {verdict} |")
+    for part in PARTS.values():
+        ratios = result.get(part.key, {}).get("ratios", {})
+        for name, (_, _, target) in part.targets.items():
+            if target is None:
+                continue
+            r = ratios.get(name)
+            measured = "not measured" if r is None else f"{r['measured']:.2f}"
+            verdict = "" if r is None else ("met" if r["met"] else "not met")
+            rows.append(f"| {part.title}, {DTYPE}, s/epoch: {name} "
+                        f"≤ {target:g} | {measured} | {verdict} |")
     return rows
 
 

@@ -7,7 +7,8 @@ parameters as NumPy arrays: ``[(W (out, in), b (out,)), ...]`` for the notebook
 spec's peers (``PEERS``), the torch ``state_dict`` names for the CNN's
 (``CNN_PEERS``, see below); ``tests/test_bench.py`` checks that they equal the
 backends', so the benchmark compares equal work. Every framework is imported
-inside its peer.
+inside its peer. The sequence models' peers (``peers_sequence``) train through
+``torch_adam_loop``, the loop of the CNN's ``torch.nn`` peer.
 
 Keras 3 is the exception on precision: it computes in float32 whatever it is
 asked for (its type promotion maps float64 to float32), so its peer runs in
@@ -23,6 +24,7 @@ import numpy as np
 
 from nnparity.shared.core.data import Dataset, batch_plan
 from nnparity.shared.core.init import init_params
+from nnparity.shared.core.optimizers import Adam
 from nnparity.shared.core.spec import NetworkSpec
 
 Pairs = list[tuple[np.ndarray, np.ndarray]]
@@ -248,25 +250,38 @@ class CnnSettings:
     adam_eps: float
 
 
+def recipe_adam(spec: NetworkSpec, recipe: Callable[[str], NetworkSpec],
+                layers: tuple | None = None) -> Adam:
+    """``spec``'s Adam, after checking that ``spec`` trains the network a peer writes
+    out: ``recipe(spec.dtype)``'s input shape, loss and ``layers`` (by default the
+    recipe's), and plain Adam (any lr, betas, eps; no weight decay). A ``ValueError``
+    naming the recipe otherwise. Epochs, batch size, seed, shuffle and dtype are free."""
+    expected = recipe(spec.dtype)
+    opt = spec.optimizer
+    if (spec.layers != (expected.layers if layers is None else layers)
+            or spec.input_shape != expected.input_shape or spec.loss != expected.loss
+            or spec.loss_kwargs or not isinstance(opt, Adam) or opt.weight_decay != 0):
+        raise ValueError(f"this peer is written for {recipe.__name__}'s network (its "
+                         "layers, cross-entropy, Adam without weight decay)")
+    return opt
+
+
 def cnn_settings(spec: NetworkSpec) -> CnnSettings:
     """The peers' numbers from ``spec``, which must be ``digits_cnn_spec``'s network
     (any Dropout p and BatchNorm momentum/eps, plain Adam): a ``ValueError`` otherwise."""
     from nnparity.shared.core.layers.batch_norm import BatchNorm
     from nnparity.shared.core.layers.dropout import Dropout
-    from nnparity.shared.core.optimizers import Adam
     from nnparity.shared.core.recipes import digits_cnn_spec
 
     dropout = next((layer for layer in spec.layers if isinstance(layer, Dropout)), None)
     norm = next((layer for layer in spec.layers if isinstance(layer, BatchNorm)), None)
-    recipe = digits_cnn_spec(spec.dtype)
+    if dropout is None or norm is None or not norm.affine:
+        raise ValueError("this peer is written for digits_cnn_spec's network (its layers, "
+                         "cross-entropy, Adam without weight decay)")
     expected = tuple(dropout if isinstance(layer, Dropout) else
-                     norm if isinstance(layer, BatchNorm) else layer for layer in recipe.layers)
-    opt = spec.optimizer
-    if (dropout is None or norm is None or not norm.affine or spec.layers != expected
-            or spec.input_shape != recipe.input_shape or spec.loss != recipe.loss
-            or spec.loss_kwargs or not isinstance(opt, Adam) or opt.weight_decay != 0):
-        raise ValueError("the CNN peers are written for digits_cnn_spec's network (its "
-                         "layers, cross-entropy, Adam without weight decay)")
+                     norm if isinstance(layer, BatchNorm) else layer
+                     for layer in digits_cnn_spec(spec.dtype).layers)
+    opt = recipe_adam(spec, digits_cnn_spec, expected)
     return CnnSettings(dropout.p, norm.momentum, norm.eps, opt.lr, (opt.betas[0], opt.betas[1]),
                        opt.eps)
 
@@ -277,10 +292,58 @@ def _initial_state(spec: NetworkSpec) -> State:
     return state_dict(init_params(spec), init_model_state(spec))
 
 
+def renamed(name: str, prefixes: dict[str, str]) -> str:
+    """``name`` with the first of ``prefixes``' keys it starts with replaced by that key's
+    value (a backend's flat name to a module's ``state_dict`` name); unchanged if none."""
+    for ours, theirs in prefixes.items():
+        if name.startswith(ours):
+            return theirs + name[len(ours):]
+    return name
+
+
+def torch_adam_loop(model, spec: NetworkSpec, data: Dataset, loss_fn: Callable,
+                    prefixes: dict[str, str] | None = None) -> State:
+    """Train a ``torch.nn`` model the usual way and return its trained state by the
+    backends' flat names: load the initial state (``init_params``; a backend's name
+    maps to the model's by ``renamed(name, prefixes)``; every parameter must be
+    loaded, a missing ``num_batches_tracked`` excepted), ``torch.optim.Adam`` with the
+    spec's numbers (``recipe_adam`` has checked them), ``model.train()``, then per
+    batch of the backends' plan zero_grad, ``loss_fn(model(x), y)``, backward, step.
+    Float inputs are cast to the spec's dtype; token inputs stay integers."""
+    import torch
+
+    prefixes = prefixes or {}
+    initial = _initial_state(spec)
+    names = {ours: renamed(ours, prefixes) for ours in initial}
+    missing, unexpected = model.load_state_dict(
+        {names[k]: torch.from_numpy(v) for k, v in initial.items()}, strict=False)
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise ValueError(f"the peer's model does not hold the spec's parameters: missing "
+                         f"{missing}, unexpected {unexpected}")
+    adam = spec.optimizer
+    assert isinstance(adam, Adam), "recipe_adam checks that a peer's spec trains with Adam"
+    optimizer = torch.optim.Adam(model.parameters(), lr=adam.lr,
+                                 betas=(adam.betas[0], adam.betas[1]), eps=adam.eps)
+    inputs = data.x_train
+    x = torch.from_numpy(inputs.astype(spec.dtype) if inputs.dtype.kind == "f" else inputs)
+    y = torch.from_numpy(data.y_train)
+    plan = batch_plan(len(x), spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
+    model.train()
+    for epoch in range(spec.epochs):
+        for rows in plan.batches(epoch):
+            batch = torch.from_numpy(rows)
+            optimizer.zero_grad()
+            loss = loss_fn(model(x[batch]), y[batch])
+            loss.backward()
+            optimizer.step()
+    trained = model.state_dict()
+    return {ours: trained[theirs].detach().numpy().copy() for ours, theirs in names.items()}
+
+
 def cnn_torch_nn(spec: NetworkSpec, data: Dataset) -> State:
     """``torch.nn.Sequential`` + ``torch.optim.Adam`` + ``nn.CrossEntropyLoss``, the usual
-    loop: ``model.train()``, then per batch zero_grad, forward, backward, step.
-    Dropout's masks come from torch's stream (``torch.manual_seed(spec.seed)``)."""
+    loop (``torch_adam_loop``). Dropout's masks come from torch's stream
+    (``torch.manual_seed(spec.seed)``)."""
     import torch
     from torch import nn
 
@@ -292,23 +355,7 @@ def cnn_torch_nn(spec: NetworkSpec, data: Dataset) -> State:
         nn.BatchNorm2d(16, eps=s.bn_eps, momentum=s.momentum), nn.ReLU(), nn.MaxPool2d(2),
         nn.Dropout(s.p), nn.Flatten(), nn.Linear(16 * 2 * 2, 10),
     ).to(getattr(torch, spec.dtype))
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in _initial_state(spec).items()},
-                          strict=False)                 # all but num_batches_tracked (0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr, betas=s.betas, eps=s.adam_eps)
-    loss_fn = nn.CrossEntropyLoss()
-    x = torch.from_numpy(data.x_train.astype(spec.dtype))
-    y = torch.from_numpy(data.y_train)
-    plan = batch_plan(len(x), spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
-    model.train()
-    for epoch in range(spec.epochs):
-        for rows in plan.batches(epoch):
-            batch = torch.from_numpy(rows)
-            optimizer.zero_grad()
-            loss = loss_fn(model(x[batch]), y[batch])
-            loss.backward()
-            optimizer.step()
-    return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()
-            if not k.endswith("num_batches_tracked")}
+    return torch_adam_loop(model, spec, data, nn.CrossEntropyLoss())
 
 
 class _Optimizer(NamedTuple):

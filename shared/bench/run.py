@@ -14,17 +14,27 @@ then slows both sides of a ratio alike.
      (jax backend, in float32: all Keras 3 computes in) when Keras is installed
      (``peers``);
    - ``nnparity compare`` end to end in a fresh process, imports included.
-2. The digits CNN (``recipes.digits_cnn_spec``: two 3x3 convolutions, max-pooling,
-   BatchNorm, Dropout, a Dense head; cross-entropy, Adam, batch 32, shuffled) on
-   ``load_dataset("digits_images")`` (1438 training rows, 45 steps an epoch), in
-   float32, the dtype CNNs are trained in: seconds per epoch of each backend and of
-   two peers (``peers.CNN_PEERS``: a ``torch.nn`` + ``torch.optim`` loop, a jitted
-   ``lax.scan`` epoch), warm, and the ratios with the targets in ``CNN_TARGETS``.
-   Each implementation trains for its own number of epochs per timing, doubled from
-   1 until a timing takes ``CNN_TIMING_SECONDS`` (``epochs_per_timing``), so that the
-   fast ones are not timed at the clock's resolution. Timed in a fresh process with
-   one thread per framework (``run_cnn`` says why). Needs scikit-learn (the
-   ``datasets`` extra) for the data; skipped without it.
+2. Three recipes in float32, the dtype they are trained in, each a ``Part`` (``PARTS``)
+   timed in seconds per epoch, warm, in each backend and in peers written the way a
+   user of the framework would, with the ratios of its targets:
+   - the digits CNN (``recipes.digits_cnn_spec``: two 3x3 convolutions, max-pooling,
+     BatchNorm, Dropout, a Dense head) on ``load_dataset("digits_images")``; peers
+     ``peers.CNN_PEERS`` (a ``torch.nn`` + ``torch.optim`` loop, a jitted ``lax.scan``
+     epoch); targets ``CNN_TARGETS``;
+   - the row-by-row GRU (``recipes.digits_gru_spec``: GRU(32) over the 8 rows of each
+     8x8 digit, the last step -> Dense 10) on ``load_dataset("digits_rows")``; peer
+     ``peers_sequence.GRU_PEERS`` (``torch.nn.GRU`` + ``nn.Linear`` + ``torch.optim``);
+   - the transformer block (``recipes.zen_transformer_spec``: Embedding, a pre-LN block
+     with causal attention, LayerNorm, Dense; cross-entropy at every position) on
+     ``load_dataset("zen")``; peer ``peers_sequence.TRANSFORMER_PEERS`` (``torch.nn``
+     modules in ``nn.TransformerEncoderLayer``'s structure + ``torch.optim``).
+   The sequence models' targets are issue 14's (``sequence_targets``). All three are
+   trained with cross-entropy, Adam, batch 32, shuffled every epoch. Each
+   implementation trains for its own number of epochs per timing, doubled from 1
+   until a timing takes ``TIMING_SECONDS`` (``epochs_per_timing``), so that the fast
+   ones are not timed at the clock's resolution. Each part is timed in its own fresh
+   process with one thread per framework (``run_part`` says why). The digits parts
+   need scikit-learn (the ``datasets`` extra) for their data; skipped without it.
 3. A compute-bound spec, sizes (512, 1024, 1024, 10), float32, batch 512, mse,
    SGD, synthetic data: each backend's achieved GFLOP/s, counting
    6 * batch * sum(in * out) per step, next to the same framework's 1024 x 1024
@@ -44,13 +54,15 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from nnparity.shared.bench.peers import CNN_PEERS, PEERS
+from nnparity.shared.bench.peers import CNN_PEERS, PEERS, State
+from nnparity.shared.bench.peers_sequence import GRU_PEERS, TRANSFORMER_PEERS
 from nnparity.shared.core.data import Dataset, notebook_data
 from nnparity.shared.core.optimizers import SGD
+from nnparity.shared.core.recipes import RECIPES
 from nnparity.shared.core.spec import NetworkSpec, notebook_spec
 from nnparity.shared.io.files import check_output_path, write_atomic
 
@@ -113,12 +125,15 @@ def matmul(framework: str) -> Callable[[], object]:
     return lambda: product(j).block_until_ready()
 
 
-def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
+def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int,
+                        warm_up: bool = True) -> list[float]:
     """Median wall time of each function, timed in turn within every repetition
-    (after one warm-up call each), so that a change in the machine's load
-    affects all of them alike and their ratio stays meaningful."""
-    for fn in fns:
-        fn()
+    (after one warm-up call each, unless ``warm_up`` is False because the caller has
+    just called each of them), so that a change in the machine's load affects all of
+    them alike and their ratio stays meaningful."""
+    if warm_up:
+        for fn in fns:
+            fn()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, fn_times in zip(fns, times, strict=True):
@@ -143,60 +158,99 @@ def flops_per_step(spec: NetworkSpec) -> float:
     return 6 * spec.batch_size * sum(i * o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
 
 
-# ----------------------------------------------------------------------------- the digits CNN
+# ----------------------------------------------------------------------------- per-epoch parts
 
-#: the CNN is timed in float32, the dtype CNNs are trained in
-CNN_DTYPE = "float32"
+#: the recipes of the per-epoch parts are timed in float32, the dtype they are trained in
+DTYPE = "float32"
 #: the epochs per timing are doubled until one timing takes at least this long
-CNN_TIMING_SECONDS = 0.5
+TIMING_SECONDS = 0.5
 #: and at most this many epochs per timing
-CNN_MAX_EPOCHS = 512
-#: ratio name -> (numerator, denominator, the target: the ratio at most this); the
-#: names of the rows are "nnparity <backend>" for the backends, the peer's name otherwise
-CNN_TARGETS: dict[str, tuple[str, str, float]] = {
+MAX_EPOCHS = 512
+
+#: ratio name -> (numerator, denominator, the target: the ratio at most this, or None
+#: for a ratio shown without a target); the names of the rows are "nnparity <backend>"
+#: for the backends, the peer's name otherwise
+Targets = dict[str, tuple[str, str, float | None]]
+
+
+class Part(NamedTuple):
+    """A part of the bench timed in seconds per epoch: a recipe in ``DTYPE`` trained by
+    every backend and by ``peers``, with the ratios of ``targets``. Its result is
+    ``run(...)[key]``."""
+
+    key: str
+    title: str                  # what the table's heading calls it
+    recipe: str                 # a name of recipes.RECIPES: the spec and its data set
+    peers: dict[str, tuple[str, Callable[[NetworkSpec, Dataset], State]]]
+    targets: Targets
+    needs_sklearn: bool = False  # its data set is scikit-learn's digits
+    note: str = ""              # said after the dtype in the heading
+
+
+CNN_TARGETS: Targets = {
     "numpy / torch": ("nnparity numpy", "nnparity torch", 3.0),
     "jax / torch": ("nnparity jax", "nnparity torch", 1.0),
     "torch / torch.nn + torch.optim": ("nnparity torch", "torch.nn + torch.optim", 1.1),
 }
 
 
-def cnn_case(dtype: str = CNN_DTYPE) -> tuple[NetworkSpec, Dataset]:
-    """The CNN the bench times and its data (``digits_cnn_spec``, ``digits_images``)."""
+def sequence_targets(peer: str) -> Targets:
+    """Issue 14's targets for the sequence models (NumPy at most 5x the torch backend,
+    JAX warm at most the torch backend), and the torch backend against ``peer``
+    without a target."""
+    return {"numpy / torch": ("nnparity numpy", "nnparity torch", 5.0),
+            "jax / torch": ("nnparity jax", "nnparity torch", 1.0),
+            f"torch / {peer}": ("nnparity torch", peer, None)}
+
+
+CNN = Part("cnn", "digits CNN (digits_cnn_spec)", "digits_cnn", CNN_PEERS, CNN_TARGETS,
+           needs_sklearn=True, note=", the dtype CNNs are trained in")
+GRU = Part("gru", "row-by-row GRU (digits_gru_spec)", "digits_gru", GRU_PEERS,
+           sequence_targets(next(iter(GRU_PEERS))), needs_sklearn=True)
+TRANSFORMER = Part("transformer", "transformer block (zen_transformer_spec)", "zen_transformer",
+                   TRANSFORMER_PEERS, sequence_targets(next(iter(TRANSFORMER_PEERS))))
+#: key -> Part, in the order ``run`` times them
+PARTS = {part.key: part for part in (CNN, GRU, TRANSFORMER)}
+
+
+def part_case(part: Part, dtype: str = DTYPE) -> tuple[NetworkSpec, Dataset]:
+    """The spec a part times (its recipe in ``dtype``) and the recipe's data set."""
     from nnparity.shared.core.datasets import load_dataset
-    from nnparity.shared.core.recipes import digits_cnn_spec
 
-    return digits_cnn_spec(dtype), load_dataset("digits_images")
+    recipe = RECIPES[part.recipe]
+    return recipe.spec(dtype), load_dataset(recipe.dataset)
 
 
-def epochs_per_timing(trainer: Callable[[int], object], seconds: float = CNN_TIMING_SECONDS,
-                      most: int = CNN_MAX_EPOCHS) -> int:
+def epochs_per_timing(trainer: Callable[[int], object], seconds: float = TIMING_SECONDS,
+                      most: int = MAX_EPOCHS) -> int:
     """How many epochs make one call of ``trainer(epochs)`` take ``seconds`` or more:
     after a warm-up call (compilation), 1, 2, 4, ... epochs until a call does (at
-    most ``most``). A timing is then between ``seconds`` and about twice that."""
+    most ``most``). A timing is then between ``seconds`` and about twice that. The
+    last call trained the returned count: it is the timings' warm-up."""
     trainer(1)
     epochs = 1
-    while epochs < most:
+    while True:
         start = time.perf_counter()
         trainer(epochs)
-        if time.perf_counter() - start >= seconds:
-            break
-        epochs *= 2
-    return min(epochs, most)
+        if time.perf_counter() - start >= seconds or epochs >= most:
+            return epochs
+        epochs = min(2 * epochs, most)
 
 
-def cnn_trainers(backends) -> tuple[dict[str, Callable[[int], object]], dict[str, str]]:
-    """{row name: trainer(epochs)} of the CNN for every backend and installed peer, and
+def part_trainers(part: Part, backends
+                  ) -> tuple[dict[str, Callable[[int], object]], dict[str, str]]:
+    """{row name: trainer(epochs)} of ``part`` for every backend and installed peer, and
     {row name: why skipped} for the peers whose framework is missing."""
     from nnparity.backends import train
 
-    spec, data = cnn_case()
+    spec, data = part_case(part)
     trainers: dict[str, Callable[[int], object]] = {}
     for backend in backends:
         trainers[f"nnparity {backend}"] = functools.partial(
             lambda backend, epochs: train(spec.replace(epochs=epochs), data,
                                           backend=backend).params, backend)
     skipped = {}
-    for name, (module, trainer) in CNN_PEERS.items():
+    for name, (module, trainer) in part.peers.items():
         if installed(module):
             trainers[name] = functools.partial(
                 lambda trainer, epochs: trainer(spec.replace(epochs=epochs), data), trainer)
@@ -205,18 +259,20 @@ def cnn_trainers(backends) -> tuple[dict[str, Callable[[int], object]], dict[str
     return trainers, skipped
 
 
-def cnn_ratios(seconds_per_epoch: dict[str, float]) -> dict[str, dict[str, Any]]:
-    """Every target of ``CNN_TARGETS`` whose two rows were measured:
-    {name: {"measured": ratio, "target": bound, "met": ratio <= bound}}."""
+def part_ratios(part: Part, seconds_per_epoch: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Every ratio of ``part.targets`` whose two rows were measured:
+    {name: {"measured": ratio, "target": bound or None, "met": ratio <= bound, or None
+    without a target}}."""
     out = {}
-    for name, (top, bottom, target) in CNN_TARGETS.items():
+    for name, (top, bottom, target) in part.targets.items():
         if top in seconds_per_epoch and bottom in seconds_per_epoch:
             ratio = seconds_per_epoch[top] / seconds_per_epoch[bottom]
-            out[name] = {"measured": ratio, "target": target, "met": ratio <= target}
+            out[name] = {"measured": ratio, "target": target,
+                         "met": None if target is None else ratio <= target}
     return out
 
 
-#: the environment of the CNN's timing process: one thread in every framework's pool
+#: the environment of a part's timing process: one thread in every framework's pool
 #: (OpenMP, OpenBLAS and MKL, which NumPy's BLAS and torch use; XLA's Eigen pool)
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 XLA_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
@@ -232,43 +288,44 @@ def one_thread_env(environ: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def run_cnn(backends, repeats: int) -> dict:
-    """The CNN's part of ``run``, measured by ``measure_cnn`` in a fresh process whose
-    frameworks each use one thread (``one_thread_env``): a CNN step's work is small, and
-    on a machine that other work keeps busy the thread pools of OpenBLAS and torch
-    wait for each other's threads, which made NumPy's and torch's epochs several to
-    tens of times slower, by an amount that moved with the load."""
-    if not installed("sklearn"):
-        return {"skipped": "scikit-learn (the datasets extra) is not installed: the "
-                           "digits_images data needs it"}
+def run_part(part: Part, backends, repeats: int) -> dict:
+    """``part``'s share of ``run``, measured by ``measure_part`` in a fresh process whose
+    frameworks each use one thread (``one_thread_env``): a step of these recipes is
+    small, and on a machine that other work keeps busy the thread pools of OpenBLAS
+    and torch wait for each other's threads, which made NumPy's and torch's epochs
+    several to tens of times slower, by an amount that moved with the load."""
+    if part.needs_sklearn and not installed("sklearn"):
+        return {"skipped": f"scikit-learn (the datasets extra) is not installed: the "
+                           f"{RECIPES[part.recipe].dataset} data needs it"}
     code = ("import json, sys\n"
-            "from nnparity.shared.bench.run import measure_cnn\n"
-            "print(json.dumps(measure_cnn(sys.argv[1:-1], int(sys.argv[-1]))))\n")
-    done = subprocess.run([sys.executable, "-c", code, *backends, str(repeats)],
+            "from nnparity.shared.bench.run import measure_part\n"
+            "print(json.dumps(measure_part(sys.argv[1], sys.argv[2:-1], int(sys.argv[-1]))))\n")
+    done = subprocess.run([sys.executable, "-c", code, part.key, *backends, str(repeats)],
                           env=one_thread_env(dict(os.environ)), capture_output=True, text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"the CNN's timing process failed:\n{done.stderr}")
+        raise RuntimeError(f"the timing process of the {part.title} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_cnn(backends, repeats: int) -> dict:
-    """Seconds per epoch (warm) of every CNN row, the epochs each timing trained, the
-    ratios with their targets, what was skipped, the threads torch used, and the
-    load average before the timings. ``run_cnn`` calls it in a fresh process."""
+def measure_part(key: str, backends, repeats: int) -> dict:
+    """Seconds per epoch (warm) of every row of ``PARTS[key]``, the epochs each timing
+    trained, the ratios with their targets, what was skipped, the threads torch used,
+    and the load average before the timings. ``run_part`` calls it in a fresh process."""
+    part = PARTS[key]
     load = os.getloadavg()[0]
-    trainers, skipped = cnn_trainers(backends)
+    trainers, skipped = part_trainers(part, backends)
     epochs = {name: epochs_per_timing(trainer) for name, trainer in trainers.items()}
-    medians = interleaved_medians(
+    medians = interleaved_medians(     # epochs_per_timing's last call warmed each up
         [functools.partial(trainer, epochs[name]) for name, trainer in trainers.items()],
-        repeats)
+        repeats, warm_up=False)
     per_epoch = {name: seconds / epochs[name]
                  for name, seconds in zip(trainers, medians, strict=True)}
-    spec, data = cnn_case()
+    spec, data = part_case(part)
     steps = -(-len(data.x_train) // spec.batch_size)
     torch = sys.modules.get("torch")
     return {"dtype": spec.dtype, "rows": len(data.x_train), "batch_size": spec.batch_size,
             "steps_per_epoch": steps, "seconds_per_epoch": per_epoch, "epochs": epochs,
-            "skipped_peers": skipped, "ratios": cnn_ratios(per_epoch),
+            "skipped_peers": skipped, "ratios": part_ratios(part, per_epoch),
             "threads": {**ONE_THREAD, "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
                         "torch.get_num_threads()": torch.get_num_threads() if torch else None},
             "load_average": load}
@@ -292,7 +349,8 @@ def run(backends, repeats: int = 5) -> dict:
     for (group, name), seconds in zip(timed, medians, strict=True):
         result[group][name] = seconds
     result["compare_cli_cold"] = compare_cli_seconds()
-    result["cnn"] = run_cnn(backends, repeats)
+    for part in PARTS.values():
+        result[part.key] = run_part(part, backends, repeats)
 
     cspec, cdata = COMPUTE_SPEC, compute_data()
     steps = cspec.epochs * COMPUTE_ROWS // cspec.batch_size
@@ -331,7 +389,8 @@ def table(result: dict) -> str:
     lines += ["  ratios: " + "; ".join(ratios)] if ratios else []
     lines.append(f"  nnparity compare, fresh process, imports included: "
                  f"{result['compare_cli_cold']:.2f} s")
-    lines += cnn_table(result.get("cnn"), result["repeats"])
+    for part in PARTS.values():
+        lines += part_table(part, result.get(part.key), result["repeats"])
     lines.append("compute-bound spec (512, 1024, 1024, 10), float32, batch 512")
     lines.append(f"  {'backend':<10} {'GFLOP/s':>8} {'matmul GFLOP/s':>15} {'ratio':>6}")
     for backend, c in result["compute"].items():
@@ -340,27 +399,28 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def cnn_table(cnn: dict | None, repeats: int) -> list[str]:
-    """The CNN's lines of ``table``: seconds per epoch, epochs per timing, the ratios
-    with their targets (met or not, as measured)."""
-    if cnn is None:
+def part_table(part: Part, measured: dict | None, repeats: int) -> list[str]:
+    """``part``'s lines of ``table``: seconds per epoch, epochs per timing, the ratios
+    with their targets (met or not, as measured; a ratio without a target says so)."""
+    if measured is None:
         return []
-    if "seconds_per_epoch" not in cnn:
-        return [f"digits CNN: skipped: {cnn['skipped']}"]
-    lines = [f"digits CNN (digits_cnn_spec), {cnn['dtype']}, the dtype CNNs are trained in; "
-             f"{cnn['steps_per_epoch']} steps of batch {cnn['batch_size']} an epoch "
-             f"(median of {repeats}, warm)",
+    if "seconds_per_epoch" not in measured:
+        return [f"{part.title}: skipped: {measured['skipped']}"]
+    m = measured
+    lines = [f"{part.title}, {m['dtype']}{part.note}; {m['steps_per_epoch']} steps of batch "
+             f"{m['batch_size']} an epoch (median of {repeats}, warm)",
              f"  timed in a fresh process, one thread per framework; load average "
-             f"{cnn['load_average']:.1f} before the timings",
+             f"{m['load_average']:.1f} before the timings",
              f"  {'implementation':<32} {'s / epoch':>10} {'epochs per timing':>18}"]
-    for name, seconds in cnn["seconds_per_epoch"].items():
-        lines.append(f"  {name:<32} {seconds:>10.4f} {cnn['epochs'][name]:>18}")
-    for name, why in cnn["skipped_peers"].items():
+    for name, seconds in m["seconds_per_epoch"].items():
+        lines.append(f"  {name:<32} {seconds:>10.4f} {m['epochs'][name]:>18}")
+    for name, why in m["skipped_peers"].items():
         lines.append(f"  {name:<32} skipped: {why}")
-    for name, r in cnn["ratios"].items():
-        lines.append(f"  {name + ' = ' + format(r['measured'], '.2f'):<44} target <= "
-                     f"{r['target']:g}: {'met' if r['met'] else 'NOT MET'}")
-    missing = [name for name in CNN_TARGETS if name not in cnn["ratios"]]
+    for name, r in m["ratios"].items():
+        verdict = ("no target" if r["target"] is None else
+                   f"target <= {r['target']:g}: {'met' if r['met'] else 'NOT MET'}")
+        lines.append(f"  {name + ' = ' + format(r['measured'], '.2f'):<44} {verdict}")
+    missing = [name for name in part.targets if name not in m["ratios"]]
     if missing:
         lines.append(f"  not measured (a row is missing): {', '.join(missing)}")
     return lines
