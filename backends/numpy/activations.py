@@ -23,7 +23,10 @@ import numpy as np
 from nnparity.shared.core.activations import GELU_TANH_C, GELU_TANH_K, SELU_ALPHA, SELU_SCALE
 from nnparity.shared.core.layers import Activation
 
-_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """``math.erfc`` of each element of the float64 array x, same shape (a map over a
+    list: about twice as fast as ``np.vectorize``, the same values)."""
+    return np.fromiter(map(math.erfc, x.ravel().tolist()), np.float64, x.size).reshape(x.shape)
 
 
 def identity(x):

@@ -98,13 +98,20 @@ def zen_transformer_spec(dtype: str = "float64") -> NetworkSpec:
 
 def zen_gru_spec(dtype: str = "float64") -> NetworkSpec:
     """The GRU baseline of ``zen_transformer_spec``: Embedding(45, 32) -> GRU(64), its
-    whole sequence -> Dense 45, trained the same way."""
+    whole sequence -> Dense 45, cross-entropy at every position, Adam(lr=0.003),
+    batch 32 reshuffled, 30 epochs, seed 0.
+
+    Why a smaller step than the transformer's: with lr=0.01 (20 epochs) this
+    recurrent model's training is chaotic at the rounding level. Every
+    teacher-forced step agrees, but the free-running float64 runs end 1.6e-7
+    apart, outside the float64 tolerance ("amplification"); at lr=0.003 they end
+    4e-14 apart, with the same loss per character."""
     return NetworkSpec(
         input_shape=(32,),
         layers=(Embedding(ZEN_CHARACTERS, ZEN_WIDTH), GRU(2 * ZEN_WIDTH),
                 Dense(ZEN_CHARACTERS)),
-        init="torch_default", loss="cross_entropy", optimizer=Adam(lr=0.01), batch_size=32,
-        epochs=20, seed=0, dtype=dtype, shuffle=True)
+        init="torch_default", loss="cross_entropy", optimizer=Adam(lr=0.003), batch_size=32,
+        epochs=30, seed=0, dtype=dtype, shuffle=True)
 
 
 class Recipe(NamedTuple):
