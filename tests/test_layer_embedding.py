@@ -192,3 +192,26 @@ def test_init_rules_and_the_zero_padding_row(rule):
     assert not weight[3].any()
     if rule == "torch_default":                                # N(0, 1), as torch
         assert abs(weight.std() - 1.0) < 0.02 and abs(weight.mean()) < 0.02
+
+
+def test_negative_control_a_wrong_embedding_gradient_is_an_implementation_difference(
+        monkeypatch):
+    """torch's lookup with its gradient 1.5 times too large (the value unchanged) is
+    caught at the first teacher-forced step: the rounding allowance of the Embedding
+    gradient is at the rounding level (it once was the whole gradient, when the
+    jittered scatter-add wrote into a copy, and this passed as "amplification")."""
+    require("torch")
+    from nnparity.backends.torch.layers import embedding as torch_embedding
+    real = torch_embedding.forward
+
+    def steeper(layer, params, buffers, x, train):
+        weight = params["weight"]
+        scaled = {"weight": 1.5 * weight - (0.5 * weight).detach()}   # same value
+        return real(layer, scaled, buffers, x, train)
+
+    monkeypatch.setattr(torch_embedding, "forward", steeper)
+    spec = TestEmbedding.cases["7x3"]
+    report = compare(spec, data_for(spec), backends=("numpy", "torch"))
+    assert not report.ok
+    assert report.parity[0].diagnosis.startswith("implementation differs: step 0"), \
+        report.parity[0].diagnosis

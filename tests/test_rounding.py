@@ -131,3 +131,50 @@ def test_step_sensitivity_keeps_the_dtype_and_does_not_touch_its_inputs(dtype):
     assert len(leaves(params)) == 4
     for a, a0 in zip(leaves(params), leaves(kept), strict=True):
         assert type(a) is np.ndarray and np.array_equal(a, a0)
+
+
+def test_ufunc_at_writes_into_a_jittered_target_and_rounds_it():
+    """``np.add.at(target, rows, g)`` (the Embedding backward's scatter-add) works in
+    place on a Jittered target, as on a plain one, within a few ulps."""
+    rows, g = np.array([0, 2, 0]), np.full((3, 2), 0.1)
+    exact = np.zeros((3, 2))
+    np.add.at(exact, rows, g)
+    target = np.zeros((3, 2)).view(Jittered)
+    with perturbed_rounding(np.random.default_rng(0)):
+        np.add.at(target, rows, g)
+    written = target.view(np.ndarray)
+    assert np.all(ulps_between(written, exact)[exact != 0] <= 8)
+    assert not written[1].any()                                # row 1: no token, 0
+
+
+@pytest.mark.parametrize("layers", [
+    "embedding", "gru", "lstm", "rnn", "attention", "residual", "conv", "batch_norm"])
+def test_every_kinds_gradient_is_sensitive_at_the_rounding_level_only(layers):
+    """The rounding allowance of every layer kind's gradient is far below the gradient
+    itself: a kind whose backward escaped the jittered arithmetic (as ``np.add.at``
+    once did, writing into a copy) would show a sensitivity as large as its gradient
+    and let the teacher-forced check accept anything."""
+    from nnparity.shared import (GRU, LSTM, RNN, BatchNorm, Conv2d, Dense, Embedding, Flatten,
+                                 LayerNorm, MultiHeadAttention, Residual)
+    networks = {
+        "embedding": ((4,), (Embedding(6, 3), Flatten())),
+        "gru": ((4, 3), (GRU(3), Flatten())), "lstm": ((4, 3), (LSTM(3), Flatten())),
+        "rnn": ((4, 3), (RNN(3), Flatten())),
+        "attention": ((4, 4), (MultiHeadAttention(2, causal=True), Flatten())),
+        "residual": ((4,), (Residual((LayerNorm(), Dense(4))),)),
+        "conv": ((1, 4, 4), (Conv2d(2, 3, padding=1), Flatten())),
+        "batch_norm": ((3, 4), (BatchNorm(), Flatten())),
+    }
+    input_shape, body = networks[layers]
+    spec = NetworkSpec(input_shape=input_shape, layers=(*body, Dense(2)), init="torch_default",
+                       optimizer=SGD(lr=0.1), batch_size=5)
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, 6, (5, *input_shape)) if spec.takes_tokens
+         else rng.standard_normal((5, *input_shape)))
+    y = rng.standard_normal((5, 2))
+    params = init_params(spec)
+    spread = step_sensitivity(spec, params, init_model_state(spec),
+                              init_state(spec.optimizer, params), x, y, seed=0,
+                              named_outputs=named_step)
+    first = next(name for name in spread if name.startswith("grad 0."))
+    assert 0 < spread[first] < 1e-12, (first, spread[first])

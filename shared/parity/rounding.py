@@ -86,6 +86,14 @@ class Jittered(np.ndarray):
     the float inputs and the result of each are moved by up to ``ulps`` ulps."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if method == "at":                 # ufunc.at(target, indices, ...): in place, so the
+            target = inputs[0]             # target is written, not copied, then jittered
+            plain = target.view(np.ndarray) if isinstance(target, np.ndarray) else target
+            rest = tuple(_jittered_copy(value) for value in inputs[1:])
+            ufunc.at(plain, *rest, **kwargs)
+            if isinstance(plain, np.ndarray):
+                jitter(plain, _rng(), _State.ulps)
+            return None
         inputs = tuple(_jittered_copy(value) for value in inputs)
         if out is not None:
             kwargs["out"] = tuple(o.view(np.ndarray) if isinstance(o, np.ndarray) else o
