@@ -415,7 +415,8 @@ def test_zen_is_the_zen_of_python_as_next_character_windows(monkeypatch, capsys)
     data = load_dataset("zen")
     assert capsys.readouterr().out == ""                          # nothing printed
     text, vocabulary = zen_text(), zen_vocabulary()
-    assert len(text) == 856 and len(vocabulary) == 45
+    from nnparity.shared.core.recipes import ZEN_CHARACTERS
+    assert len(text) == 856 and len(vocabulary) == 45 == ZEN_CHARACTERS
     assert text.startswith("The Zen of Python, by Tim Peters\n\nBeautiful is better than ugly.")
     assert data.x_train.shape == data.y_train.shape == (856 - ZEN_WINDOW, ZEN_WINDOW)
     assert data.x_train.dtype == np.int64

@@ -175,7 +175,7 @@ def test_fields_round_trip_and_shapes():
     ({"num_embeddings": 0, "embedding_dim": 2}, ValueError, r"Embedding\.num_embeddings"),
     ({"num_embeddings": 3, "embedding_dim": 2.0}, TypeError, r"Embedding\.embedding_dim"),
     ({"num_embeddings": 3, "embedding_dim": 2, "padding_idx": 3}, ValueError,
-     r"Embedding\.padding_idx=3.*<= 2"),
+     r"Embedding\.padding_idx=3.*<= num_embeddings - 1 = 2"),
     ({"num_embeddings": 3, "embedding_dim": 2, "padding_idx": -4}, ValueError,
      r"Embedding\.padding_idx=-4"),
 ])

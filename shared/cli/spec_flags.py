@@ -194,8 +194,10 @@ def spec_from_args(args: argparse.Namespace) -> NetworkSpec:
         for field in ("activation", "activation_params"):
             if field in changes:
                 flag = "--" + field.replace("_", "-")
-                fail(flag, getattr(args, field), f"no {flag} with a --spec whose network is "
-                     "given as layers (give its Activation layers in the file, or --sizes)")
+                base_flag = "--recipe" if args.recipe else "--spec"
+                fail(flag, getattr(args, field), f"no {flag} with a {base_flag} whose network "
+                     "is given as layers (give its Activation layers in a --spec file, or "
+                     "--sizes)")
     if "activation" in changes and "activation_params" not in changes:
         names = set(changes["activation"] if isinstance(changes["activation"], tuple)
                     else (changes["activation"],))

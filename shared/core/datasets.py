@@ -103,7 +103,8 @@ def _zen() -> Dataset:
 
 
 def load_dataset(name: str) -> Dataset:
-    """The dataset called ``name`` (see the module docstring), float64 features."""
+    """The dataset called ``name`` (see the module docstring): float64 features, or
+    int64 tokens for ``"zen"``."""
     check_choice("dataset", name, DATASETS)
     if name == "notebook":
         return notebook_data()

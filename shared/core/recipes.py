@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+from nnparity.shared.core.datasets import ZEN_WINDOW
 from nnparity.shared.core.layers import Activation, Dense
 from nnparity.shared.core.layers.attention import MultiHeadAttention
 from nnparity.shared.core.layers.batch_norm import BatchNorm
@@ -66,7 +67,8 @@ def digits_lstm_spec(dtype: str = "float64") -> NetworkSpec:
     return digits_gru_spec(dtype, cell=LSTM)
 
 
-#: the Zen of Python's vocabulary (``zen_vocabulary()``) and the model width
+#: the Zen of Python's vocabulary, len(zen_vocabulary()) (a test checks it; not read here,
+#: so that importing nnparity reads no file), and the model width
 ZEN_CHARACTERS, ZEN_WIDTH = 45, 32
 
 
@@ -86,7 +88,7 @@ def zen_transformer_spec(dtype: str = "float64") -> NetworkSpec:
     added to a row) and Adam would amplify its rounding noise differently in each
     backend. It memorises 856 characters; its loss says how well."""
     return NetworkSpec(
-        input_shape=(32,),
+        input_shape=(ZEN_WINDOW,),
         layers=(Embedding(ZEN_CHARACTERS, ZEN_WIDTH),
                 Residual((LayerNorm(), MultiHeadAttention(4, causal=True, bias=False))),
                 Residual((LayerNorm(), Dense(4 * ZEN_WIDTH), Activation("gelu"),
@@ -107,7 +109,7 @@ def zen_gru_spec(dtype: str = "float64") -> NetworkSpec:
     apart, outside the float64 tolerance ("amplification"); at lr=0.003 they end
     4e-14 apart, with the same loss per character."""
     return NetworkSpec(
-        input_shape=(32,),
+        input_shape=(ZEN_WINDOW,),
         layers=(Embedding(ZEN_CHARACTERS, ZEN_WIDTH), GRU(2 * ZEN_WIDTH),
                 Dense(ZEN_CHARACTERS)),
         init="torch_default", loss="cross_entropy", optimizer=Adam(lr=0.003), batch_size=32,

@@ -13,6 +13,7 @@ def forward(layer, params, buffers, x, train, keep=None):
     Evaluation: y = x (m = None)."""
     if not train:
         return x, None
+    assert keep is not None, "a training pass of Dropout needs the step's draws (draws.py)"
     m = keep * np.asarray(layer.scale(x.dtype), x.dtype)     # (batch, ...) 0 or scale
     return x * m, m
 

@@ -53,7 +53,7 @@ class Embedding(Layer):
                                        MAX_EMBEDDINGS, "2**24"))
         if self.padding_idx is not None:
             index = check_count("Embedding.padding_idx", self.padding_idx, -n, n - 1,
-                                str(n - 1))
+                                "num_embeddings - 1")
             object.__setattr__(self, "padding_idx", index % n)
 
     def output_shape(self, input_shape: Shape) -> Shape:
@@ -80,7 +80,7 @@ class Embedding(Layer):
     def check_tokens(self, name: str, x: Any) -> None:
         """Raise unless x is an integer array of tokens in [0, num_embeddings)."""
         if not isinstance(x, np.ndarray) or x.dtype.kind not in "iu":
-            fail(f"{name}.dtype", getattr(x, "dtype", type(x).__name__),
+            fail(f"{name}.dtype", x.dtype.name if isinstance(x, np.ndarray) else type(x).__name__,
                  "integer tokens (the network starts with an Embedding)", TypeError)
         if x.size and (x.min() < 0 or x.max() >= self.num_embeddings):
             bad = np.argwhere((x < 0) | (x >= self.num_embeddings))[0]
