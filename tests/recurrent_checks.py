@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from conftest import require
 from layer_contract import BACKENDS, data_for
+from layer_vjp import backend_against_torch
 
 from nnparity.shared import SGD, NetworkSpec, compare
 
@@ -41,6 +42,14 @@ def random_layer(layer, input_shape, dtype, seed=0, batch=4):
     x = rng.standard_normal((batch, *input_shape)).astype(dtype)
     d_y = rng.standard_normal((batch, *layer.output_shape(input_shape))).astype(dtype)
     return params, x, d_y
+
+
+def assert_matches_torch(backend, layer, input_shape, dtype):
+    """One layer with ``random_layer``'s parameters in ``backend``: y and every
+    gradient against the torch.nn oracle, under the policy of ``dtype``."""
+    params, x, d_y = random_layer(layer, input_shape, dtype)
+    difference = backend_against_torch(backend, layer, params, x, d_y)
+    assert difference.ok, difference
 
 
 def assert_float32_parity(spec: NetworkSpec) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from layer_contract import LayerContract
-from recurrent_checks import assert_float32_parity, network, random_layer, torch_recurrent
-from layer_vjp import backend_against_torch, torch_results
+from recurrent_checks import (assert_float32_parity, assert_matches_torch, network,
+                              random_layer, torch_recurrent)
+from layer_vjp import torch_results
 
 from nnparity.shared import POLICY, Adam, Dense, Flatten, NetworkSpec
 from nnparity.shared.core.layers import layer_from_dict
@@ -50,10 +51,7 @@ LAYERS = {"one": (LSTM(6), (5, 4)), "two-layers": (LSTM(5, num_layers=2), (4, 3)
 @pytest.mark.parametrize("which", list(LAYERS))
 @pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
 def test_values_and_gradients_match_torch(backend, which, dtype):
-    layer, shape = LAYERS[which]
-    params, x, d_y = random_layer(layer, shape, dtype)
-    difference = backend_against_torch(backend, layer, params, x, d_y)
-    assert difference.ok, difference
+    assert_matches_torch(backend, *LAYERS[which], dtype)
 
 
 # ------------------------------------------------------------ porting mistakes

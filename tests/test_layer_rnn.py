@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from conftest import require
 from layer_contract import LayerContract
-from recurrent_checks import assert_float32_parity, network, random_layer, torch_recurrent
+from recurrent_checks import (assert_float32_parity, assert_matches_torch, network,
+                              random_layer, torch_recurrent)
 from layer_vjp import RESULTS, backend_against_torch, torch_results
 
 from nnparity.shared import POLICY, Adam, Dense, Flatten, NetworkSpec
@@ -56,10 +57,7 @@ LAYERS = {"tanh": (RNN(6), (5, 4)), "last-step": (RNN(6, return_sequence=False),
 @pytest.mark.parametrize("which", list(LAYERS))
 @pytest.mark.parametrize("backend", ["numpy", "torch", "jax"])
 def test_values_and_gradients_match_torch(backend, which, dtype):
-    layer, shape = LAYERS[which]
-    params, x, d_y = random_layer(layer, shape, dtype)
-    difference = backend_against_torch(backend, layer, params, x, d_y)
-    assert difference.ok, difference
+    assert_matches_torch(backend, *LAYERS[which], dtype)
 
 
 def exactly_zero_preactivations(layer, shape):
