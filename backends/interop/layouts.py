@@ -1,0 +1,124 @@
+"""Weight layouts: how a tensor nnparity keeps in torch's layout is laid out elsewhere.
+
+nnparity's parameters are torch's (same shapes, same state-dict names), so export to
+torch and Equinox copies them as they are. Flax and Keras keep several of them in
+another layout; each conversion is one function here, with its inverse, on NumPy
+arrays (no framework needed):
+
+- Linear: torch ``weight`` (out, in); Flax and Keras ``kernel`` (in, out).
+- Convolution: torch (O, I/groups, *k) ("OIHW"); Flax and Keras (*k, I/groups, O)
+  ("HWIO"), i.e. ``transpose(2, 3, 1, 0)`` in 2-d. The wrong ``transpose(3, 2, 1, 0)``
+  gives the same shape on a square kernel and raises nothing: it swaps the two
+  spatial axes, a transposed (not flipped) filter.
+- Flatten after a channels-last convolution: torch flattens (C, H, W), a
+  channels-last network (H, W, C), so the first Dense's input columns come in
+  another order.
+- Recurrent gate blocks, stacked along the rows: torch's LSTM (i, f, g, o), GRU
+  (r, z, n); Keras's GRU (z, r, h).
+- Attention: torch packs the query, key and value projections into one
+  ``in_proj_weight`` (3E, E); Flax keeps one kernel per projection, (E, heads, d),
+  and the output kernel as (heads, d, E).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def linear_kernel(weight: np.ndarray) -> np.ndarray:
+    """torch's Linear weight (out, in) -> the (in, out) kernel of Flax and Keras."""
+    return np.ascontiguousarray(weight.T)                       # (in, out)
+
+
+def linear_weight(kernel: np.ndarray) -> np.ndarray:
+    """The (in, out) kernel of Flax and Keras -> torch's Linear weight (out, in)."""
+    return np.ascontiguousarray(kernel.T)                       # (out, in)
+
+
+def conv_kernel_channels_last(weight: np.ndarray) -> np.ndarray:
+    """torch's convolution weight (O, I/groups, *k) -> (*k, I/groups, O), Flax's and
+    Keras's layout: ``transpose(2, 3, 1, 0)`` for a 2-d kernel, ``(2, 1, 0)`` in 1-d."""
+    spatial = tuple(range(2, weight.ndim))
+    return np.ascontiguousarray(weight.transpose(*spatial, 1, 0))  # (*k, I/groups, O)
+
+
+def conv_weight_channels_first(kernel: np.ndarray) -> np.ndarray:
+    """(*k, I/groups, O), Flax's and Keras's layout -> torch's (O, I/groups, *k)."""
+    n = kernel.ndim
+    return np.ascontiguousarray(kernel.transpose(n - 1, n - 2, *range(n - 2)))  # (O, I/g, *k)
+
+
+def flatten_columns_channels_last(weight: np.ndarray, channels_first_shape: Sequence[int]
+                                  ) -> np.ndarray:
+    """The weight (out, C*prod(spatial)) of a Dense that follows torch's Flatten of
+    (C, *spatial) -> the same weight for a Flatten of the channels-last (*spatial, C):
+    column c*S + s moves to s*C + c."""
+    channels, *spatial = channels_first_shape
+    out = weight.shape[0]
+    w = weight.reshape(out, channels, *spatial)                 # (out, C, *spatial)
+    w = np.moveaxis(w, 1, -1)                                   # (out, *spatial, C)
+    return np.ascontiguousarray(w.reshape(out, -1))
+
+
+def flatten_columns_channels_first(weight: np.ndarray, channels_first_shape: Sequence[int]
+                                   ) -> np.ndarray:
+    """The inverse of ``flatten_columns_channels_last``: the Dense weight for a
+    channels-last Flatten of (*spatial, C) -> the one for torch's Flatten of (C, *spatial)."""
+    channels, *spatial = channels_first_shape
+    out = weight.shape[0]
+    w = weight.reshape(out, *spatial, channels)                 # (out, *spatial, C)
+    w = np.moveaxis(w, -1, 1)                                   # (out, C, *spatial)
+    return np.ascontiguousarray(w.reshape(out, -1))
+
+
+def reorder_gate_blocks(stacked: np.ndarray, order: Sequence[str], new_order: Sequence[str]
+                        ) -> np.ndarray:
+    """Rows (or a bias) of G gate blocks stacked along axis 0 in ``order`` -> the same
+    blocks in ``new_order``; e.g. torch's GRU ("r", "z", "n") -> Keras's ("z", "r", "n")."""
+    if sorted(order) != sorted(new_order) or len(set(order)) != len(order):
+        raise ValueError(f"new_order {tuple(new_order)!r} must be a permutation of "
+                         f"order {tuple(order)!r}")
+    blocks = dict(zip(order, np.split(stacked, len(order), axis=0), strict=True))
+    return np.concatenate([blocks[gate] for gate in new_order], axis=0)
+
+
+def split_packed_projection(in_proj_weight: np.ndarray, num_heads: int
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """torch's ``in_proj_weight`` (3E, E) -> the query, key and value kernels of Flax's
+    attention, each (E, heads, d): head h's rows h*d .. (h+1)*d - 1 of a projection."""
+    embed = in_proj_weight.shape[1]
+    head_size = embed // num_heads
+    return tuple(np.ascontiguousarray(w.T.reshape(embed, num_heads, head_size))  # (E, heads, d)
+                 for w in np.split(in_proj_weight, 3, axis=0))  # type: ignore[return-value]
+
+
+def packed_projection(query: np.ndarray, key: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """The inverse of ``split_packed_projection``: three (E, heads, d) kernels ->
+    torch's ``in_proj_weight`` (3E, E)."""
+    return np.concatenate([w.reshape(w.shape[0], -1).T for w in (query, key, value)], axis=0)
+
+
+def split_packed_bias(in_proj_bias: np.ndarray, num_heads: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """torch's ``in_proj_bias`` (3E,) -> the query, key and value biases of Flax's
+    attention, each (heads, d)."""
+    return tuple(b.reshape(num_heads, -1).copy()                # (heads, d)
+                 for b in np.split(in_proj_bias, 3))  # type: ignore[return-value]
+
+
+def packed_bias(query: np.ndarray, key: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """The inverse of ``split_packed_bias``: three (heads, d) biases -> (3E,)."""
+    return np.concatenate([b.ravel() for b in (query, key, value)])
+
+
+def output_kernel_by_head(out_proj_weight: np.ndarray, num_heads: int) -> np.ndarray:
+    """torch's ``out_proj.weight`` (E, E) -> Flax's output kernel (heads, d, E): input
+    column h*d + j is head h's element j."""
+    embed = out_proj_weight.shape[0]
+    return np.ascontiguousarray(out_proj_weight.T.reshape(num_heads, -1, embed))  # (heads, d, E)
+
+
+def output_weight(kernel: np.ndarray) -> np.ndarray:
+    """The inverse of ``output_kernel_by_head``: (heads, d, E) -> (E, E)."""
+    return np.ascontiguousarray(kernel.reshape(-1, kernel.shape[-1]).T)  # (E, heads*d)
