@@ -17,6 +17,7 @@ Tolerances come from ``nnparity.shared.core.tolerance.ELEMENTWISE`` only.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -554,6 +555,37 @@ def test_gelu_is_the_exact_form_and_gelu_tanh_the_approximation():
         assert difference(value, approx, ELEMENTWISE["float64"]).ok is False
         value_tanh, _ = activation_with_grad("gelu_tanh", x, backend)
         assert_close(value_tanh, approx, ELEMENTWISE["float64"], f"{backend} gelu_tanh", x)
+
+
+def numpy_shared_work_mismatch(name, x, shared):
+    """Where ``shared(x)`` = (f(x), f'(x)) differs in any bit from the NumPy backend's
+    separate f and f' (``ACTIVATIONS[name]``), or None."""
+    from nnparity.backends.numpy.activations import ACTIVATIONS as NUMPY_ACTIVATIONS
+
+    f, df = NUMPY_ACTIVATIONS[name]
+    for what, got, want in zip(("f", "f'"), shared(x), (f(x), df(x)), strict=True):
+        if got.dtype != want.dtype or got.tobytes() != want.tobytes():
+            return f"{name} {what} differs ({got.dtype} against {want.dtype})"
+    return None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_shared_work_is_bitwise_the_separate_functions(dtype):
+    """The NumPy Activation layer trains with ``value_and_derivative`` (GELU's f and f'
+    share one Phi(x)) and predicts with f alone: both give the same bits, so a trained
+    network predicts what training saw. Control: Phi(x) in float64 throughout, cast once
+    at the end, differs in float32."""
+    from nnparity.backends.numpy import activations as numpy_activations
+
+    x = np.concatenate([random_grid(seed=3, n=4000), EXTREMES[dtype][2:]]).astype(dtype)
+    for name in numpy_activations.SHARED_WORK:
+        shared = functools.partial(numpy_activations.value_and_derivative, name)
+        assert numpy_shared_work_mismatch(name, x, shared) is None
+    if dtype == "float32":
+        def phi_kept_in_float64(x):
+            y, dy = numpy_activations.gelu_with_derivative(x.astype(np.float64))
+            return y.astype(x.dtype), dy.astype(x.dtype)
+        assert numpy_shared_work_mismatch("gelu", x, phi_kept_in_float64) is not None
 
 
 def test_numpy_relu_slope_at_a_subnormal_is_1():

@@ -120,9 +120,9 @@ def flatten(grads):
 
 def hidden_pre_activations(spec, params, x):
     """(Activation layer, its input z) for every Activation layer, in order: an
-    Activation layer's NumPy cache is its input."""
+    Activation layer's NumPy cache is (its input, f' of it)."""
     _, caches = numpy_network.forward(spec, params, init_model_state(spec), x)
-    return [(layer, z) for layer, z in zip(spec.layers, caches, strict=True)
+    return [(layer, cache[0]) for layer, cache in zip(spec.layers, caches, strict=True)
             if isinstance(layer, Activation)]
 
 

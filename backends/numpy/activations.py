@@ -89,14 +89,25 @@ def _normal_cdf(x):
     return (0.5 * _erfc(-np.asarray(x, dtype=np.float64) / math.sqrt(2))).astype(x.dtype)
 
 
+def _x_times_density(x):
+    """x * phi(x), phi the standard normal density."""
+    xc = np.clip(x, -40, 40)            # beyond +-40, x*phi(x) is 0 in float64; avoids x*x overflow
+    return xc * (np.exp(-0.5 * xc * xc) / math.sqrt(2 * math.pi))
+
+
 def gelu(x):
     return x * _normal_cdf(x)
 
 
 def d_gelu(x):
-    xc = np.clip(x, -40, 40)            # beyond +-40, x*phi(x) is 0 in float64; avoids x*x overflow
-    density = np.exp(-0.5 * xc * xc) / math.sqrt(2 * math.pi)
-    return _normal_cdf(x) + xc * density
+    return _normal_cdf(x) + _x_times_density(x)
+
+
+def gelu_with_derivative(x):
+    """(gelu(x), gelu'(x)) = (x Phi(x), Phi(x) + x phi(x)) with one evaluation of Phi,
+    the costly part (an erfc per element); the same values as gelu and d_gelu."""
+    cdf = _normal_cdf(x)
+    return x * cdf, cdf + _x_times_density(x)
 
 
 def _gelu_tanh_parts(x):
@@ -223,11 +234,26 @@ ACTIVATIONS: dict[str, tuple[Callable[..., np.ndarray], Callable[..., np.ndarray
 }
 
 
+#: name -> x, **params -> (f(x), f'(x)), for the activations whose f and f' share a
+#: costly part; value_and_derivative computes the others' f and f' one after the other
+SHARED_WORK: dict[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = {
+    "gelu": gelu_with_derivative,
+}
+
+
+def value_and_derivative(name: str, x: np.ndarray, **params) -> tuple[np.ndarray, np.ndarray]:
+    """(f(x), f'(x)) of the activation ``name``, elementwise: ``ACTIVATIONS[name]``'s
+    values, with the work f and f' share done once."""
+    if name in SHARED_WORK:
+        return SHARED_WORK[name](x, **params)
+    f, df = ACTIVATIONS[name]
+    return f(x, **params), df(x, **params)
+
+
 def activation_with_grad(activation: Activation, x: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
     """(f(x), f'(x)) elementwise, f' from the hand-written derivative."""
-    f, df = ACTIVATIONS[activation.name]
+    y, dy = value_and_derivative(activation.name, x, **activation.kwargs)
     # np.array: fresh arrays in x's dtype, also for 0-d input, identity (which returns
     # x itself) and 0/1 masks
-    return (np.array(f(x, **activation.kwargs), dtype=x.dtype),
-            np.array(df(x, **activation.kwargs), dtype=x.dtype))
+    return np.array(y, dtype=x.dtype), np.array(dy, dtype=x.dtype)
