@@ -25,7 +25,7 @@ from nnparity.shared.core.optimizers import OptimizerState, init_state
 from nnparity.shared.core.spec import NetworkSpec, check_activation_in_dtype, check_loss_in_dtype
 from nnparity.shared.core.trajectory import Snapshot, copy_state
 from nnparity.shared.core.tree import Params, copy_tree
-from nnparity.shared.core.validation import (INT64_MAX, check_array, check_count,
+from nnparity.shared.core.validation import (INT64_MAX, check_array, check_bool, check_count,
                                              check_float_array, check_memory, fail,
                                              plain_layout)
 
@@ -53,7 +53,8 @@ class TrainResult:
         opt_state: the ``OptimizerState`` after training (see
             ``nnparity.shared.core.optimizers``).
         metrics: test-set metrics from ``evaluate``: test_loss, and test_accuracy
-            for classification losses.
+            for classification losses ({} when ``train`` was called with
+            ``metrics=False``).
         snapshots: ``Snapshot``s before every ``record_every``-th step, if asked.
         epochs_done: epochs the parameters have trained, ``spec.epochs`` (a
             resumed run included); ``losses`` and ``snapshots`` cover only the
@@ -92,7 +93,8 @@ def check_progress(progress: object) -> None:
 
 def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
           resume: Checkpoint | None = None, record_every: int | None = None,
-          progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+          progress: Callable[[int, int, float], None] | None = None,
+          metrics: bool = True) -> TrainResult:
     """Train ``spec`` on ``data.x_train``/``data.y_train`` with one backend.
 
     Every backend starts from ``init_params(spec)`` and the optimizer's initial
@@ -117,6 +119,9 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
         progress: ``progress(epochs_done, epochs, last_loss)`` is called after
             every chunk of about epochs/20 epochs (the run is then split into
             chunks; the result is the same).
+        metrics: measure the test-set metrics of the trained parameters (a forward
+            pass over ``data.x_test``); False leaves ``TrainResult.metrics`` empty,
+            so that the call is training alone (what ``nnparity bench`` times).
 
     Raises:
         DivergenceError: at the first step whose loss or updated parameters are
@@ -128,6 +133,7 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
     if record_every is not None:
         check_count("record_every", record_every, 1, INT64_MAX, "2**63 - 1")
     check_progress(progress)
+    check_bool("metrics", metrics)
     n_rows = data.x_train.shape[0]
     start = 0 if resume is None else resume_point(spec, resume, n_rows)
     chunk = max(1, spec.epochs - start if progress is None else (spec.epochs - start) // 20)
@@ -162,7 +168,8 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
     losses = np.concatenate(loss_chunks) if loss_chunks else np.zeros(0, dtype=spec.dtype)
     return TrainResult(params=params, losses=losses, backend=backend, spec=spec,
                        opt_state=opt_state,
-                       metrics=measure_metrics(spec, params, model_state, data, module),
+                       metrics=(measure_metrics(spec, params, model_state, data, module)
+                                if metrics else {}),
                        snapshots=snapshots, epochs_done=spec.epochs, model_state=model_state)
 
 

@@ -456,6 +456,8 @@ CASES = [
     # ------------------------------------------------------------ train
     case("train-spec-not-a-spec", lambda: train({"sizes": [2, 4, 1]}, data()), TypeError,
          "spec", "{'sizes'", "NetworkSpec"),
+    case("train-metrics-not-bool", lambda: train(spec(), data(), metrics="no"), TypeError,
+         "metrics", "'no'", "True or False"),
     case("train-data-not-a-dataset", lambda: train(spec(), (X, Y, X, Y)), TypeError,
          "data", "(array(", "Dataset"),
     case("train-wrong-feature-count", lambda: train(spec(sizes=(3, 4, 1)), data()), ValueError,

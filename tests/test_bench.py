@@ -281,15 +281,15 @@ def test_part_trainers_cover_every_backend_and_peer_and_pass_the_epochs(monkeypa
     require("sklearn")
     seen = []
     monkeypatch.setattr("nnparity.backends.train",
-                        lambda spec, data, backend: seen.append((backend, spec)) or
-                        type("R", (), {"params": backend})())
+                        lambda spec, data, backend, metrics: seen.append((backend, spec)) or
+                        type("R", (), {"params": (backend, metrics)})())
     monkeypatch.setitem(bench.CNN_PEERS, "torch.nn + torch.optim",
                         ("torch", lambda spec, data: seen.append(("peer", spec))))
     monkeypatch.setattr(bench, "installed", lambda module: module != "jax")
     trainers, skipped = bench.part_trainers(bench.CNN, ["numpy", "jax"])
     assert list(trainers) == ["nnparity numpy", "nnparity jax", "torch.nn + torch.optim"]
     assert skipped == {"jit + lax.scan (hand-written)": "jax is not installed"}
-    assert trainers["nnparity jax"](3) == "jax"
+    assert trainers["nnparity jax"](3) == ("jax", False)       # training alone, no metrics
     trainers["torch.nn + torch.optim"](5)
     assert [(who, spec.epochs, spec.dtype) for who, spec in seen] == [
         ("jax", 3, "float32"), ("peer", 5, "float32")]

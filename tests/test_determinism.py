@@ -139,3 +139,17 @@ def test_negative_control_bitwise_check_sees_one_ulp():
         assert_bitwise_equal(first, nudged)
     with pytest.raises(AssertionError):
         assert_bitwise_equal(first, run(spec.replace(seed=spec.seed + 1), data, "numpy"))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_training_without_metrics_is_the_same_training(backend):
+    """``train(..., metrics=False)`` (what the bench times) skips only the test-set
+    pass: bitwise the same run, and no metrics."""
+    require(backend)
+    spec, data = next(iter(CASES.values()))
+    with_metrics = train(spec, data, backend=backend)
+    without = train(spec, data, backend=backend, metrics=False)
+    assert with_metrics.metrics and without.metrics == {}
+    assert_bitwise_equal((without.params, without.losses, without.model_state),
+                         (with_metrics.params, with_metrics.losses, with_metrics.model_state),
+                         "train(metrics=False)")

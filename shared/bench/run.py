@@ -247,8 +247,8 @@ def part_trainers(part: Part, backends
     trainers: dict[str, Callable[[int], object]] = {}
     for backend in backends:
         trainers[f"nnparity {backend}"] = functools.partial(
-            lambda backend, epochs: train(spec.replace(epochs=epochs), data,
-                                          backend=backend).params, backend)
+            lambda backend, epochs: train(spec.replace(epochs=epochs), data, backend=backend,
+                                          metrics=False).params, backend)
     skipped = {}
     for name, (module, trainer) in part.peers.items():
         if installed(module):
