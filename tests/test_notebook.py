@@ -4,7 +4,8 @@
   valid nbformat 4, no outputs, no execution counts. A drifted copy fails the
   same check.
 - nbclient finds the "python3" kernel of this environment (ipykernel ships its
-  kernelspec in the venv's share/jupyter): it starts this Python.
+  kernelspec in the venv's share/jupyter): it starts this Python, and the same
+  lookup reports another Python when a kernelspec names one.
 - Executed with nbclient in a temporary working directory (slow):
   - Part 1, the seed's own code, prints the seed's numbers: the expectations of
     tests/test_golden.py, copied there from the seed notebook's output cells,
@@ -157,18 +158,38 @@ def test_stored_notebook_is_valid_and_holds_no_outputs():
     assert nb.metadata.kernelspec.name == "python3"
 
 
-def test_the_python3_kernel_runs_this_python():
-    """No ``ipykernel install`` needed: jupyter_client finds the kernelspec that the
-    ipykernel wheel puts in this environment and starts ``sys.executable`` with it."""
+def kernel_command(kernel_dirs: list[str] | None = None) -> tuple[list[str], str]:
+    """(the command nbclient would start for the "python3" kernel, its kernelspec's
+    folder), looked up as jupyter_client does (in ``kernel_dirs`` when given)."""
     require("ipykernel")
     require("jupyter_client")
+    from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name="python3")
-    command = km.format_kernel_cmd()
+    specs = KernelSpecManager() if kernel_dirs is None else KernelSpecManager(
+        kernel_dirs=kernel_dirs)
+    km = KernelManager(kernel_name="python3", kernel_spec_manager=specs)
+    return km.format_kernel_cmd(), km.kernel_spec.resource_dir
+
+
+def test_the_python3_kernel_runs_this_python():
+    """No ``ipykernel install`` needed: jupyter_client finds the kernelspec that the
+    ipykernel wheel puts in this environment (or ipykernel's own when there is none)
+    and starts ``sys.executable`` with it."""
+    command, folder = kernel_command()
     assert command[0] == sys.executable, (
-        f"the 'python3' kernel would run {command[0]} (kernelspec in "
-        f"{km.kernel_spec.resource_dir}), not this Python {sys.executable}")
+        f"the 'python3' kernel would run {command[0]} (kernelspec in {folder}), "
+        f"not this Python {sys.executable}")
+
+
+def test_negative_control_another_pythons_kernelspec_is_seen(tmp_path):
+    other = "/opt/another/bin/python3"
+    (tmp_path / "python3").mkdir()
+    (tmp_path / "python3" / "kernel.json").write_text(json.dumps(
+        {"argv": [other, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+         "display_name": "another Python", "language": "python"}))
+    command, folder = kernel_command([str(tmp_path)])
+    assert (command[0], folder) == (other, str(tmp_path / "python3"))
 
 
 # ---------------------------------------------------------------- executed
