@@ -285,6 +285,15 @@ def test_names_rename_the_tensors_in_messages():
     assert "  [0]['weight']" in message                   # not renamed: its path
 
 
+def test_torchs_flat_names_name_an_nnparity_parameter_tree():
+    from nnparity.shared import init_params, notebook_spec, to_flat
+    params = init_params(notebook_spec())
+    moved = [{k: v + 1e-6 if k == "bias" else v for k, v in layer.items()} for layer in params]
+    message = failure(moved, params, names=list(to_flat(params)))
+    assert "worst: tensor '0.bias' (path [0]['bias'])" in message
+    assert [ln.split()[0] for ln in message.splitlines()[7:]] == list(to_flat(params))
+
+
 def test_the_summary_of_a_huge_tree_is_bounded():
     e = {f"t{i}": np.full(3, float(i)) for i in range(100)}
     a = {k: v.copy() for k, v in e.items()}
@@ -295,6 +304,17 @@ def test_the_summary_of_a_huge_tree_is_bounded():
     assert len(table) == SUMMARY_LINES + 1
     assert [ln.split()[0] for ln in table if ln.endswith("FAIL")] == ["t5", "t50", "t99"]
     assert table[-1] == f"  ... {100 - SUMMARY_LINES} more tensors (all ok)"
+    for i in range(30):
+        a[f"t{i}"][1] += 1
+    lines = failure(a, e).splitlines()
+    assert len(lines) == 7 + SUMMARY_LINES + 1
+    assert lines[-1] == f"  ... {100 - SUMMARY_LINES} more tensors (12 FAIL)"   # 32 fail
+
+
+def test_a_long_list_of_structure_differences_is_bounded():
+    message = failure({f"k{i}": 1.0 for i in range(50)}, {f"e{i}": 1.0 for i in range(50)})
+    lines = message.splitlines()
+    assert len(lines) == 1 + SUMMARY_LINES + 1 and lines[-1] == "  ... 80 more"
 
 
 @pytest.mark.parametrize("actual, expected, text", [
