@@ -147,6 +147,7 @@ _register_helper("layer_vjp")                  # one layer against its torch.nn 
 _register_helper("conv_checks")                # one convolution layer alone, in every backend
 _register_helper("pooling")                    # one pooling layer alone, in every backend
 _register_helper("recurrent_checks")           # what the RNN, LSTM and GRU tests share
+_register_helper("seed_notebook")               # the seed notebook's printed results
 
 
 def pytest_generate_tests(metafunc):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib
 import json
 import math
 import os
@@ -37,12 +36,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import _register_helper, require
+from conftest import require
 from nnparity.shared import flat_names, notebook_spec
 from nnparity.shared.core.tolerance import POLICY, tensorwise_difference
-
-_register_helper("test_golden")            # the seed's printed numbers live there
-golden = importlib.import_module("test_golden")
+import seed_notebook as golden                  # the seed's printed numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "docs" / "notebook.ipynb"
