@@ -127,6 +127,13 @@ def test_jax_leaves_are_compared():
     with jax.enable_x64(True):
         assert_close({"x": jnp.linspace(0, 1, 5)}, {"x": np.linspace(0, 1, 5)})
 
+    @jax.jit
+    def inside_jit(x):
+        assert_close(x, np.ones(2, dtype=np.float32))
+        return x
+    with pytest.raises(TypeError, match="actual=.*converting this one to NumPy failed"):
+        inside_jit(jnp.ones(2))
+
 
 # ---------------------------------------------------------------- the policy
 
@@ -174,6 +181,8 @@ def test_float_widths_differ_only_under_an_explicit_float32():
     e, a = np.linspace(0, 1, 7), np.linspace(0, 1, 7).astype(np.float32)
     assert "dtype float32 against the expected float64" in failure(a, e)
     assert_close(a, e, dtype="float32")
+    message = failure(a * np.float32(1.01), e, dtype="float32")
+    assert "float32 policy" in message and "ulps of float64" in message   # e's dtype
 
 
 def test_a_transposed_weight_fails():
