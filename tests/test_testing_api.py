@@ -532,6 +532,16 @@ def test_bad_trajectory_arguments_are_named(args, error, text):
         assert_same_trajectory(*args)
 
 
+def test_params_that_cannot_be_copied_are_named():
+    torch = require("torch")
+
+    def attached(params, batch):                      # forgets .detach()
+        w = torch.as_tensor(params["w"]).requires_grad_()
+        return 0.0, {"w": w * 2}
+    with pytest.raises(TypeError, match=r"the new_params of step 0=.*p\.detach\(\)"):
+        assert_same_trajectory(attached, attached, {"w": np.ones(2)}, [None, None])
+
+
 def test_a_step_must_return_a_pair_and_dtype_is_checked():
     with pytest.raises(TypeError, match=re.escape("step_b(params, batch) at step 0=1.0")):
         assert_same_step(sgd_step(), lambda p, b: 1.0, SGD_PARAMS, sgd_batches(1)[0])

@@ -38,8 +38,14 @@ def _check(step_a: Any, step_b: Any, params: Any, dtype: Any) -> None:
 
 
 def _run(step: StepFn, name: str, params: Any, batch: Any, k: int) -> tuple[Any, Any]:
-    """One call of ``step`` on a deep copy of ``params``."""
-    out = step(copy.deepcopy(params), batch)
+    """One call of ``step`` on a deep copy of ``params`` (the params of step k)."""
+    try:
+        copied = copy.deepcopy(params)
+    except Exception as exc:          # torch: a tensor that is not a graph leaf
+        fail("params" if k == 0 else f"the new_params of step {k - 1}", params,
+             f"a tree that copy.deepcopy can copy (return torch tensors detached: "
+             f"p.detach()); copying failed: {exc}", TypeError)
+    out = step(copied, batch)
     if not isinstance(out, (tuple, list)) or len(out) != 2:
         fail(f"{name}(params, batch) at step {k}", out, "a pair (loss, new_params)", TypeError)
     return out[0], out[1]
