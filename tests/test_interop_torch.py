@@ -62,6 +62,12 @@ ACTIVATION_PARAMS = {"leaky_relu": {"negative_slope": 0.25}, "elu": {"alpha": 0.
                      "celu": {"alpha": 0.5}}
 OPTIMIZERS = [SGD(lr=0.05), SGD(lr=0.05, momentum=0.9, nesterov=True), Adam(lr=0.01),
               AdamW(lr=0.01, weight_decay=0.1), RMSprop(lr=0.01, momentum=0.5)]
+# No case trains a parameter whose exact gradient is 0 with Adam, AdamW or RMSprop: its
+# computed gradient is rounding noise, which they scale up to steps of about lr, so
+# two correct implementations then differ beyond the policy. Measured: a convolution's
+# bias before a BatchNorm under Adam, 2.4 times the float64 allowance after two steps;
+# attention's key bias (scores shifted by q.b_k per query row, which softmax ignores)
+# under Adam, 0.92 of it. Those cases use bias=False or SGD.
 
 CASES = {
     **{f"act-{name}": net((3,), Dense(5), Activation(name, ACTIVATION_PARAMS.get(name, {})),
@@ -111,7 +117,7 @@ CASES = {
                          optimizer=SGD(lr=0.05, momentum=0.9)),
     "gru-2layers-no-bias": net((4, 3), GRU(3, num_layers=2, bias=False), Flatten(), Dense(2)),
     "mha-causal": net((4, 6), MultiHeadAttention(2, causal=True), Flatten(), Dense(2),
-                      optimizer=Adam(lr=0.01)),
+                      optimizer=SGD(lr=0.05, momentum=0.9)),
     "mha-no-bias": net((4, 6), MultiHeadAttention(3, bias=False), Flatten(), Dense(2)),
     "residual-pre-ln-block": net(
         (5, 4), Residual((LayerNorm(), MultiHeadAttention(2, causal=True, bias=False))),
@@ -442,9 +448,9 @@ def test_pad_widths_first_axis_first_fail_the_forward_check(monkeypatch):
 
 def test_softplus_threshold_trap():
     """torch's nn.Softplus() is exactly x above threshold=20; nnparity's softplus has no
-    threshold. In float64 that moves softplus(20.5) by 1.2e-9 (beyond ELEMENTWISE's
-    1e-12 relative, inside POLICY's 1e-10 normwise), so to_torch uses threshold=40 in
-    float64, where the exact value rounds to x, and from_torch refuses threshold=20."""
+    threshold. In float64 that moves softplus just above 20 by 2.0e-9 (1.0e-10 relative,
+    far beyond ELEMENTWISE's 1e-12), so to_torch uses threshold=40 in float64, where
+    the exact value rounds to x, and from_torch refuses threshold=20."""
     torch = require("torch")
     x = np.linspace(-30.0, 60.0, 9001)
     expected = get_backend("numpy").activation_with_grad(Activation("softplus"), x)[0]
@@ -486,39 +492,40 @@ def bad_modules(torch):
     seq = nn.Sequential
     return {
         "transformer": (seq(nn.Linear(4, 4), nn.TransformerEncoderLayer(
-            4, 2, dim_feedforward=8, batch_first=True)), (5, 4), "module[1]=Transformer"),
+            4, 2, dim_feedforward=8, batch_first=True)), (5, 4),
+            "module[1]='TransformerEncoderLayer("),
         "padding-mode-reflect": (seq(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")),
-                                 (1, 5, 5), "padding_mode"),
+                                 (1, 5, 5), "padding_mode='zeros'"),
         "untracked-batch-norm": (seq(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False)),
-                                 (3,), "module[1]=BatchNorm1d"),
+                                 (3,), "not track_running_stats=False"),
         "cumulative-batch-norm": (seq(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=None)),
                                   (3,), "momentum"),
         "bidirectional-gru": (seq(tm.GRULastStep(3, 4, batch_first=True, bidirectional=True)),
-                              (4, 3), "bidirectional"),
-        "time-major-lstm": (seq(tm.LSTMSequence(3, 4)), (4, 3), "batch_first=True"),
+                              (4, 3), "not bidirectional=True"),
+        "time-major-lstm": (seq(tm.LSTMSequence(3, 4)), (4, 3), "not batch_first=False"),
         "plain-gru": (seq(nn.GRU(3, 4, batch_first=True)), (4, 3), "GRULastStep"),
         "mha-kdim": (seq(tm.SelfAttention(4, 2, kdim=3, vdim=3, batch_first=True)), (5, 4),
-                     "kdim"),
+                     "not kdim=3, vdim=3"),
         "mha-bias-kv": (seq(tm.SelfAttention(4, 2, add_bias_kv=True, batch_first=True)),
-                        (5, 4), "add_bias_kv"),
+                        (5, 4), "not add_bias_kv=True"),
         "mha-dropout": (seq(tm.SelfAttention(4, 2, dropout=0.1, batch_first=True)), (5, 4),
-                        "dropout=0"),
+                        "not dropout=0.1"),
         "linear-without-bias": (seq(nn.Linear(3, 2, bias=False)), (3,), "bias=True"),
         "linear-wrong-in-features": (seq(nn.Linear(5, 2)), (3,), "in_features=3"),
         "softplus-threshold-20": (seq(nn.Linear(3, 2), nn.Softplus()), (3,), "threshold"),
         "hardtanh-0-6": (seq(nn.Linear(3, 2), nn.Hardtanh(0.0, 6.0)), (3,),
                          "Hardtanh(min_val=-1.0"),
         "elu-negative-alpha": (seq(nn.Linear(3, 2), nn.ELU(alpha=-1.0)), (3,),
-                               "module[1]=ELU"),
+                               "module[1]='ELU(alpha=-1.0)'"),
         "embedding-max-norm": (seq(nn.Embedding(5, 3, max_norm=1.0), nn.Flatten(),
-                                   nn.Linear(12, 2)), (4,), "max_norm"),
+                                   nn.Linear(12, 2)), (4,), "not max_norm=1.0"),
         "lstm-proj-size": (seq(tm.LSTMLastStep(3, 4, proj_size=2, batch_first=True)), (4, 3),
-                           "proj_size"),
+                           "not proj_size=2"),
         "max-pool-ceil-mode": (seq(nn.MaxPool2d(2, ceil_mode=True), nn.Flatten(),
-                                   nn.Linear(18, 2)), (2, 5, 5), "ceil_mode"),
+                                   nn.Linear(18, 2)), (2, 5, 5), "not ceil_mode=True"),
         "dropout1d-in-residual": (seq(nn.Linear(3, 4), tm.Residual(nn.Linear(4, 4),
                                                                     nn.Dropout1d())),
-                                  (3,), "module[1].layers[1]=Dropout1d"),
+                                  (3,), "module[1].layers[1]='Dropout1d("),
         "batch-norm2d-on-features": (seq(nn.Linear(3, 4), nn.BatchNorm2d(4)), (3,),
                                      "BatchNorm2d: (C, H, W)"),
         "mixed-dtypes": (seq(nn.Linear(3, 4).double(), nn.Linear(4, 2)), (3,),

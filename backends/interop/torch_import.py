@@ -29,13 +29,24 @@ Converted = tuple[Callable[..., Layer], dict[str, Any]]
 
 
 def refuse(path: str, module: Any, allowed: str) -> NoReturn:
-    """The ValueError for a module nnparity cannot express, naming it and its place."""
-    fail(path, module, f"{allowed}; from_torch takes {SUPPORTED}")
+    """The ValueError for a module nnparity cannot express, naming its place and its repr
+    (on one line: a container's spans several)."""
+    fail(path, " ".join(repr(module).split()), f"{allowed}; from_torch takes {SUPPORTED}")
 
 
 def need(condition: bool, path: str, module: Any, allowed: str) -> None:
     if not condition:
         refuse(path, module, allowed)
+
+
+def need_settings(path: str, module: Any, settings: dict[str, tuple[Any, Any]]) -> None:
+    """Refuse ``module`` unless every setting's (actual, required) values are equal,
+    naming the settings that differ."""
+    wrong = [f"{name}={actual!r}" for name, (actual, required) in settings.items()
+             if actual != required]
+    if wrong:
+        required = ", ".join(f"{name}={value!r}" for name, (_, value) in settings.items())
+        refuse(path, module, f"{required}, not {', '.join(wrong)}")
 
 
 def need_size(actual: Any, expected: Any, what: str, path: str, module: Any,
@@ -44,9 +55,10 @@ def need_size(actual: Any, expected: Any, what: str, path: str, module: Any,
          f"{shape} (batch axis left out)")
 
 
-def ones(value: Any) -> bool:
-    """An int or a tuple of ints that is all ones (a pooling dilation)."""
-    return all(v == 1 for v in (value if isinstance(value, tuple) else (value,)))
+def ones(value: Any) -> int | Any:
+    """1 for an int or a tuple of ints that is all ones (a pooling dilation), else the value."""
+    return 1 if all(v == 1 for v in (value if isinstance(value, tuple) else (value,))) \
+        else value
 
 
 def activation(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> Converted:
@@ -100,21 +112,22 @@ def conv(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> Conv
 
 
 def pool(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> Converted:
-    need(not m.ceil_mode, path, m, "ceil_mode=False")
     args = dict(kernel_size=m.kernel_size, stride=m.stride, padding=m.padding)
     name = type(m).__name__
     if name.startswith("Max"):
-        need(ones(m.dilation) and not m.return_indices, path, m,
-             "dilation=1 and return_indices=False")
+        need_settings(path, m, {"ceil_mode": (m.ceil_mode, False),
+                                "dilation": (ones(m.dilation), 1),
+                                "return_indices": (m.return_indices, False)})
     else:
-        need(getattr(m, "divisor_override", None) is None, path, m, "divisor_override=None")
+        need_settings(path, m, {"ceil_mode": (m.ceil_mode, False), "divisor_override": (
+            getattr(m, "divisor_override", None), None)})
         args["count_include_pad"] = m.count_include_pad
     return LAYERS[name.lower().replace("pool", "_pool")], args
 
 
 def batch_norm(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> Converted:
-    need(m.track_running_stats and m.momentum is not None, path, m,
-         "track_running_stats=True and a momentum (not None: nnparity keeps running "
+    need_settings(path, m, {"track_running_stats": (m.track_running_stats, True)})
+    need(m.momentum is not None, path, m, "a momentum, not None (nnparity keeps running "
          "statistics with torch's momentum, not a cumulative average)")
     ranks = (3,) if type(m) is nn.BatchNorm2d else (1, 2)
     need(len(shape) in ranks, path, m, f"an input of {' or '.join(map(str, ranks))} axes "
@@ -143,8 +156,9 @@ def dropout(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> C
 
 
 def embedding(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> Converted:
-    need(m.max_norm is None and not m.scale_grad_by_freq and not m.sparse, path, m,
-         "max_norm=None, scale_grad_by_freq=False and sparse=False")
+    need_settings(path, m, {"max_norm": (m.max_norm, None),
+                            "scale_grad_by_freq": (m.scale_grad_by_freq, False),
+                            "sparse": (m.sparse, False)})
     return LAYERS["embedding"], dict(num_embeddings=m.num_embeddings,
                                      embedding_dim=m.embedding_dim, padding_idx=m.padding_idx)
 
@@ -152,9 +166,10 @@ def embedding(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) ->
 def recurrent(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> Converted:
     """{RNN,LSTM,GRU}{Sequence,LastStep} (a plain nn.RNN/LSTM/GRU returns a tuple: which
     output it stands for is not known, so it is refused with ``plain_recurrent``)."""
-    need(m.batch_first and not m.bidirectional and m.dropout == 0
-         and getattr(m, "proj_size", 0) == 0, path, m,
-         "batch_first=True, bidirectional=False, dropout=0 and (LSTM) proj_size=0")
+    need_settings(path, m, {"batch_first": (m.batch_first, True),
+                            "bidirectional": (m.bidirectional, False),
+                            "dropout": (m.dropout, 0.0),
+                            "proj_size": (getattr(m, "proj_size", 0), 0)})
     need_size(m.input_size, shape[-1], "input_size", path, m, shape)
     name = type(m).__name__
     kind = name.replace("Sequence", "").replace("LastStep", "").lower()
@@ -175,9 +190,11 @@ def plain_recurrent(m: Any, shape: tuple[int, ...], path: str, nn: Any,
 def attention(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> Converted:
     """SelfAttention (its ``causal``) or a plain nn.MultiheadAttention (causal=False:
     torch keeps no mask in the module)."""
-    need(m.batch_first and m._qkv_same_embed_dim and m.bias_k is None and not m.add_zero_attn
-         and m.dropout == 0, path, m, "self-attention with batch_first=True, kdim = vdim = "
-         "embed_dim, add_bias_kv=False, add_zero_attn=False and dropout=0")
+    need_settings(path, m, {"batch_first": (m.batch_first, True),
+                            "kdim": (m.kdim, m.embed_dim), "vdim": (m.vdim, m.embed_dim),
+                            "add_bias_kv": (m.bias_k is not None, False),
+                            "add_zero_attn": (m.add_zero_attn, False),
+                            "dropout": (m.dropout, 0.0)})
     need_size(m.embed_dim, shape[-1], "embed_dim", path, m, shape)
     return LAYERS["multi_head_attention"], dict(num_heads=m.num_heads,
                                                 causal=getattr(m, "causal", False),
