@@ -1,0 +1,292 @@
+"""An nnparity network as a Flax NNX module, and back: ``to_flax`` and ``from_flax``.
+
+``to_flax(spec, params, model_state)`` returns an ``nnx.Sequential`` of Flax's own
+layers, in evaluation mode (``model.train()`` switches BatchNorm to batch
+statistics and Dropout on), its parameters in the spec's dtype (``param_dtype``
+and ``dtype`` set: Flax's default param_dtype is float32 even with x64 on). A
+float64 module must be called under ``jax.enable_x64(True)`` (it is built under
+it, scoped; the global JAX configuration is never changed).
+
+Data layout. A network whose first layer with a layout is a convolution, a pooling
+or a BatchNorm over spatial axes takes **channels-last** input, as Flax users
+write it: (batch, H, W, C) for a spec input (C, H, W), (batch, L, C) for (C, L)
+(``flax_input_shape(spec)``). It stays channels-last up to its Flatten, which
+flattens (H, W, C) rows; the Dense after it has its input columns permuted to
+match (``layouts.flatten_columns_channels_last``). Every other network takes the
+spec's own layout (sequences are (batch, T, features) in both). A layer that
+would need channels-first data inside the channels-last part (a Dense or
+LayerNorm on its last axis), a Flatten followed by anything but Activation or
+Dropout before its Dense, or a channels-last output is refused (ValueError).
+
+Layer by layer (torch layout -> Flax):
+
+- Dense -> ``nnx.Linear``, kernel = weight.T (in, out).
+- Conv1d/Conv2d -> ``nnx.Conv``, kernel (O, I/g, *k) -> (*k, I/g, O)
+  (``transpose(2, 3, 1, 0)`` in 2-d); padding as explicit (before, after) pairs,
+  torch's stride-1 "same" as 'SAME'; dilation ``kernel_dilation``; groups
+  ``feature_group_count``.
+- MaxPool/AvgPool -> ``functools.partial(nnx.max_pool | nnx.avg_pool, ...)`` with
+  the strides explicit (Flax's default stride is 1, torch's the kernel) and
+  symmetric padding pairs (max pads with -inf; avg keeps count_include_pad).
+- BatchNorm -> ``nnx.BatchNorm(momentum=1 - m, use_fast_variance=False)``: Flax's
+  momentum weighs the old running value; the two-pass variance (the default
+  E[x^2] - E[x]^2 cancels); running statistics replaced by arrays in the spec's
+  dtype (Flax creates them float32 whatever param_dtype); torch's
+  num_batches_tracked kept as an extra BatchStat that Flax never updates. In
+  training Flax updates the running variance with the **biased** batch variance,
+  torch with the unbiased one (times n/(n-1), n the values per channel).
+- LayerNorm, RMSNorm (dims=1) -> ``nnx.LayerNorm(use_fast_variance=False)``,
+  ``nnx.RMSNorm`` with torch's eps (RMSNorm's None is finfo(dtype).eps).
+- Dropout -> ``nnx.Dropout(rate=p)``; its masks come from Flax's random stream.
+- Embedding -> ``nnx.Embed``. Flax has no padding_idx: the index is kept as an
+  attribute for ``from_flax``, but Flax's gradient reaches that row.
+- RNN/LSTM/GRU -> ``nnx.SimpleCell``/``nnx.LSTMCell``/``nnx.GRUCell`` under one
+  ``nnx.RNN`` per stacked layer (``flax_modules.Recurrent``), both sides' Linear
+  biased so torch's two biases stay two (``flax_cells``); GRU's update is Flax's
+  (1 - z) n + z h, torch's n + z (h - n) rounded differently.
+- MultiHeadAttention -> ``nnx.MultiHeadAttention`` (in, qkv and out features E)
+  with ``attention_fn=flax_modules.attention_in_dtype`` (Flax's default runs the
+  softmax in float32) and ``nnx.make_causal_mask`` when causal
+  (``flax_modules.SelfAttention``).
+- Activation -> the JAX backend's function (``jax.nn``'s where it is nnparity's).
+- Flatten -> ``flax_modules.flatten``; Residual -> ``flax_modules.Residual``.
+
+``from_flax(module, input_shape, **spec_fields)`` reads such a module (or the same
+layers written by a user in an ``nnx.Sequential``) back: the spec (its other
+fields from ``spec_fields``, its dtype from the parameters), params and model
+state as NumPy arrays in torch's layout. ``from_flax(to_flax(...))`` is bitwise
+the original. A stock Flax cell's missing bias reads as zeros, a stock BatchNorm's
+float32 running statistics are widened exactly to the parameters' float64.
+Anything else is a ValueError naming the module and what is supported.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from nnparity.backends.interop import layouts, require_framework
+from nnparity.shared.core.init import check_model_state, check_params, init_model_state
+from nnparity.shared.core.layers import Layer, Shape
+from nnparity.shared.core.spec import NetworkSpec
+from nnparity.shared.core.tree import Params
+from nnparity.shared.core.validation import check_count, fail
+
+#: kinds that take channels-first (C, *spatial) input: only in the channels-last part
+SPATIAL = ("conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
+#: kinds that act elementwise, in any layout
+ELEMENTWISE = ("activation", "dropout")
+#: kinds that need the spec's own layout (features on the last axis)
+PLAIN = ("dense", "layer_norm", "rms_norm", "embedding", "rnn", "lstm", "gru",
+         "multi_head_attention")
+#: spec fields ``from_flax`` takes from the module, never from ``spec_fields``
+FROM_MODULE = ("input_shape", "layers", "sizes", "activation", "activation_params", "dtype")
+
+
+def _first_kind(layers: Sequence[Layer]) -> Layer | None:
+    """The first layer with a layout (Residual's first sub-layer counts)."""
+    for layer in layers:
+        if layer.kind == "residual":
+            return _first_kind(layer.sublayers())
+        if layer.kind not in ELEMENTWISE:
+            return layer
+    return None
+
+
+def channels_last(input_shape: Shape, layers: Sequence[Layer]) -> bool:
+    """True when the Flax network takes channels-last input (see the module docstring)."""
+    first = _first_kind(layers)
+    return len(input_shape) >= 2 and first is not None and (
+        first.kind in SPATIAL or first.kind == "batch_norm")
+
+
+def flax_input_shape(spec: NetworkSpec) -> Shape:
+    """One input row's shape as ``to_flax(spec, ...)``'s module takes it."""
+    shape = spec.input_shape
+    return (*shape[1:], shape[0]) if channels_last(shape, spec.layers) else shape
+
+
+class _Walk:
+    """The layout as the layers go: ``last`` (channels-last data) and ``pending``, the
+    channels-first shape a Flatten flattened in channels-last order, until its Dense."""
+
+    def __init__(self, last: bool):
+        self.last, self.pending = last, None
+
+    def step(self, layer: Layer, shape: Shape, label: str) -> Shape | None:
+        """Check ``layer`` (input ``shape``) against the layout; the Flatten's shape when
+        it is the Dense that takes those columns."""
+        kind, columns = layer.kind, None
+        if self.pending is not None and kind not in ELEMENTWISE + ("dense",):
+            fail(label, kind, "Activation, Dropout or Dense after a Flatten of channels-last "
+                 f"data (its features come in (*spatial, C) order, torch's in {self.pending})")
+        if kind == "dense":
+            columns, self.pending = self.pending, None
+        if kind == "flatten" and self.last:
+            self.last, self.pending = False, shape
+        elif kind in SPATIAL or (kind == "batch_norm" and len(shape) >= 2):
+            if not self.last:
+                fail(label, kind, "a channels-first layer only where the Flax network is "
+                     "channels-last: from its input up to its Flatten")
+        elif kind in PLAIN and self.last:
+            fail(label, kind, "a layer acting on the last axis only after the Flatten: in "
+                 "the channels-last part that axis is C, in the spec's it is not")
+        elif kind in ("layer_norm", "rms_norm") and layer.dims != 1:
+            fail(f"{label}.dims", layer.dims, "1 (Flax's norms take one "
+                 "feature axis)")
+        elif kind not in SPATIAL + ELEMENTWISE + PLAIN + ("flatten", "residual", "batch_norm"):
+            fail(label, kind, "a layer kind to_flax exports: "
+                 + ", ".join(SPATIAL + ELEMENTWISE + PLAIN + ("flatten", "residual",
+                                                              "batch_norm")))
+        return columns
+
+
+def _plan(layers: Sequence[Layer], shapes: Sequence[Shape], walk: _Walk, label: str
+          ) -> list[tuple[Layer, Shape, Shape | None, list]]:
+    """(layer, input shape, Flatten shape for its columns or None, sub-plan) per layer."""
+    steps: list[tuple[Layer, Shape, Shape | None, list]] = []
+    for i, (layer, shape) in enumerate(zip(layers, shapes, strict=False)):
+        where = f"{label}[{i}]"
+        columns = walk.step(layer, shape, where)
+        sub: list = []
+        if layer.kind == "residual":
+            sub = _plan(layer.sublayers(), layer.shapes(shape), walk, f"{where}.layers")
+        steps.append((layer, shape, columns, sub))
+    return steps
+
+
+def plan(spec: NetworkSpec, label: str = "spec.layers") -> list[tuple[Layer, Shape,
+                                                                        Shape | None, list]]:
+    """Every layer of ``spec`` checked against the Flax network's layout."""
+    walk = _Walk(channels_last(spec.input_shape, spec.layers))
+    steps = _plan(spec.layers, spec.layer_input_shapes, walk, label)
+    if walk.pending is not None or walk.last:
+        fail(label, spec.layer_input_shapes[-1], "a network whose output is not "
+             "channels-last data (a Flatten of channels-last data ends in a Dense)")
+    return steps
+
+
+def to_flax(spec: NetworkSpec, params: Params, model_state: Params | None = None) -> Any:
+    """``spec`` with ``params`` (and ``model_state``, default the initial one) as a
+    ``flax.nnx.Sequential`` in evaluation mode; see the module docstring."""
+    if not isinstance(spec, NetworkSpec):
+        fail("spec", spec, "a NetworkSpec", TypeError)
+    params = check_params(spec, params)
+    model_state = (init_model_state(spec) if model_state is None
+                   else check_model_state(spec, model_state))
+    steps = plan(spec)
+    require_framework("flax", "to_flax")
+    import jax
+    from flax import nnx
+
+    from nnparity.backends.interop import flax_layers, flax_modules
+
+    def build(steps: list, params: Sequence[dict], state: Sequence[dict], dtype: Any) -> list:
+        built = []
+        for (layer, shape, columns, sub), p, s in zip(steps, params, state, strict=True):
+            if layer.kind == "residual":
+                inner = build(sub, layer.split(p), layer.split(s), dtype)
+                built.append(flax_modules.Residual(nnx.Sequential(*inner)))
+            elif layer.kind == "flatten":
+                built.append(flax_modules.flatten)
+            else:
+                if columns is not None:                         # after a channels-last Flatten
+                    p = {**p, "weight": layouts.flatten_columns_channels_last(p["weight"],
+                                                                              columns)}
+                built.append(flax_layers.BUILD[layer.kind](layer, p, s, shape, dtype))
+        return built
+
+    x64 = jax.enable_x64(True) if spec.dtype == "float64" else contextlib.nullcontext()
+    with x64:
+        dtype = np.dtype(spec.dtype)
+        model = nnx.Sequential(*build(steps, params, model_state, dtype))
+        model.eval()
+    return model
+
+
+def _read_all(elements: Sequence[Any], label: str) -> list[tuple[Layer, dict, dict]]:
+    from nnparity.backends.interop import flax_modules, flax_read
+    from nnparity.shared.core.layers.residual import Residual
+
+    out = []
+    for i, element in enumerate(elements):
+        where = f"{label}[{i}]"
+        if type(element) is flax_modules.Residual:
+            inner = _read_all(list(element.layers.layers), f"{where}.layers.layers")
+            layer = Residual(tuple(part[0] for part in inner))
+            out.append((layer, layer.join([part[1] for part in inner]),
+                        layer.join([part[2] for part in inner])))
+            continue
+        found = flax_read.read(element, where)
+        if found is None:
+            fail(where, getattr(element, "__name__", type(element).__name__),
+                 "a Flax layer from_flax reads: nnx.Linear, Conv, BatchNorm, LayerNorm, "
+                 "RMSNorm, Dropout, Embed, MultiHeadAttention, RNN over SimpleCell/LSTMCell/"
+                 "GRUCell, nnx.max_pool/avg_pool (functools.partial), an activation of "
+                 "nnparity.backends.jax.activations, or flax_modules' flatten, Residual, "
+                 "Recurrent, SelfAttention")
+        out.append(found)
+    return out
+
+
+def _dtype_of(read: list[tuple[Layer, dict, dict]]) -> str:
+    dtypes = {a.dtype.name for _, p, _ in read for a in p.values()}
+    if len(dtypes) != 1 or not dtypes <= {"float32", "float64"}:
+        fail("module", sorted(dtypes), "parameters all float32 or all float64")
+    return dtypes.pop()
+
+
+def from_flax(module: Any, input_shape: Sequence[int], **spec_fields: Any
+              ) -> tuple[NetworkSpec, Params, Params]:
+    """(spec, params, model_state) of a Flax module (see the module docstring).
+
+    Args:
+        module: an ``nnx.Sequential`` of the layers ``to_flax`` writes, or one of them.
+        input_shape: one input row's shape as ``module`` takes it (channels-last for a
+            convolutional network: (H, W, C); the spec's is then (C, H, W)).
+        spec_fields: the spec's other fields (loss, optimizer, batch_size, ...).
+    """
+    require_framework("flax", "from_flax")
+    from flax import nnx
+    if not isinstance(module, nnx.Module):
+        fail("module", type(module).__name__, "a flax.nnx.Module", TypeError)
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        fail("input_shape", input_shape, "a tuple of sizes, e.g. (8, 8, 1)", TypeError)
+    shape = tuple(check_count(f"input_shape[{i}]", n, 1, 2**24, "2**24")
+                  for i, n in enumerate(input_shape))
+    for name in FROM_MODULE:
+        if name in spec_fields:
+            fail(name, spec_fields[name], "no such argument: from_flax takes it from the "
+                 "module", TypeError)
+    elements = list(module.layers) if type(module) is nnx.Sequential else [module]
+    read = _read_all(elements, "module.layers" if type(module) is nnx.Sequential else "module")
+    layers = tuple(layer for layer, _, _ in read)
+    if channels_last(shape, layers):
+        shape = (shape[-1], *shape[:-1])                        # the spec's (C, *spatial)
+    dtype = _dtype_of(read)
+    spec = NetworkSpec(input_shape=shape, layers=layers, dtype=dtype, **spec_fields)
+    params, state = [], []
+    for i, ((layer, p, s), (_, in_shape, columns, _)) in enumerate(
+            zip(read, plan(spec, "module.layers"), strict=True)):
+        if columns is not None:                                 # undo the Flatten's order
+            p = {**p, "weight": layouts.flatten_columns_channels_first(p["weight"], columns)}
+        where = f"module.layers[{i}] ({type(elements[i]).__name__})"
+        params.append(_in_order(p, layer.param_shapes(in_shape), dtype, where))
+        state.append(_in_order(s, layer.buffer_shapes(in_shape), dtype, where))
+    return spec, check_params(spec, params), check_model_state(spec, state)
+
+
+def _in_order(arrays: dict, shapes: dict, dtype: str, label: str) -> dict:
+    """``arrays`` in the order of ``shapes``, each checked against its shape; a float32
+    running statistic widened (exactly) to float64 parameters."""
+    out = {}
+    for name, shape in shapes.items():
+        a = np.asarray(arrays[name])
+        if a.shape != tuple(shape):
+            fail(f"{label} {name}", a.shape, f"the shape {tuple(shape)} its "
+                 "input gives (the input_shape and the layers before it)")
+        if a.dtype != np.dtype(dtype) and not (a.dtype == np.float32 and dtype == "float64"):
+            fail(f"{label} {name}.dtype", a.dtype.name, f"{dtype}, the parameters' dtype")
+        out[name] = a.astype(dtype)
+    return out

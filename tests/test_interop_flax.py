@@ -1,0 +1,426 @@
+"""``to_flax`` / ``from_flax`` (``nnparity.backends.interop.flax_nnx``) against nnparity.
+
+For small float64 networks holding every layer kind the export supports:
+
+1. forward: the Flax module in evaluation mode equals ``predict`` with the parameters
+   and running statistics of a short ``train`` (float64 policy, normwise);
+2. one training step in Flax's idiom (``nnx.split``/``nnx.merge``, ``jax.grad`` of the
+   spec's loss in jax.numpy, the optax rule equal to the spec's optimizer) equals
+   nnparity's NumPy ``step``: every parameter; the running mean; the running variance
+   differs by exactly Flax's trap (the biased batch variance where torch keeps the
+   unbiased one, a factor n/(n-1) on the batch's term), and Flax does not count
+   batches;
+3. ``from_flax(to_flax(...))`` gives back the spec, parameters and state bitwise;
+4. negative controls, each failing check 1 or 2: a convolution kernel transposed
+   (3, 2, 1, 0); LSTM and GRU gate blocks swapped; BatchNorm's momentum passed
+   unconverted; the Dense after a channels-last Flatten with torch's column order;
+5. bad input is refused, naming the argument.
+
+Traps measured here: Flax's default attention runs its softmax in float32; its
+Embedding has no padding row; its GRU update rounds differently from torch's.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+import pytest
+from conftest import require
+
+from nnparity.backends import get_backend, predict, train
+from nnparity.backends.interop import flax_nnx, layouts
+from nnparity.shared import (GRU, LSTM, RNN, SGD, Activation, Adam, AdamW, AvgPool1d,
+                             AvgPool2d, BatchNorm, Conv1d, Conv2d, Dataset, Dense, Dropout,
+                             Embedding, Flatten, LayerNorm, MaxPool2d, MultiHeadAttention,
+                             NetworkSpec, Residual, RMSNorm, to_flat)
+from nnparity.shared.core.draws import step_draws
+from nnparity.shared.core.optimizers import init_state
+from nnparity.shared.core.tolerance import POLICY, tensorwise_difference
+
+jax = require("jax")
+optax = require("optax")
+nnx = require("flax.nnx")
+jnp = jax.numpy
+TOL = POLICY["float64"]
+FIELDS = ("init", "loss", "loss_params", "optimizer", "batch_size", "epochs", "seed", "shuffle")
+
+
+def net(input_shape, layers, loss="cross_entropy", optimizer=None, **fields):
+    return NetworkSpec(input_shape=input_shape, layers=tuple(layers), loss=loss,
+                       optimizer=optimizer or SGD(lr=0.1), batch_size=4, epochs=2,
+                       init="torch_default", seed=3, **fields)
+
+
+CASES = {
+    "mlp-dropout-sgd": net((5,), [Dense(6), Activation("leaky_relu", {"negative_slope": 0.2}),
+                                  Dropout(0.3), Dense(4), Activation("gelu"), Dense(3)]),
+    "cnn-batchnorm-momentum": net((2, 6, 6), [
+        Conv2d(3, 3, padding=1), BatchNorm(momentum=0.2), Activation("relu"), MaxPool2d(2),
+        Conv2d(3, (2, 3), stride=(1, 2), padding="valid"), AvgPool2d(2, stride=1, padding=1,
+                                                                    count_include_pad=False),
+        Activation("tanh"), Flatten(), Dense(3)], optimizer=SGD(lr=0.05, momentum=0.9)),
+    "conv1d-adam": net((2, 7), [Conv1d(3, 4, padding="same", dilation=1), Activation("silu"),
+                                AvgPool1d(2), Flatten(), Dense(2)], loss="mse",
+                       optimizer=Adam(lr=0.01)),
+    "norms-adamw": net((5,), [Dense(6), LayerNorm(), Activation("elu"), Dense(6), RMSNorm(),
+                              BatchNorm(), Dense(3)], optimizer=AdamW(lr=0.01)),
+    "residual": net((3, 4), [Residual((LayerNorm(eps=1e-4), Dense(6), Activation("softplus"),
+                                       Dense(4))), Flatten(), Dense(2)]),
+    "embedding": net((4,), [Embedding(6, 3, padding_idx=1), Activation("tanh"), Flatten(),
+                            Dense(2)]),
+    "lstm": net((4, 3), [LSTM(5, num_layers=2, return_sequence=False), Dense(2)],
+                optimizer=Adam(lr=0.01)),
+    "gru": net((4, 3), [GRU(4), Flatten(), Dense(2)]),
+    "rnn-relu": net((4, 3), [RNN(4, nonlinearity="relu", bias=False), Flatten(), Dense(2)]),
+    "attention": net((4, 6), [Residual((LayerNorm(), MultiHeadAttention(2, causal=True))),
+                              Flatten(), Dense(2)], optimizer=AdamW(lr=0.01)),
+    "attention-no-bias": net((3, 4), [MultiHeadAttention(2, bias=False), Flatten(), Dense(2)]),
+}
+
+
+def data_for(spec, rows=8, seed=0):
+    rng = np.random.default_rng(seed)
+    first = spec.layers[0]
+    if first.kind == "embedding":
+        x = rng.integers(0, first.num_embeddings, (rows, *spec.input_shape))
+    else:
+        x = rng.standard_normal((rows, *spec.input_shape))
+    k = spec.layer_input_shapes[-1][-1]
+    y = (rng.integers(0, k, rows) if spec.loss == "cross_entropy"
+         else rng.standard_normal((rows, k)))
+    return Dataset(x, y, x, y)
+
+
+@functools.lru_cache(maxsize=None)
+def trained(case):
+    """The spec, its data, and the parameters and state of a short NumPy run."""
+    spec = CASES[case]
+    data = data_for(spec)
+    result = train(spec, data, "numpy", metrics=False)
+    return spec, data, result.params, result.model_state
+
+
+def flax_x(spec, x):
+    """x in the layout the exported module takes: channels-last for a conv network."""
+    if flax_nnx.channels_last(spec.input_shape, spec.layers):
+        return np.moveaxis(x, 1, -1)
+    return x
+
+
+def flax_forward(spec, params, state, x):
+    with jax.enable_x64(True):
+        model = flax_nnx.to_flax(spec, params, state)
+        return np.asarray(model(jnp.asarray(flax_x(spec, x))))
+
+
+def forward_difference(case):
+    spec, data, params, state = trained(case)
+    x = data.x_train[:5]
+    expected = predict(spec, params, x, "numpy", model_state=state)
+    return tensorwise_difference({"output": flax_forward(spec, params, state, x)},
+                                 {"output": expected}, TOL)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_forward_equals_predict(case):
+    difference = forward_difference(case)
+    assert difference.ok, difference.worst
+
+
+# ---------------------------------------------------------------- one training step
+
+
+def optax_rule(opt):
+    """The optax transformation that is ``opt``'s rule (tests/test_optimizers.py)."""
+    if isinstance(opt, SGD):
+        return optax.sgd(opt.lr, momentum=opt.momentum or None, nesterov=opt.nesterov)
+    if isinstance(opt, AdamW):
+        return optax.adamw(opt.lr, *opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
+    return optax.adam(opt.lr, *opt.betas, eps=opt.eps, eps_root=0.0)
+
+
+def jnp_loss(loss, out, y):
+    if loss == "mse":
+        return jnp.mean((out - y) ** 2)
+    picked = jnp.take_along_axis(out, y[:, None], axis=1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(out, axis=1) - picked)
+
+
+def flax_step(spec, model, x, y, masks, monkeypatch):
+    """One step as a Flax user takes it: training mode, ``nnx.value_and_grad`` of the
+    loss, ``nnx.Optimizer``. Dropout's draws are nnparity's (``masks``, in layer
+    order), handed to Flax's bernoulli."""
+    queue = list(masks)
+    monkeypatch.setattr(jax.random, "bernoulli",
+                        lambda key, p, shape, **kw: jnp.asarray(queue.pop(0)).reshape(shape))
+    model.train()
+    optimizer = nnx.Optimizer(model, optax_rule(spec.optimizer), wrt=nnx.Param)
+    _, grads = nnx.value_and_grad(lambda m: jnp_loss(spec.loss, m(x), y))(model)
+    optimizer.update(model, grads)
+    assert not queue, "a Dropout mask was not used"
+    return model
+
+
+def step_both(case, monkeypatch):
+    """(nnparity's step, Flax's parameters and state after one step read back, the
+    state before) from the trained state of ``case``."""
+    spec, data, params, state = trained(case)
+    x, y = data.x_train[:4], data.y_train[:4]
+    ours = get_backend("numpy").step(spec, params, state, init_state(spec.optimizer, params),
+                                     x, y)
+    masks = [m for m in step_draws(spec, 0, x.shape[0]) if m is not None]
+    with jax.enable_x64(True):
+        model = flax_step(spec, flax_nnx.to_flax(spec, params, state), jnp.asarray(flax_x(spec, x)),
+                          jnp.asarray(y), masks, monkeypatch)
+        _, flax_params, flax_state = flax_nnx.from_flax(model, flax_nnx.flax_input_shape(spec),
+                                                        **{f: getattr(spec, f) for f in FIELDS})
+    return ours, flax_params, flax_state, state
+
+
+def batch_norm_expectation(spec, before, ours, rows):
+    """Flax's running statistics after one step, derived from nnparity's: the same
+    mean, the batch term of the variance times (n - 1)/n (biased), the count unchanged;
+    n the values per channel of each BatchNorm's batch."""
+    expected = []
+    for layer, shape, old, new in zip(spec.layers, spec.layer_input_shapes, before, ours,
+                                      strict=False):
+        if layer.kind != "batch_norm":
+            expected.append(new)
+            continue
+        n = rows * int(np.prod(shape[1:]))
+        keep = 1 - layer.momentum
+        biased = (new["running_var"] - keep * old["running_var"]) * ((n - 1) / n)
+        expected.append({"running_mean": new["running_mean"],
+                         "running_var": keep * old["running_var"] + biased,
+                         "num_batches_tracked": old["num_batches_tracked"]})
+    return expected
+
+
+def step_differences(case, monkeypatch):
+    ours, flax_params, flax_state, before = step_both(case, monkeypatch)
+    spec = CASES[case]
+    params = tensorwise_difference(to_flat(flax_params), to_flat(ours.params), TOL)
+    state = tensorwise_difference(
+        to_flat(flax_state), to_flat(batch_norm_expectation(spec, before, ours.model_state, 4)),
+        TOL)
+    return params, state, (flax_state, ours.model_state)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c != "embedding"])
+def test_one_training_step_equals_nnparitys(case, monkeypatch):
+    params, state, _ = step_differences(case, monkeypatch)
+    assert params.ok, params.worst
+    assert state.ok, state.worst
+
+
+def test_batch_norm_running_variance_is_the_biased_one(monkeypatch):
+    """The difference the step test allows is real: Flax's running var after one step
+    against nnparity's (torch's), unconverted, is beyond the policy; and Flax leaves
+    num_batches_tracked where it was."""
+    _, state, (flax_state, ours) = step_differences("cnn-batchnorm-momentum", monkeypatch)
+    assert state.ok, state.worst
+    flax_var, our_var = flax_state[1]["running_var"], ours[1]["running_var"]
+    assert not tensorwise_difference({"v": flax_var}, {"v": our_var}, TOL).ok
+    assert flax_state[1]["num_batches_tracked"] == ours[1]["num_batches_tracked"] - 1
+
+
+def test_embedding_padding_row_gets_a_gradient_in_flax(monkeypatch):
+    """Flax has no padding_idx: after one step everything equals nnparity's except the
+    padding row, which nnparity (as torch) leaves unchanged and Flax moves."""
+    ours, flax_params, _, _ = step_both("embedding", monkeypatch)
+    row = CASES["embedding"].layers[0].padding_idx
+    spec, data, params, _ = trained("embedding")
+    assert (data.x_train[:4] == row).any()
+    theirs, mine = flax_params[0]["weight"].copy(), ours.params[0]["weight"].copy()
+    assert np.array_equal(mine[row], params[0]["weight"][row])          # nnparity: no gradient
+    assert not np.allclose(theirs[row], mine[row], rtol=0, atol=1e-6)   # Flax: moved
+    theirs[row] = mine[row]
+    flax_params[0]["weight"] = theirs
+    difference = tensorwise_difference(to_flat(flax_params), to_flat(ours.params), TOL)
+    assert difference.ok, difference.worst
+
+
+# ---------------------------------------------------------------- round trip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_round_trip_is_bitwise(case):
+    spec, _, params, state = trained(case)
+    with jax.enable_x64(True):
+        model = flax_nnx.to_flax(spec, params, state)
+    spec2, params2, state2 = flax_nnx.from_flax(model, flax_nnx.flax_input_shape(spec),
+                                                **{f: getattr(spec, f) for f in FIELDS})
+    assert spec2 == spec
+    for mine, theirs in ((params, params2), (state, state2)):
+        a, b = to_flat(mine), to_flat(theirs)
+        assert list(a) == list(b)
+        for name in a:
+            assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
+
+
+def test_parameters_are_float64_in_flax():
+    """Flax's default param_dtype is float32, with x64 on too; and its BatchNorm keeps
+    running statistics in float32 whatever param_dtype. The export sets both."""
+    spec, _, params, state = trained("cnn-batchnorm-momentum")
+    with jax.enable_x64(True):
+        model = flax_nnx.to_flax(spec, params, state)
+        default = nnx.BatchNorm(3, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+    dtypes = {leaf.dtype for leaf in jax.tree.leaves(nnx.state(model))
+              if hasattr(leaf, "dtype") and leaf.dtype.kind == "f"}
+    assert dtypes == {np.dtype("float64")}
+    assert default.scale[...].dtype == np.float64 and default.var[...].dtype == np.float32
+
+
+# ---------------------------------------------------------------- negative controls
+
+
+def test_wrong_conv_transpose_with_in_not_out_fails_loudly(monkeypatch):
+    """(3, 2, 1, 0) on a square kernel with in != out channels gives (k, k, O, I): the
+    Flax convolution refuses the shape."""
+    monkeypatch.setattr(layouts, "conv_kernel_channels_last", lambda w: w.transpose(3, 2, 1, 0))
+    with pytest.raises(Exception):
+        forward_difference("cnn-batchnorm-momentum")
+
+
+def test_wrong_conv_transpose_on_a_square_kernel_fails_the_forward(monkeypatch):
+    spec = net((3, 5, 5), [Conv2d(3, 3, padding=1), Activation("tanh"), Flatten(), Dense(2)])
+    CASES["square-conv"] = spec
+    try:
+        assert forward_difference("square-conv").ok
+        monkeypatch.setattr(layouts, "conv_kernel_channels_last",
+                            lambda w: np.ascontiguousarray(w.transpose(3, 2, 1, 0)))
+        assert not forward_difference("square-conv").ok
+    finally:
+        del CASES["square-conv"]
+
+
+@pytest.mark.parametrize("case, order, swapped", [
+    ("lstm", ("i", "f", "g", "o"), ("f", "i", "g", "o")),
+    ("gru", ("r", "z", "n"), ("z", "r", "n"))])
+def test_swapped_gate_blocks_fail_the_forward(case, order, swapped, monkeypatch):
+    from nnparity.backends.interop import flax_cells
+    real = flax_cells.build_cell
+
+    def swapping(layer, params, k, dtype):
+        params = {name: layouts.reorder_gate_blocks(value, order, swapped)
+                  for name, value in params.items()}
+        return real(layer, params, k, dtype)
+
+    monkeypatch.setattr(flax_cells, "build_cell", swapping)
+    assert not forward_difference(case).ok
+
+
+def test_unconverted_batch_norm_momentum_fails_the_step(monkeypatch):
+    from nnparity.backends.interop import flax_layers
+    monkeypatch.setattr(flax_layers, "flax_momentum", lambda m: m)
+    _, state, _ = step_differences("cnn-batchnorm-momentum", monkeypatch)
+    assert not state.ok
+
+
+def test_unpermuted_flatten_columns_fail_the_forward(monkeypatch):
+    monkeypatch.setattr(layouts, "flatten_columns_channels_last", lambda w, shape: w)
+    assert not forward_difference("cnn-batchnorm-momentum").ok
+
+
+# ---------------------------------------------------------------- traps
+
+
+def test_flax_default_attention_softmax_is_float32():
+    """nnx.MultiHeadAttention's default attention_fn calls jax.nn.dot_product_attention,
+    whose softmax runs in float32 for float64 inputs: beyond the float64 policy, at the
+    float32 rounding level. The export passes ``attention_in_dtype`` instead."""
+    spec, data, params, state = trained("attention-no-bias")
+    x = data.x_train[:5]
+    expected = predict(spec, params, x, "numpy", model_state=state)
+    with jax.enable_x64(True):
+        model = flax_nnx.to_flax(spec, params, state)
+        model.layers[0].attention.attention_fn = nnx.dot_product_attention
+        got = np.asarray(model(jnp.asarray(x)))
+    difference = tensorwise_difference({"output": got}, {"output": expected}, TOL)
+    assert not difference.ok
+    assert 1e-12 < difference.max_rel < 1e-5
+
+
+# ---------------------------------------------------------------- a user's own network
+
+
+def test_reads_a_users_sequential():
+    """Layers a Flax user writes (stock BatchNorm with its float32 running statistics,
+    a stock LSTMCell with biases on one side only) read back to a spec whose
+    ``predict`` is the module's output."""
+    from nnparity.backends.interop.flax_modules import flatten
+    rng = np.random.default_rng(1)
+    with jax.enable_x64(True):
+        f64 = dict(param_dtype=jnp.float64, dtype=jnp.float64, rngs=nnx.Rngs(0))
+        dense_net = nnx.Sequential(
+            nnx.Linear(3, 5, **f64), jax.nn.relu,
+            nnx.BatchNorm(5, momentum=0.9, use_fast_variance=False, **f64),
+            nnx.Linear(5, 2, **f64))
+        lstm_net = nnx.Sequential(nnx.RNN(nnx.LSTMCell(3, 4, **f64)), flatten,
+                                  nnx.Linear(20, 2, **f64))
+        for name in ("hi", "hf", "hg", "ho"):
+            bias = getattr(lstm_net.layers[0].cell, name).bias
+            bias[...] = jnp.asarray(rng.standard_normal(4))
+        for model, shape in ((dense_net, (3,)), (lstm_net, (5, 3))):
+            model.eval()
+            x = rng.standard_normal((4, *shape))
+            got = np.asarray(model(jnp.asarray(x)))
+            spec, params, state = flax_nnx.from_flax(model, shape, loss="mse")
+            expected = predict(spec, params, x, "numpy", model_state=state)
+            difference = tensorwise_difference({"y": got}, {"y": expected}, TOL)
+            assert difference.ok, difference.worst
+    assert spec.layers[0].kind == "lstm" and not params[0]["bias_ih_l0"].any()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _model():
+    with jax.enable_x64(True):
+        return nnx.Sequential(nnx.Linear(3, 2, param_dtype=jnp.float64, rngs=nnx.Rngs(0)))
+
+
+def _unbiased():
+    return nnx.Sequential(nnx.Linear(3, 2, use_bias=False, rngs=nnx.Rngs(0)))
+
+
+BAD = {
+    "spec-not-a-spec": (lambda: flax_nnx.to_flax("spec", []), TypeError, "spec"),
+    "params-wrong": (lambda: flax_nnx.to_flax(CASES["gru"], [{}]), TypeError, "params"),
+    "dense-on-conv-output": (lambda: flax_nnx.to_flax(*_spec_and_params(
+        (2, 5, 5), [Conv2d(2, 3), Dense(3), Flatten(), Dense(2)])), ValueError,
+        "spec.layers[1]"),
+    "layer-norm-dims-2": (lambda: flax_nnx.to_flax(*_spec_and_params(
+        (3, 4), [LayerNorm(dims=2), Flatten(), Dense(2)])), ValueError, "spec.layers[0].dims"),
+    "batch-norm-on-a-sequence": (lambda: flax_nnx.to_flax(*_spec_and_params(
+        (4, 3), [Dense(5), BatchNorm(), Flatten(), Dense(2)])), ValueError, "spec.layers[1]"),
+    "module-not-a-module": (lambda: flax_nnx.from_flax("model", (3,)), TypeError, "module"),
+    "input-shape-string": (lambda: flax_nnx.from_flax(_model(), "abc"), TypeError,
+                           "input_shape"),
+    "input-shape-zero": (lambda: flax_nnx.from_flax(_model(), (0,)), ValueError,
+                         "input_shape[0]"),
+    "input-shape-wrong": (lambda: flax_nnx.from_flax(_model(), (4,)), ValueError,
+                          "module.layers[0] (Linear) weight"),
+    "dtype-given": (lambda: flax_nnx.from_flax(_model(), (3,), dtype="float32"), TypeError,
+                    "dtype"),
+    "lambda": (lambda: flax_nnx.from_flax(nnx.Sequential(_model().layers[0], lambda x: x),
+                                          (3,)), ValueError, "module.layers[1]"),
+    "jax-gelu": (lambda: flax_nnx.from_flax(nnx.Sequential(_model().layers[0], jax.nn.gelu),
+                                            (3,)), ValueError, "tanh approximation"),
+    "no-bias": (lambda: flax_nnx.from_flax(_unbiased(), (3,)), ValueError,
+                "module.layers[0].use_bias"),
+}
+
+
+def _spec_and_params(input_shape, layers):
+    from nnparity.shared import init_params
+    spec = net(input_shape, layers)
+    return spec, init_params(spec)
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_refused_naming_the_argument(case):
+    call, error, name = BAD[case]
+    with pytest.raises(error, match=re.escape(name)):
+        call()
