@@ -29,6 +29,7 @@ from nnparity.shared import (
     save_checkpoint,
 )
 from nnparity.shared.io.checkpoint import FORMAT_VERSION, checkpoint_arrays
+from nnparity.shared.core.init import init_params
 from nnparity.shared.core.optimizers import OptimizerState, init_state, state_buffers
 from nnparity.shared.core.spec import MAX_COUNT
 from nnparity.shared.core.tolerance import difference
@@ -231,6 +232,26 @@ def test_negative_control_wrong_start_epoch_differs():
     assert len(resumed.losses) == (TOTAL - DONE) * STEPS_PER_EPOCH
     ok, worst = worst_difference(resumed, uninterrupted(spec, "numpy"))
     assert not ok and worst > 1e3 * POLICY["float64"].atol
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_checkpoint_start_trains_given_weights_as_a_fresh_run(backend):
+    """``Checkpoint.start(spec, params)`` is epoch 0 with the optimizer's initial state:
+    from ``init_params(spec)`` it is bitwise the run without ``resume``; from other
+    weights (negative control) it is another run."""
+    require(backend)
+    spec = RESUME_SPECS["adam"]
+    fresh = train(spec, DATA, backend)
+    started = train(spec, DATA, backend, resume=Checkpoint.start(spec, init_params(spec)))
+    assert all(a.tobytes() == b.tobytes() for a, b in
+               zip(leaves(started.params), leaves(fresh.params), strict=True))
+    assert started.losses.tobytes() == fresh.losses.tobytes()
+    moved = map_tree(lambda w: w + 1e-3, init_params(spec))
+    ok, _ = worst_difference(train(spec, DATA, backend, resume=Checkpoint.start(spec, moved)),
+                             fresh)
+    assert not ok
+    with pytest.raises(TypeError, match="spec"):
+        Checkpoint.start({"sizes": (3, 5, 2)}, init_params(spec))
 
 
 def test_resume_with_a_larger_total_equals_the_longer_uninterrupted_run():

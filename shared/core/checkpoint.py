@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nnparity.shared.core.init import check_model_state, check_params, init_model_state
-from nnparity.shared.core.optimizers import OptimizerState, state_buffers
+from nnparity.shared.core.optimizers import OptimizerState, init_state, state_buffers
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.tree import Params
 from nnparity.shared.core.validation import INT64_MAX, check_int, fail
@@ -68,6 +68,18 @@ class Checkpoint:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.spec, self.params, self.opt_state))
+
+    @classmethod
+    def start(cls, spec: NetworkSpec, params: Params, model_state: Params | None = None
+              ) -> Checkpoint:
+        """A run of ``spec`` that starts from ``params`` (and ``model_state``) instead of
+        ``init_params(spec)``: epoch 0, the optimizer's initial state. ``train(spec,
+        data, resume=Checkpoint.start(spec, params))`` trains weights from elsewhere,
+        such as those ``nnparity.backends.interop.from_torch`` reads from a model."""
+        if not isinstance(spec, NetworkSpec):
+            fail("spec", spec, "a NetworkSpec", TypeError)
+        checked = check_params(spec, params)
+        return cls(spec, checked, init_state(spec.optimizer, checked), 0, model_state)
 
 
 def check_opt_state(spec: NetworkSpec, state: Any, name: str = "opt_state") -> OptimizerState:
