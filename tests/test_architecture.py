@@ -83,10 +83,10 @@ def test_negative_control_the_import_check_finds_hidden_imports(tmp_path):
 
 
 def loaded_after(statement: str) -> list[str]:
-    """The nnparity, torch and jax modules loaded by ``statement`` in a fresh interpreter."""
+    """The nnparity, torch, jax, flax, equinox and keras modules loaded by ``statement`` in a fresh interpreter."""
     code = (f"import sys\n{statement}\n"
             "print('\\n'.join(m for m in sys.modules "
-            "if m.split('.')[0] in ('torch', 'jax', 'nnparity')))")
+            "if m.split('.')[0] in ('torch', 'jax', 'flax', 'equinox', 'keras', 'nnparity')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT / "tests")
     return out.stdout.split()
@@ -115,6 +115,28 @@ def test_negative_control_the_upper_names_load_the_harness_on_first_use():
 def test_importing_the_backends_package_loads_no_framework():
     loaded = loaded_after("from nnparity.backends import train, predict, get_backend")
     assert not [m for m in loaded if m.split(".")[0] in ("torch", "jax")]
+
+
+FRAMEWORKS = ("torch", "jax", "flax", "equinox", "keras")
+
+
+@pytest.mark.parametrize("statement", [
+    "import nnparity.backends.interop",
+    "from nnparity.backends.interop import layouts",
+    "from nnparity.backends.interop import to_torch, from_torch, to_flax, from_flax, "
+    "to_equinox, to_keras",
+    "from nnparity.shared.testing import assert_close, assert_same_step, "
+    "assert_same_trajectory",
+])
+def test_the_interop_and_testing_packages_load_no_framework_until_called(statement):
+    assert not [m for m in loaded_after(statement) if m.split(".")[0] in FRAMEWORKS]
+
+
+def test_negative_control_calling_an_export_loads_its_framework():
+    loaded = loaded_after("from nnparity.backends.interop import to_torch\n"
+                          "from nnparity.shared import notebook_spec, init_params\n"
+                          "to_torch(notebook_spec(), init_params(notebook_spec()))")
+    assert "torch" in loaded
 
 
 BACKENDS = ("numpy", "torch", "jax")
