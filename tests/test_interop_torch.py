@@ -32,7 +32,7 @@ from layer_contract import data_for
 from nnparity.backends import get_backend, predict, train
 from nnparity.backends.interop import from_torch, layouts, to_torch, torch_nn
 from nnparity.shared import (GRU, LSTM, POLICY, RNN, SGD, Activation, Adam, AdamW, BatchNorm,
-                             Dense, Dropout, Embedding, Flatten, MultiHeadAttention,
+                             Dataset, Dense, Dropout, Embedding, Flatten, MultiHeadAttention,
                              NetworkSpec, RMSprop)
 from nnparity.shared.core.activations import ACTIVATIONS
 from nnparity.shared.core.layers import LAYERS
@@ -73,8 +73,9 @@ CASES = {
     **{f"act-{name}": net((3,), Dense(5), Activation(name, ACTIVATION_PARAMS.get(name, {})),
                           Dense(2), optimizer=OPTIMIZERS[i % len(OPTIMIZERS)], seed=i)
        for i, name in enumerate(ACTIVATIONS)},
-    "mlp-shorthand": NetworkSpec(sizes=(3, 5, 2), activation="tanh", optimizer=SGD(lr=0.1),
-                                 batch_size=4, epochs=2),
+    "mlp-shorthand-huber": NetworkSpec(sizes=(3, 5, 2), activation="tanh", loss="huber",
+                                       loss_params={"delta": 0.5}, optimizer=SGD(lr=0.1),
+                                       batch_size=4, epochs=2),
     "conv2d-stride-dilation-groups": net(
         (2, 7, 6), Conv2d(4, 3, stride=(2, 1), padding=1, dilation=(1, 2), groups=2),
         Activation("relu"), Flatten(), Dense(2), optimizer=Adam(lr=0.01)),
@@ -103,12 +104,15 @@ CASES = {
                                           Dense(2)),
     "layer-norm-dims2": net((3, 4), LayerNorm(dims=2), Flatten(), Dense(2),
                             optimizer=Adam(lr=0.01)),
-    "layer-norm-no-bias": net((3,), Dense(4), LayerNorm(eps=1e-3, bias=False), Dense(2)),
-    "rms-norm-eps-none": net((3,), Dense(4), RMSNorm(), Activation("tanh"), Dense(2)),
+    "layer-norm-no-bias-bce": net((3,), Dense(4), LayerNorm(eps=1e-3, bias=False), Dense(2),
+                                  loss="bce_with_logits"),
+    "rms-norm-eps-none-mae": net((3,), Dense(4), RMSNorm(), Activation("tanh"), Dense(2),
+                                 loss="mae"),
     "rms-norm-dims2-eps": net((3, 4), RMSNorm(dims=2, eps=1e-3), Flatten(), Dense(2)),
     "dropout": net((3,), Dense(6), Dropout(0.3), Activation("tanh"), Dense(2)),
-    "embedding-padding-idx": net((5,), Embedding(7, 3, padding_idx=2), Flatten(), Dense(2),
-                                 optimizer=Adam(lr=0.01)),
+    "embedding-padding-idx-cross-entropy": net((5,), Embedding(7, 3, padding_idx=2), Flatten(),
+                                               Dense(3), loss="cross_entropy",
+                                               optimizer=Adam(lr=0.01)),
     "rnn-relu-2layers-sequence": net((4, 3), RNN(5, nonlinearity="relu", num_layers=2),
                                      Flatten(), Dense(2)),
     "lstm-last-step": net((4, 3), LSTM(4, return_sequence=False), Dense(2),
@@ -146,9 +150,23 @@ def test_cases_cover_every_layer_kind_and_activation():
 def trained(name):
     """(spec, params, model state, data) after a short NumPy run of case ``name``."""
     spec = CASES[name]
-    data = data_for(spec, rows=12, seed=1)
+    data = with_targets(spec, data_for(spec, rows=12, seed=1))
     result = train(spec, data, "numpy", metrics=False)
     return spec, result.params, result.model_state, data
+
+
+def with_targets(spec, data):
+    """``data`` with targets for the spec's loss: class labels for cross_entropy,
+    probabilities in [0, 1] for bce_with_logits, ``data_for``'s values otherwise."""
+    rng = np.random.default_rng(5)
+    rows = len(data.y_train)
+    if spec.loss == "cross_entropy":
+        y = rng.integers(0, spec.n_outputs, rows)
+    elif spec.loss == "bce_with_logits":
+        y = rng.uniform(0.0, 1.0, (rows, spec.n_outputs))
+    else:
+        return data
+    return Dataset(data.x_train, y, data.x_test, y[:len(data.x_test)])
 
 
 def torch_forward(model, x):
@@ -360,6 +378,23 @@ def test_round_trip_from_torch(name):
     result = tensorwise_difference({"output": predict(spec, params, x, model_state=state)},
                                    {"output": torch_forward(model, x)}, TOL)
     assert result.ok, result.worst
+
+
+def test_plain_multihead_attention_imports_as_not_causal():
+    """torch keeps no mask in nn.MultiheadAttention: a plain one (whose weights can be
+    read, though it cannot run in a Sequential) imports as causal=False, and exports
+    as SelfAttention computing mha(x, x, x, need_weights=False)[0]."""
+    torch = require("torch")
+    torch.manual_seed(1)
+    mha = torch.nn.MultiheadAttention(4, 2, batch_first=True)
+    model = torch.nn.Sequential(mha, torch.nn.Flatten(), torch.nn.Linear(20, 2)).double()
+    spec, params, state = from_torch(model, (5, 4))
+    assert spec.layers[0] == MultiHeadAttention(2, causal=False, bias=True)
+    back = to_torch(spec, params, state)
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in model.state_dict().items())
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 5, 4)))
+    with torch.no_grad():
+        assert torch.equal(back[0].eval()(x), mha.eval()(x, x, x, need_weights=False)[0])
 
 
 def test_float32_module_imports_as_a_float32_spec():
