@@ -82,7 +82,7 @@ def test_key_order_and_list_against_tuple_do_not_matter():
 
 
 @pytest.mark.parametrize("change, name", [
-    ("bias", "layers[0]['bias']"), ("inner", "pair[1][0]"), ("int", "scalars[2]"),
+    ("bias", "layers[0]['bias']"), ("inner", "pair.second[0]"), ("int", "scalars[2]"),
     ("bool", "scalars[3]"), ("int32", "scalars[4]"), ("zero_d", "zero_d"), ("mask", "mask")])
 def test_every_leaf_kind_is_compared(change, name):
     """Each leaf, moved alone, fails and is named by its path."""
@@ -133,6 +133,16 @@ def test_jax_leaves_are_compared():
         return x
     with pytest.raises(TypeError, match="actual=.*converting this one to NumPy failed"):
         inside_jit(jnp.ones(2))
+
+
+def test_a_flax_nnx_state_is_refused_and_its_pure_dict_compared():
+    require("flax")
+    from flax import nnx
+    model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+    pure = nnx.to_pure_dict(nnx.state(model))                # {"bias": jax array, ...}
+    assert_close(pure, {key: np.asarray(value) for key, value in pure.items()})
+    with pytest.raises(TypeError, match=re.compile(r"actual\['bias'\]=.*to_pure_dict", re.S)):
+        assert_close(nnx.state(model), pure)
 
 
 # ---------------------------------------------------------------- the policy

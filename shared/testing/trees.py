@@ -12,7 +12,8 @@ naming the leaf.
 
 A leaf's path is the tuple of keys and indices leading to it; its default name
 shows the path, the top-level key bare: ``layers[0]['weight']``, ``[2]`` in a
-top-level list, ``value`` for a tree that is a single leaf.
+top-level list, ``state.buffers`` for a NamedTuple's field, ``value`` for a tree
+that is a single leaf.
 """
 from __future__ import annotations
 
@@ -27,25 +28,39 @@ Path = tuple[Any, ...]
 #: what a leaf may be, for error messages
 LEAVES = ("a NumPy array or scalar, a Python bool, int or float, a torch tensor or a JAX "
           "array, inside dicts, lists and tuples (convert other containers first, e.g. "
-          "flax's nnx.State with .to_pure_dict())")
+          "flax's nnx.State with nnx.to_pure_dict(state))")
 #: what a leaf's dtype may be, for error messages
 DTYPES = ("float32 or float64 in native byte order (judged by the tolerance policy), or an "
           "integer or bool dtype (compared exactly); convert other dtypes explicitly")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+class Field(int):
+    """A NamedTuple's element in a path: equal to its index (so a NamedTuple and a
+    plain tuple or list match), shown as ``.name``."""
+
+    name: str
+
+    def __new__(cls, index: int, name: str) -> Field:
+        field = super().__new__(cls, index)
+        field.name = name
+        return field
+
+
 def index_text(path: Path) -> str:
-    """``path`` as Python indexing: ``['layers'][0]['weight']``."""
-    return "".join(f"[{key!r}]" for key in path)
+    """``path`` as Python indexing: ``['layers'][0]['weight']``, ``.buffers`` for a
+    NamedTuple's field."""
+    return "".join(f".{key.name}" if isinstance(key, Field) else f"[{key!r}]"
+                   for key in path)
 
 
 def path_name(path: Path) -> str:
-    """A leaf's default name: its path, a top-level string key bare
-    (``layers[0]['weight']``); ``value`` for the root."""
+    """A leaf's default name: its path, a top-level string key or field bare
+    (``layers[0]['weight']``, ``buffers['exp_avg'][0]``); ``value`` for the root."""
     if not path:
         return "value"
-    if isinstance(path[0], str):
-        return path[0] + index_text(path[1:])
+    if isinstance(path[0], (str, Field)):
+        return (path[0].name if isinstance(path[0], Field) else path[0]) + index_text(path[1:])
     return index_text(path)
 
 
@@ -71,7 +86,9 @@ def flatten(tree: Any, root: str) -> tuple[dict[Path, np.ndarray], dict[Path, st
         if nodes[path] == "mapping":
             children = [(path + (key,), node[key]) for key in node]
         elif nodes[path] == "sequence":
-            children = [(path + (i,), child) for i, child in enumerate(node)]
+            keys = [Field(i, f) for i, f in enumerate(node._fields)] if hasattr(
+                node, "_fields") else range(len(node))
+            children = [(path + (key,), child) for key, child in zip(keys, node, strict=True)]
         else:
             leaves[path] = as_array(node, root + index_text(path))
             continue
