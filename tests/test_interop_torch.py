@@ -278,6 +278,24 @@ def test_forward_equals_predict(name):
     assert sorted(model.state_dict()) == sorted({**to_flat(params), **to_flat(state)})
 
 
+@pytest.mark.parametrize("name", ["batch-norm2d", "residual-pre-ln-block", "gru-last-step",
+                                  "act-softplus"])
+def test_float32_forward_equals_predict(name):
+    """The same in float32 (the modules built in float32, no tensor cast on loading),
+    under the float32 policy."""
+    torch = require("torch")
+    spec = CASES[name].replace(dtype="float32")
+    data = with_targets(spec, data_for(spec, rows=12, seed=1))
+    result = train(spec, data, "numpy", metrics=False)
+    model = to_torch(spec, result.params, result.model_state)
+    assert {t.dtype for t in model.parameters()} == {torch.float32}
+    x = data.x_train.astype(np.float32)
+    expected = predict(spec, result.params, x, model_state=result.model_state)
+    outcome = tensorwise_difference({"output": torch_forward(model, x)}, {"output": expected},
+                                    POLICY["float32"])
+    assert outcome.ok, outcome.worst
+
+
 def test_trained_batch_norm_statistics_are_not_the_initial_ones():
     _, _, state, _ = trained("batch-norm2d")
     assert not np.allclose(state[1]["running_var"], 1.0) and state[1]["num_batches_tracked"] == 6
