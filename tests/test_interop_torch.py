@@ -626,9 +626,10 @@ def test_to_torch_validates_before_any_work():
     with pytest.raises(TypeError, match=r"params\[0\]\['weight'\].dtype"):
         to_torch(spec, map_tree(lambda a: a.astype(np.float32), result.params))
     state = [dict(layer) for layer in result.model_state]
-    state[1]["num_batches_tracked"] = np.array(1.5)
-    with pytest.raises(ValueError, match="num_batches_tracked"):
-        to_torch(spec, result.params, state)
+    for count in (1.5, -1.0, 2.0**63):
+        state[1]["num_batches_tracked"] = np.array(count)
+        with pytest.raises(ValueError, match="num_batches_tracked"):
+            to_torch(spec, result.params, state)
     model = to_torch(spec, result.params)                       # the initial state
     assert model[1].num_batches_tracked.item() == 0 and bool((model[1].running_var == 1).all())
 

@@ -69,9 +69,10 @@ def to_torch(spec: NetworkSpec, params: Params, model_state: Params | None = Non
     model_state = (init_model_state(spec) if model_state is None
                    else check_model_state(spec, model_state))
     for name, value in named_leaves(model_state):
-        if name.rsplit(".", 1)[-1] == BATCH_COUNT and (value < 0 or value != np.floor(value)):
-            fail(f"model_state {name!r}", float(value),
-                 "a whole number >= 0 (torch keeps the batch count as an int64)")
+        if name.rsplit(".", 1)[-1] == BATCH_COUNT and not (
+                0 <= value < 2.0**63 and value == np.floor(value)):
+            fail(f"model_state {name!r}", float(value), "a whole number in [0, 2**63) (torch "
+                 "keeps the batch count as an int64; load_state_dict would truncate 1.5 to 1)")
     torch = require_framework("torch", "to_torch")
     from nnparity.backends.interop import torch_export
 
