@@ -577,15 +577,19 @@ def test_importing_the_testing_module_loads_no_framework():
 NUMBER = re.compile(r"(?<![\w.'])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?(?![\w'])")
 
 
-def test_the_docs_show_the_message_the_worked_example_raises():
-    """docs/testing.md's worked example (run here) raises the message its text block
-    shows, up to the digits (which move with the CPU's rounding)."""
+#: a block of docs/testing.md that sets ``message``, and the text block showing it
+EXAMPLE = re.compile(r"<!-- worked example -->\n```python\n(.*?)```.*?<!-- message -->.*?"
+                     r"```text\n(.*?)```", re.S)
+
+
+def test_the_docs_show_the_messages_the_examples_raise():
+    """docs/testing.md's examples (run here) raise the messages its text blocks show,
+    up to the digits (which move with the CPU's rounding)."""
     require("torch")
     require("jax")
-    text = (ROOT / "docs" / "testing.md").read_text()
-    block = text.split("<!-- worked example -->")[1]
-    code = block.split("```python\n")[1].split("```")[0]
-    shown = block.split("<!-- message -->")[1].split("```text\n")[1].split("```")[0]
-    namespace: dict = {}
-    exec(compile(code, "docs/testing.md worked example", "exec"), namespace)  # noqa: S102
-    assert NUMBER.sub("#", namespace["message"]) == NUMBER.sub("#", shown.rstrip("\n"))
+    examples = EXAMPLE.findall((ROOT / "docs" / "testing.md").read_text())
+    assert len(examples) == 2
+    for index, (code, shown) in enumerate(examples):
+        namespace: dict = {}
+        exec(compile(code, f"docs/testing.md example {index}", "exec"), namespace)  # noqa: S102
+        assert NUMBER.sub("#", namespace["message"]) == NUMBER.sub("#", shown.rstrip("\n"))

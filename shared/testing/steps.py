@@ -150,7 +150,8 @@ def assert_same_trajectory(step_a: StepFn, step_b: StepFn, params: Any,
         "diagnosis: " + diagnose(first_out is None, teacher, first_out),
         "teacher-forced (step_b from step_a's own params at every step, held to the policy "
         "alone, without the harness's rounding allowance): "
-        + (f"{len(bad)} of {len(teacher)} steps disagree, from step {bad[0]}" if bad else
+        + (f"{len(bad)} of {len(teacher)} steps disagree, from step {bad[0]} (which uses "
+           f"{teacher[bad[0]].used:.3g} of its allowance)" if bad else
            f"all {len(teacher)} agree, the closest call used {closest.used:.3g} of its "
            f"allowance at step {closest.step}"),
         "free-running (each from its own params): "
