@@ -397,6 +397,14 @@ def test_bad_arguments_are_named(kwargs, error, text):
         assert_close([1.0, 2.0], [1.0, 2.0], **kwargs)
 
 
+def test_a_container_that_holds_itself_is_refused():
+    loop: list = [1.0]
+    loop.append(loop)
+    with pytest.raises(ValueError, match=re.escape("expected[1][1][1]...='a container 100 "
+                                                   "levels deep' is not allowed")):
+        assert_close([1.0, [1.0]], loop)
+
+
 def test_a_tree_without_leaves_is_refused():
     with pytest.raises(ValueError, match="expected=.*at least one leaf"):
         assert_close({"a": []}, {"a": []})

@@ -33,6 +33,8 @@ LEAVES = ("a NumPy array or scalar, a Python bool, int or float, a torch tensor 
 DTYPES = ("float32 or float64 in native byte order (judged by the tolerance policy), or an "
           "integer or bool dtype (compared exactly); convert other dtypes explicitly")
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+#: how deep containers may nest (a list that holds itself would never end)
+MAX_DEPTH = 100
 
 
 class Field(int):
@@ -83,6 +85,10 @@ def flatten(tree: Any, root: str) -> tuple[dict[Path, np.ndarray], dict[Path, st
     while pending:
         path, node = pending.pop()
         nodes[path] = kind(node)
+        if len(path) > MAX_DEPTH and nodes[path] != "leaf":
+            fail(root + index_text(path[:3]) + "...", f"a container {MAX_DEPTH} levels deep",
+                 f"a tree nested at most {MAX_DEPTH} levels deep (does a container hold "
+                 f"itself?)")
         if nodes[path] == "mapping":
             children = [(path + (key,), node[key]) for key in node]
         elif nodes[path] == "sequence":
