@@ -81,9 +81,13 @@ def conv(layer: Any, input_shape: tuple[int, ...], nn: Any, factory: dict, dtype
 
 
 def pool(layer: Any, input_shape: tuple[int, ...], nn: Any, factory: dict, dtype: str) -> Any:
-    """nn.MaxPool1d/2d, nn.AvgPool1d/2d: torch's defaults otherwise (ceil_mode=False)."""
+    """nn.MaxPool1d/2d, nn.AvgPool1d/2d: torch's defaults otherwise (ceil_mode=False);
+    a size that is the same on every axis as one int, as torch users write it."""
     cls = getattr(nn, type(layer).__name__)                     # MaxPool2d -> nn.MaxPool2d
-    one = (lambda t: t[0]) if layer.ndim == 1 else (lambda t: t)
+
+    def one(sizes: tuple[int, ...]) -> int | tuple[int, ...]:
+        return sizes[0] if len(set(sizes)) == 1 else sizes
+
     args = dict(kernel_size=one(layer.kernel_size), stride=one(layer.strides),
                 padding=one(layer.padding))
     if layer.kind.startswith("avg"):
