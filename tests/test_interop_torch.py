@@ -188,7 +188,8 @@ def torch_loss(F, spec, out, y):
     return {"mse": lambda: F.mse_loss(out, y),
             "mae": lambda: F.l1_loss(out, y),
             "huber": lambda: F.huber_loss(out, y, delta=kwargs.get("delta", 1.0)),
-            "cross_entropy": lambda: F.cross_entropy(out, y),
+            # logits (n, *s, k) -> torch's (n, k, *s); ignore_index -100 is nnparity's
+            "cross_entropy": lambda: F.cross_entropy(out.movedim(-1, 1), y),
             "bce_with_logits": lambda: F.binary_cross_entropy_with_logits(out, y)}[spec.loss]()
 
 
@@ -199,6 +200,14 @@ def torch_optimizer(torch, spec, parameters):
     fields = {f.name: getattr(spec.optimizer, f.name)
               for f in dataclasses.fields(spec.optimizer)}
     return cls(parameters, **fields)
+
+
+def torch_batches(spec, plan, x, y):
+    """The batches of a ``batch_plan``, in order (its full batches, then the tail)."""
+    for epoch in range(plan.full.shape[0]):
+        yield from ((x[rows], y[rows]) for rows in plan.full[epoch])
+        if plan.tail is not None:
+            yield x[plan.tail[epoch]], y[plan.tail[epoch]]
 
 
 def without_dropout(spec):
@@ -642,3 +651,37 @@ def test_to_torch_draws_nothing_from_torchs_random_stream():
     torch.manual_seed(3)
     to_torch(spec, params, state)
     assert torch.equal(torch.rand(3), before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["digits_cnn", "digits_gru", "zen_transformer"])
+def test_a_recipes_epoch_in_torch_equals_nnparitys(recipe):
+    """A named recipe exported, then one epoch in torch (torch.optim, the loss from
+    torch.nn.functional, nnparity's batch order) against one epoch of ``train``:
+    every parameter and buffer under the float64 policy (Dropout's p set to 0).
+    Measured: digits_cnn 45 Adam steps, 6.7e-16 relative; digits_gru 45, 1.1e-15;
+    zen_transformer 26 (cross-entropy at every position), 1.1e-15."""
+    torch = require("torch")
+    from nnparity.shared import load_dataset
+    from nnparity.shared.core.data import batch_plan, inputs_as
+    from nnparity.shared.core.init import init_model_state, init_params
+    from nnparity.shared.core.recipes import RECIPES
+    recipe_spec = RECIPES[recipe]
+    spec = without_dropout(recipe_spec.spec("float64")).replace(epochs=1)
+    data = load_dataset(recipe_spec.dataset)
+    x = inputs_as(spec, data.x_train)
+    y = data.y_train.astype(np.int64)                           # class labels
+    ours = train(spec, data, "numpy", metrics=False)
+    model = to_torch(spec, init_params(spec), init_model_state(spec))
+    optimizer = torch_optimizer(torch, spec, model.parameters())
+    plan = batch_plan(len(x), spec.batch_size, 1, spec.seed, spec.shuffle)
+    for x_batch, y_batch in torch_batches(spec, plan, x, y):
+        optimizer.zero_grad()
+        torch_loss(torch.nn.functional, spec, model(torch.from_numpy(x_batch)),
+                   torch.from_numpy(y_batch)).backward()
+        optimizer.step()
+    expected = {**to_flat(ours.params), **to_flat(ours.model_state)}
+    actual = {name: t.detach().numpy().astype(spec.dtype)
+              for name, t in model.state_dict().items()}
+    result = tensorwise_difference({name: actual[name] for name in expected}, expected, TOL)
+    assert result.ok, result.worst
