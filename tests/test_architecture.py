@@ -21,7 +21,7 @@ from nnparity.backends.contract import Backend
 
 ROOT = Path(__file__).resolve().parent.parent
 UPPER = ("nnparity.shared.parity", "nnparity.shared.io", "nnparity.shared.report",
-         "nnparity.shared.cli", "nnparity.shared.bench")
+         "nnparity.shared.cli", "nnparity.shared.bench", "nnparity.shared.testing")
 
 
 def module_name(path: Path) -> str:
