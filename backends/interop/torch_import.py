@@ -62,6 +62,8 @@ def ones(value: Any) -> int | Any:
 
 
 def activation(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -> Converted:
+    """The activation whose class and settings ``m`` has (nn.GELU's ``approximate``
+    picks gelu or gelu_tanh); its parameters at their defaults are left unset."""
     cls = type(m).__name__
     names = [name for name, (c, _) in ACTIVATION_MODULES.items() if c == cls]
     for name in names:
