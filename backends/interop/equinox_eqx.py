@@ -54,6 +54,8 @@ import numpy as np
 
 from nnparity.shared.core.init import check_model_state, check_params, init_model_state
 from nnparity.shared.core.layers import Layer, Shape
+from nnparity.shared.core.layers.batch_norm import BatchNorm
+from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d
 from nnparity.shared.core.spec import NetworkSpec, walk_layers
 from nnparity.shared.core.tree import Params
 from nnparity.shared.core.validation import fail
@@ -111,11 +113,11 @@ def check_exportable(layer: Layer, label: str) -> None:
     """Raise ``ValueError`` naming ``label`` unless ``to_equinox`` can export ``layer``."""
     if layer.kind not in SUPPORTED:
         fail(f"{label}.kind", layer.kind, f"a kind to_equinox exports: {', '.join(SUPPORTED)}")
-    if layer.kind.startswith("avg_pool") and not layer.count_include_pad \
+    if isinstance(layer, (AvgPool1d, AvgPool2d)) and not layer.count_include_pad \
             and any(layer.padding):
         fail(f"{label}.count_include_pad", False, "True, or padding 0: Equinox's AvgPool "
              "divides every window by the kernel size, padding included")
-    if layer.kind == "batch_norm":
+    if isinstance(layer, BatchNorm):
         keep = 1.0 - layer.momentum                              # Equinox's momentum
         if keep != 0.0 and keep ** SETTLED_COUNT != 0.0:
             fail(f"{label}.momentum", layer.momentum, "above about 7e-7: Equinox's "

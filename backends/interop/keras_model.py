@@ -49,6 +49,8 @@ import numpy as np
 
 from nnparity.shared.core.init import check_model_state, check_params, init_model_state
 from nnparity.shared.core.layers import Layer, Shape
+from nnparity.shared.core.layers.conv import Conv1d, Conv2d
+from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from nnparity.shared.core.spec import NetworkSpec, walk_layers
 from nnparity.shared.core.tree import Params
 from nnparity.shared.core.validation import fail
@@ -123,14 +125,15 @@ def check_exportable(layer: Layer, label: str) -> None:
     """Raise ``ValueError`` naming ``label`` unless ``to_keras`` can export ``layer``."""
     if layer.kind not in SUPPORTED:
         fail(f"{label}.kind", layer.kind, f"a kind to_keras exports: {', '.join(SUPPORTED)}")
-    if layer.kind.startswith("max_pool") and any(layer.padding):
+    if isinstance(layer, (MaxPool1d, MaxPool2d)) and any(layer.padding):
         fail(f"{label}.padding", layer.padding, "0: Keras pads max pooling only as 'same' "
              "(TF's asymmetric rule), not torch's symmetric padding")
-    if layer.kind.startswith("avg_pool") and not layer.count_include_pad \
+    if isinstance(layer, (AvgPool1d, AvgPool2d)) and not layer.count_include_pad \
             and any(layer.padding):
         fail(f"{label}.count_include_pad", False, "True, or padding 0: Keras's 'valid' "
              "average pooling after ZeroPadding counts the padding")
-    if layer.kind.startswith("conv") and max(layer.stride) > 1 and max(layer.dilation) > 1:
+    if isinstance(layer, (Conv1d, Conv2d)) and max(layer.stride) > 1 \
+            and max(layer.dilation) > 1:
         fail(f"{label}.dilation", layer.dilation, "1 when the stride is above 1: Keras's "
              "convolutions refuse strides and dilation above 1 together")
 
@@ -151,8 +154,9 @@ def _keras() -> SimpleNamespace:
     layers this exporter defines."""
     os.environ.setdefault("KERAS_BACKEND", "jax")
     keras = require_framework("keras", "to_keras")
+    base: Any = keras.layers.Layer
 
-    class SelfAttention(keras.layers.Layer):
+    class SelfAttention(base):
         """x (batch, T, E) -> (batch, T, E): ``keras.layers.MultiHeadAttention`` on
         (x, x), with its causal mask when ``causal``."""
 
@@ -172,7 +176,7 @@ def _keras() -> SimpleNamespace:
         def compute_output_shape(self, input_shape):
             return input_shape
 
-    class Residual(keras.layers.Layer):
+    class Residual(base):
         """x -> x + f(x), f the layers of ``branch`` in order."""
 
         def __init__(self, branch: Sequence[Any], **kwargs: Any) -> None:
