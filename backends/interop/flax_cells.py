@@ -43,19 +43,23 @@ def _names(k: int) -> tuple[str, str, str, str]:
     return f"weight_ih_l{k}", f"weight_hh_l{k}", f"bias_ih_l{k}", f"bias_hh_l{k}"
 
 
+def _rows(bias: np.ndarray | None, rows: slice) -> np.ndarray | None:
+    return None if bias is None else bias[rows]
+
+
 def build_cell(layer: Any, params: dict[str, np.ndarray], k: int, dtype: Any) -> Any:
     """The Flax cell of stacked layer ``k`` of an RNN, LSTM or GRU spec layer."""
-    w_ih, w_hh, b_ih, b_hh = (params.get(name) for name in _names(k))
+    name_w_ih, name_w_hh, name_b_ih, name_b_hh = _names(k)
+    w_ih, w_hh = params[name_w_ih], params[name_w_hh]
+    b_ih, b_hh = params.get(name_b_ih), params.get(name_b_hh)
     inputs, hidden = w_ih.shape[1], layer.hidden_size
     common = dict(dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
     if layer.kind == "lstm":
         cell: Any = nnx.LSTMCell(inputs, hidden, **common)
         for g, (name_i, name_h) in enumerate(LSTM_GATES):
             rows = slice(g * hidden, (g + 1) * hidden)
-            setattr(cell, name_i, linear(w_ih[rows].T, None if b_ih is None else b_ih[rows],
-                                         dtype))
-            setattr(cell, name_h, linear(w_hh[rows].T, None if b_hh is None else b_hh[rows],
-                                         dtype))
+            setattr(cell, name_i, linear(w_ih[rows].T, _rows(b_ih, rows), dtype))
+            setattr(cell, name_h, linear(w_hh[rows].T, _rows(b_hh, rows), dtype))
         return cell
     if layer.kind == "gru":
         cell = nnx.GRUCell(inputs, hidden, **common)

@@ -104,7 +104,8 @@ def _batch_norm(layer: BatchNorm, params: Arrays, state: Arrays, shape: Any, dty
         bn.scale, bn.bias = param(params["weight"]), param(params["bias"])
     bn.mean = nnx.BatchStat(jnp.asarray(state["running_mean"]))
     bn.var = nnx.BatchStat(jnp.asarray(state["running_var"]))
-    bn.num_batches_tracked = nnx.BatchStat(jnp.asarray(state["num_batches_tracked"]))
+    bn.num_batches_tracked = nnx.BatchStat(  # type: ignore[attr-defined]
+        jnp.asarray(state["num_batches_tracked"]))
     return bn
 
 
@@ -144,7 +145,7 @@ def _embedding(layer: Embedding, params: Arrays, state: Arrays, shape: Any, dtyp
     embed = nnx.Embed(layer.num_embeddings, layer.embedding_dim, dtype=dtype,
                       param_dtype=dtype, rngs=nnx.Rngs(0))
     embed.embedding = param(params["weight"])
-    embed.padding_idx = layer.padding_idx
+    embed.padding_idx = layer.padding_idx  # type: ignore[attr-defined]
     return embed
 
 

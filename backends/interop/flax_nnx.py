@@ -69,6 +69,8 @@ import numpy as np
 from nnparity.backends.interop import layouts, require_framework
 from nnparity.shared.core.init import check_model_state, check_params, init_model_state
 from nnparity.shared.core.layers import Layer, Shape
+from nnparity.shared.core.layers.norm import LayerNorm, RMSNorm
+from nnparity.shared.core.layers.residual import Residual
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.tree import Params
 from nnparity.shared.core.validation import check_count, fail
@@ -112,7 +114,8 @@ class _Walk:
     channels-first shape a Flatten flattened in channels-last order, until its Dense."""
 
     def __init__(self, last: bool):
-        self.last, self.pending = last, None
+        self.last = last
+        self.pending: Shape | None = None
 
     def step(self, layer: Layer, shape: Shape, label: str) -> Shape | None:
         """Check ``layer`` (input ``shape``) against the layout; the Flatten's shape when
@@ -132,9 +135,8 @@ class _Walk:
         elif kind in PLAIN and self.last:
             fail(label, kind, "a layer acting on the last axis only after the Flatten: in "
                  "the channels-last part that axis is C, in the spec's it is not")
-        elif kind in ("layer_norm", "rms_norm") and layer.dims != 1:
-            fail(f"{label}.dims", layer.dims, "1 (Flax's norms take one "
-                 "feature axis)")
+        elif isinstance(layer, (LayerNorm, RMSNorm)) and layer.dims != 1:
+            fail(f"{label}.dims", layer.dims, "1 (Flax's norms take one feature axis)")
         elif kind not in SPATIAL + ELEMENTWISE + PLAIN + ("flatten", "residual", "batch_norm"):
             fail(label, kind, "a layer kind to_flax exports: "
                  + ", ".join(SPATIAL + ELEMENTWISE + PLAIN + ("flatten", "residual",
@@ -150,7 +152,7 @@ def _plan(layers: Sequence[Layer], shapes: Sequence[Shape], walk: _Walk, label: 
         where = f"{label}[{i}]"
         columns = walk.step(layer, shape, where)
         sub: list = []
-        if layer.kind == "residual":
+        if isinstance(layer, Residual):
             sub = _plan(layer.sublayers(), layer.shapes(shape), walk, f"{where}.layers")
         steps.append((layer, shape, columns, sub))
     return steps
@@ -183,7 +185,7 @@ def to_flax(spec: NetworkSpec, params: Params, model_state: Params | None = None
     from nnparity.backends.interop import flax_layers, flax_modules
 
     def build(steps: list, params: Sequence[dict], state: Sequence[dict], dtype: Any) -> list:
-        built = []
+        built: list[Any] = []
         for (layer, shape, columns, sub), p, s in zip(steps, params, state, strict=True):
             if layer.kind == "residual":
                 inner = build(sub, layer.split(p), layer.split(s), dtype)
@@ -207,16 +209,15 @@ def to_flax(spec: NetworkSpec, params: Params, model_state: Params | None = None
 
 def _read_all(elements: Sequence[Any], label: str) -> list[tuple[Layer, dict, dict]]:
     from nnparity.backends.interop import flax_modules, flax_read
-    from nnparity.shared.core.layers.residual import Residual
 
-    out = []
+    out: list[tuple[Layer, dict, dict]] = []
     for i, element in enumerate(elements):
         where = f"{label}[{i}]"
         if type(element) is flax_modules.Residual:
             inner = _read_all(list(element.layers.layers), f"{where}.layers.layers")
-            layer = Residual(tuple(part[0] for part in inner))
-            out.append((layer, layer.join([part[1] for part in inner]),
-                        layer.join([part[2] for part in inner])))
+            residual = Residual(tuple(part[0] for part in inner))
+            out.append((residual, residual.join([part[1] for part in inner]),
+                        residual.join([part[2] for part in inner])))
             continue
         found = flax_read.read(element, where)
         if found is None:

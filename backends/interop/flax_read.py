@@ -44,6 +44,12 @@ DIFFERING = {jax.nn.gelu: "its default is the tanh approximation, and its exact 
 POOLS = {nnx.max_pool: "max_pool", nnx.avg_pool: "avg_pool"}
 
 
+def _make(kind: str, **fields: Any) -> Layer:
+    """The layer spec of ``kind`` with ``fields`` (validated by its constructor)."""
+    cls: Any = LAYERS[kind]
+    return cls(**fields)
+
+
 def _activation(fn: Any, label: str) -> Read | None:
     bound: dict[str, Any] = {}
     if isinstance(fn, functools.partial) and fn.func in ACTIVATION_NAMES:
@@ -93,7 +99,7 @@ def _pool(fn: Any, label: str) -> Read | None:
              "(and count_include_pad for avg_pool)")
     if len(window) not in (1, 2):
         fail(f"{label}.window_shape", window, "1 or 2 spatial axes")
-    return LAYERS[kind](**kwargs), {}, {}
+    return _make(kind, **kwargs), {}, {}
 
 
 def _dense(m: nnx.Linear, label: str) -> Read:
@@ -113,7 +119,8 @@ def _conv_padding(m: nnx.Conv, label: str, n: int) -> Any:
     if padding == "VALID":
         return 0
     if padding == "CAUSAL":
-        d = m.kernel_dilation if isinstance(m.kernel_dilation, int) else m.kernel_dilation[0]
+        dilation: Any = m.kernel_dilation or 1
+        d = dilation if isinstance(dilation, int) else dilation[0]
         return ((d * (m.kernel_size[0] - 1), 0),)
     if isinstance(padding, str):
         fail(f"{label}.padding", padding, "'SAME', 'VALID', 'CAUSAL', ints or (before, after) "
@@ -128,11 +135,11 @@ def _conv(m: nnx.Conv, label: str) -> Read:
     if m.input_dilation not in (None, 1, (1,) * n) or m.mask is not None:
         fail(label, "input_dilation or mask", "neither (torch's Conv has no such thing)")
     kernel = numpy_of(m.kernel)
-    layer = LAYERS[f"conv{n}d"](
-        out_channels=m.out_features, kernel_size=tuple(m.kernel_size),
-        stride=1 if m.strides is None else m.strides, padding=_conv_padding(m, label, n),
-        dilation=1 if m.kernel_dilation is None else m.kernel_dilation,
-        groups=m.feature_group_count, bias=m.use_bias)
+    layer = _make(f"conv{n}d", out_channels=m.out_features, kernel_size=tuple(m.kernel_size),
+                  stride=1 if m.strides is None else m.strides,
+                  padding=_conv_padding(m, label, n),
+                  dilation=1 if m.kernel_dilation is None else m.kernel_dilation,
+                  groups=m.feature_group_count, bias=m.use_bias)
     params = {"weight": layouts.conv_weight_channels_first(kernel)}
     if m.use_bias:
         params["bias"] = numpy_of(m.bias)
@@ -150,7 +157,7 @@ def _batch_norm(m: nnx.BatchNorm, label: str) -> Read:
     if m.use_scale != m.use_bias or m.axis_name is not None:
         fail(label, "use_scale != use_bias or axis_name", "both or neither of scale and bias "
              "(torch's affine), no axis_name")
-    layer = LAYERS["batch_norm"](momentum=torch_momentum(m.momentum), eps=m.epsilon,
+    layer = _make("batch_norm", momentum=torch_momentum(m.momentum), eps=m.epsilon,
                                  affine=m.use_scale)
     params = {"weight": numpy_of(m.scale), "bias": numpy_of(m.bias)} if m.use_scale else {}
     counted = getattr(m, "num_batches_tracked", None)
@@ -165,7 +172,7 @@ def _layer_norm(m: nnx.LayerNorm, label: str) -> Read:
     _last_axis(label, reduction_axes=m.reduction_axes, feature_axes=m.feature_axes)
     if m.use_bias and not m.use_scale:
         fail(f"{label}.use_bias", True, "a bias only with a scale (torch's LayerNorm)")
-    layer = LAYERS["layer_norm"](eps=m.epsilon, elementwise_affine=m.use_scale,
+    layer = _make("layer_norm", eps=m.epsilon, elementwise_affine=m.use_scale,
                                  bias=m.use_bias or not m.use_scale)
     params = {"weight": numpy_of(m.scale)} if m.use_scale else {}
     if m.use_bias:
@@ -178,18 +185,18 @@ def _rms_norm(m: nnx.RMSNorm, label: str) -> Read:
     which means that number."""
     _last_axis(label, reduction_axes=m.reduction_axes, feature_axes=m.feature_axes)
     eps = None if m.epsilon == float(np.finfo(np.dtype(m.param_dtype)).eps) else m.epsilon
-    layer = LAYERS["rms_norm"](eps=eps, elementwise_affine=m.use_scale)
+    layer = _make("rms_norm", eps=eps, elementwise_affine=m.use_scale)
     return layer, ({"weight": numpy_of(m.scale)} if m.use_scale else {}), {}
 
 
 def _dropout(m: nnx.Dropout, label: str) -> Read:
     if tuple(m.broadcast_dims):
         fail(f"{label}.broadcast_dims", m.broadcast_dims, "(): one draw per element, as torch")
-    return LAYERS["dropout"](p=m.rate), {}, {}
+    return _make("dropout", p=m.rate), {}, {}
 
 
 def _embed(m: nnx.Embed, label: str) -> Read:
-    layer = LAYERS["embedding"](num_embeddings=m.num_embeddings, embedding_dim=m.features,
+    layer = _make("embedding", num_embeddings=m.num_embeddings, embedding_dim=m.features,
                                 padding_idx=getattr(m, "padding_idx", None))
     return layer, {"weight": numpy_of(m.embedding)}, {}
 
@@ -213,7 +220,7 @@ def _attention(m: Any, label: str) -> Read:
     params["out_proj.weight"] = layouts.output_weight(numpy_of(m.out.kernel))
     if m.use_bias:
         params["out_proj.bias"] = numpy_of(m.out.bias)
-    layer = LAYERS["multi_head_attention"](num_heads=heads, causal=causal, bias=m.use_bias)
+    layer = _make("multi_head_attention", num_heads=heads, causal=causal, bias=m.use_bias)
     return layer, params, {}
 
 
@@ -237,7 +244,7 @@ def _recurrent(m: Any, label: str) -> Read:
         fail(label, sorted(kinds), "stacked cells of one kind, one nonlinearity, all with "
              "biases or none (torch's stacked layers)")
     hidden = params["weight_hh_l0"].shape[1]
-    layer = LAYERS[kinds.pop()](hidden_size=hidden, num_layers=len(rnns), bias=biased.pop(),
+    layer = _make(kinds.pop(), hidden_size=hidden, num_layers=len(rnns), bias=biased.pop(),
                                 return_sequence=return_sequence, **fields[0])
     return layer, params, {}
 
