@@ -89,8 +89,9 @@ def split_packed_projection(in_proj_weight: np.ndarray, num_heads: int
     attention, each (E, heads, d): head h's rows h*d .. (h+1)*d - 1 of a projection."""
     embed = in_proj_weight.shape[1]
     head_size = embed // num_heads
-    return tuple(np.ascontiguousarray(w.T.reshape(embed, num_heads, head_size))  # (E, heads, d)
-                 for w in np.split(in_proj_weight, 3, axis=0))  # type: ignore[return-value]
+    query, key, value = (np.ascontiguousarray(w.T.reshape(embed, num_heads, head_size))
+                         for w in np.split(in_proj_weight, 3, axis=0))  # each (E, heads, d)
+    return query, key, value
 
 
 def packed_projection(query: np.ndarray, key: np.ndarray, value: np.ndarray) -> np.ndarray:
@@ -103,8 +104,9 @@ def split_packed_bias(in_proj_bias: np.ndarray, num_heads: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """torch's ``in_proj_bias`` (3E,) -> the query, key and value biases of Flax's
     attention, each (heads, d)."""
-    return tuple(b.reshape(num_heads, -1).copy()                # (heads, d)
-                 for b in np.split(in_proj_bias, 3))  # type: ignore[return-value]
+    query, key, value = (b.reshape(num_heads, -1).copy()        # each (heads, d)
+                         for b in np.split(in_proj_bias, 3))
+    return query, key, value
 
 
 def packed_bias(query: np.ndarray, key: np.ndarray, value: np.ndarray) -> np.ndarray:
