@@ -62,12 +62,13 @@ CASES = {name: spec.replace(init="torch_default", batch_size=4, epochs=2)
 
 
 @functools.cache
-def trained(name: str):
-    """(spec, trained params, trained model state, test inputs) of ``CASES[name]``."""
-    spec = CASES[name]
+def trained(name: str, dtype: str = "float64"):
+    """(spec, trained params, trained model state, inputs) of ``CASES[name]`` in ``dtype``."""
+    spec = CASES[name].replace(dtype=dtype)
     data = data_for(spec, rows=12, seed=4)
     result = train(spec, data, backend="numpy", metrics=False)
-    return spec, result.params, result.model_state, data.x_train
+    x = data.x_train if spec.takes_tokens else data.x_train.astype(spec.dtype)
+    return spec, result.params, result.model_state, x
 
 
 def equinox_forward(spec, params, model_state, x):
@@ -87,8 +88,19 @@ def test_forward_equals_predict_in_float64(name):
     got, network = equinox_forward(spec, params, model_state, x)
     assert difference(got, expected, TOL).ok, difference(got, expected, TOL)
     eqx = require("equinox")
-    arrays = [a for a in require("jax").tree.leaves(eqx.filter(network, eqx.is_inexact_array))]
+    arrays = require("jax").tree.leaves(eqx.filter(network, eqx.is_inexact_array))
     assert arrays and {a.dtype.name for a in arrays} == {"float64"}
+
+
+def test_a_float32_export_has_float32_parameters_and_meets_the_float32_policy():
+    spec, params, model_state, x = trained("conv2d-pools", "float32")
+    expected = predict(spec, params, x, model_state=model_state)
+    got, network = equinox_forward(spec, params, model_state, x)
+    assert got.dtype == np.float32
+    assert difference(got, expected, POLICY["float32"]).ok
+    eqx = require("equinox")
+    arrays = require("jax").tree.leaves(eqx.filter(network, eqx.is_inexact_array))
+    assert {a.dtype.name for a in arrays} == {"float32"}
 
 
 def test_every_activation():

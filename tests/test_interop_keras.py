@@ -86,7 +86,8 @@ def trained(name: str, dtype: str = "float32"):
     spec = CASES[name].replace(dtype=dtype)
     data = data_for(spec, rows=12, seed=4)
     result = train(spec, data, backend="numpy", metrics=False)
-    return spec, result.params, result.model_state, data.x_train
+    x = data.x_train if spec.takes_tokens else data.x_train.astype(spec.dtype)
+    return spec, result.params, result.model_state, x
 
 
 def keras_forward(spec, params, model_state, x):
