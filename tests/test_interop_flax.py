@@ -272,6 +272,29 @@ def test_round_trip_is_bitwise(case):
             assert a[name].dtype == b[name].dtype and np.array_equal(a[name], b[name]), name
 
 
+def test_a_float32_network_stays_float32():
+    """A float32 spec exports float32 parameters (no x64 needed) and predicts within the
+    float32 policy; the round trip is still bitwise."""
+    import dataclasses
+    spec = dataclasses.replace(CASES["cnn-batchnorm-momentum"], dtype="float32")
+    data = data_for(spec)
+    result = train(spec, Dataset(*(a.astype(np.float32) if a.dtype.kind == "f" else a
+                                   for a in (data.x_train, data.y_train, data.x_test,
+                                             data.y_test))), "numpy", metrics=False)
+    x = data.x_train[:5].astype(np.float32)
+    model = flax_nnx.to_flax(spec, result.params, result.model_state)
+    got = np.asarray(model(jnp.asarray(flax_x(spec, x))))
+    expected = predict(spec, result.params, x, "numpy", model_state=result.model_state)
+    assert got.dtype == np.float32
+    difference = tensorwise_difference({"output": got}, {"output": expected}, POLICY["float32"])
+    assert difference.ok, difference.worst
+    spec2, params2, _ = flax_nnx.from_flax(model, flax_nnx.flax_input_shape(spec),
+                                           **{f: getattr(spec, f) for f in FIELDS})
+    assert spec2 == spec
+    assert all(np.array_equal(a, b) and a.dtype == np.float32 for a, b in
+               zip(to_flat(params2).values(), to_flat(result.params).values(), strict=True))
+
+
 def test_parameters_are_float64_in_flax():
     """Flax's default param_dtype is float32, with x64 on too; and its BatchNorm keeps
     running statistics in float32 whatever param_dtype. The export sets both."""

@@ -55,9 +55,12 @@ Layer by layer (torch layout -> Flax):
 layers written by a user in an ``nnx.Sequential``) back: the spec (its other
 fields from ``spec_fields``, its dtype from the parameters), params and model
 state as NumPy arrays in torch's layout. ``from_flax(to_flax(...))`` is bitwise
-the original. A stock Flax cell's missing bias reads as zeros, a stock BatchNorm's
-float32 running statistics are widened exactly to the parameters' float64.
-Anything else is a ValueError naming the module and what is supported.
+the original. A user's layers are read as the function they compute in exact
+arithmetic: a stock Flax cell's missing bias reads as zeros; a stock BatchNorm's
+float32 running statistics are widened (exactly) to float64 parameters, and its
+fast variance, like Flax's default attention function (softmax in float32), reads
+as nnparity's layer, which computes the same function more accurately. Anything
+else is a ValueError naming the module and what is supported.
 """
 from __future__ import annotations
 
@@ -89,10 +92,9 @@ FROM_MODULE = ("input_shape", "layers", "sizes", "activation", "activation_param
 def _first_kind(layers: Sequence[Layer]) -> Layer | None:
     """The first layer with a layout (Residual's first sub-layer counts)."""
     for layer in layers:
-        if layer.kind == "residual":
-            return _first_kind(layer.sublayers())
-        if layer.kind not in ELEMENTWISE:
-            return layer
+        first = _first_kind(layer.sublayers()) if layer.kind == "residual" else layer
+        if first is not None and first.kind not in ELEMENTWISE:
+            return first
     return None
 
 

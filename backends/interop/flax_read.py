@@ -51,6 +51,8 @@ def _make(kind: str, **fields: Any) -> Layer:
 
 
 def _activation(fn: Any, label: str) -> Read | None:
+    """An Activation from one of the JAX backend's functions, or a partial of one
+    binding every parameter it has no default for."""
     bound: dict[str, Any] = {}
     if isinstance(fn, functools.partial) and fn.func in ACTIVATION_NAMES:
         if fn.args:
@@ -66,7 +68,8 @@ def _activation(fn: Any, label: str) -> Read | None:
     name = ACTIVATION_NAMES[fn]
     defaults = ACTIVATIONS[name].defaults
     unset = {key for key, p in inspect.signature(fn).parameters.items()
-             if key in defaults and key not in bound and p.default is inspect.Parameter.empty}
+             if key in defaults and key not in bound and p.default is inspect.Parameter.empty
+             } if defaults else set()
     if set(bound) - set(defaults) or unset:
         fail(label, fn, f"{name} with its parameters ({', '.join(defaults) or 'none'}) bound "
              "by functools.partial")
@@ -80,6 +83,8 @@ def _pool(fn: Any, label: str) -> Read | None:
     if fn.args:
         fail(f"{label}.args", fn.args, "keyword arguments only: window_shape, strides, padding")
     kw = dict(fn.keywords)
+    if "window_shape" not in kw:
+        fail(f"{label}.keywords", sorted(kw), "window_shape among them (the kernel size)")
     window = tuple(kw.pop("window_shape"))
     strides = tuple(kw.pop("strides", None) or (1,) * len(window))   # Flax's default: 1
     padding = kw.pop("padding", "VALID")
