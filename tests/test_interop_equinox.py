@@ -103,6 +103,17 @@ def test_a_float32_export_has_float32_parameters_and_meets_the_float32_policy():
     assert {a.dtype.name for a in arrays} == {"float32"}
 
 
+def test_a_float64_network_refuses_to_run_with_x64_off():
+    jax = require("jax")
+    require("equinox")
+    from nnparity.backends.interop import to_equinox
+    spec, params, model_state, x = trained("mlp-batchnorm-dropout")
+    with jax.enable_x64(True):
+        network = to_equinox(spec, params, model_state)
+    with jax.enable_x64(False), pytest.raises(ValueError, match="jax_enable_x64"):
+        network(x)
+
+
 def test_every_activation():
     for name in ACTIVATIONS:
         spec = NetworkSpec(input_shape=(3,), layers=(Dense(40), Activation(name), Dense(2)),
