@@ -124,6 +124,8 @@ def test_channels_last_inputs():
     assert channels_last_input(spec) and keras_inputs(spec, x).shape == (2, 7, 6, 2)
     assert keras_inputs(spec, x)[1, 3, 4, 1] == x[1, 1, 3, 4]
     assert not channels_last_input(CASES["norms-on-a-sequence"])
+    with pytest.raises(ValueError, match="x"):
+        keras_inputs(spec, x[:, :, :, :5])
 
 
 @pytest.mark.slow
