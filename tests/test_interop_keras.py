@@ -172,10 +172,11 @@ def test_negative_control_flatten_columns_not_permuted(monkeypatch):
     assert not difference(keras_forward(spec, params, model_state, x), expected, TOL).ok
 
 
-def moving_mean_after_a_training_call(unconverted: bool):
-    """(Keras's moving mean after one training-mode call of the exported
-    BatchNorm(momentum=0.2), torch.nn.BatchNorm2d's). ``unconverted``: the exporter is
-    handed 1 - 0.2, so Keras gets torch's 0.2 unconverted."""
+def moving_statistics_after_a_training_call(unconverted: bool):
+    """(Keras's moving mean and variance after one training-mode call of the exported
+    BatchNorm(momentum=0.2), torch.nn.BatchNorm2d's, the batch's biased variance, n per
+    channel). ``unconverted``: the exporter is handed 1 - 0.2, so Keras gets torch's 0.2
+    unconverted."""
     torch, keras = require("torch"), require_keras()
     from nnparity.backends.interop.keras_model import to_keras
     spec, params, model_state, _ = trained("conv2d-pools")
@@ -196,17 +197,24 @@ def moving_mean_after_a_training_call(unconverted: bool):
                             "running_var": torch.from_numpy(model_state[1]["running_var"]),
                             "num_batches_tracked": torch.tensor(6)})
     oracle.train()(torch.from_numpy(z))
-    return keras.ops.convert_to_numpy(norm.moving_mean), oracle.running_mean.numpy()
+    batch_var = z.astype(np.float64).var(axis=(0, 2, 3))
+    return (keras.ops.convert_to_numpy(norm.moving_mean),
+            keras.ops.convert_to_numpy(norm.moving_variance), oracle.running_mean.numpy(),
+            oracle.running_var.numpy(), batch_var, z.shape[0] * z.shape[2] * z.shape[3])
 
 
 def test_batch_norm_momentum_is_converted_for_training_in_keras():
-    keras_mean, torch_mean = moving_mean_after_a_training_call(False)
-    assert difference(keras_mean, torch_mean, TOL).ok
+    mean, var, torch_mean, torch_var, batch_var, n = moving_statistics_after_a_training_call(
+        False)
+    assert difference(mean, torch_mean, TOL).ok
+    # Keras's moving variance takes the biased batch variance, torch's the unbiased one
+    assert not difference(var, torch_var, TOL).ok
+    assert difference(var, torch_var - 0.2 * batch_var / (n - 1), TOL).ok
 
 
 def test_negative_control_batch_norm_momentum_left_in_torchs_meaning():
-    keras_mean, torch_mean = moving_mean_after_a_training_call(True)
-    assert not difference(keras_mean, torch_mean, TOL).ok
+    mean, _, torch_mean, _, _, _ = moving_statistics_after_a_training_call(True)
+    assert not difference(mean, torch_mean, TOL).ok
 
 
 class Conv3d(Layer):
