@@ -33,7 +33,8 @@ from nnparity.backends.interop import flax_nnx, layouts
 from nnparity.shared import (GRU, LSTM, RNN, SGD, Activation, Adam, AdamW, AvgPool1d,
                              AvgPool2d, BatchNorm, Conv1d, Conv2d, Dataset, Dense, Dropout,
                              Embedding, Flatten, LayerNorm, MaxPool2d, MultiHeadAttention,
-                             NetworkSpec, Residual, RMSNorm, to_flat)
+                             NetworkSpec, Residual, RMSNorm, init_params, to_flat)
+from nnparity.shared.core.activations import ACTIVATIONS
 from nnparity.shared.core.draws import step_draws
 from nnparity.shared.core.optimizers import init_state
 from nnparity.shared.core.tolerance import POLICY, tensorwise_difference
@@ -41,6 +42,7 @@ from nnparity.shared.core.tolerance import POLICY, tensorwise_difference
 jax = require("jax")
 optax = require("optax")
 nnx = require("flax.nnx")
+from nnparity.backends.jax.activations import ACTIVATIONS as JAX_ACTIVATIONS  # noqa: E402
 jnp = jax.numpy
 TOL = POLICY["float64"]
 FIELDS = ("init", "loss", "loss_params", "optimizer", "batch_size", "epochs", "seed", "shuffle")
@@ -133,6 +135,27 @@ def forward_difference(case):
 def test_forward_equals_predict(case):
     difference = forward_difference(case)
     assert difference.ok, difference.worst
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_every_activation_is_the_jax_backends(name):
+    """Each of the activations exports as the JAX backend's function (``jax.nn``'s where
+    that follows nnparity's definition), on inputs at its breakpoints and far out, and
+    reads back as the same layer."""
+    params = {"negative_slope": 0.25} if name == "leaky_relu" else (
+        {"alpha": 0.5} if name in ("elu", "celu") else {})
+    spec = net((9,), [Activation(name, params), Dense(2)])
+    weights = init_params(spec)
+    x = np.array([[-30.0, -3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 6.0],
+                  [-6.0, -2.0, -1e-3, 1e-3, 2.0, 4.0, 5.0, 7.0, 30.0]])
+    expected = predict(spec, weights, x, "numpy")
+    got = flax_forward(spec, weights, [{}, {}], x)
+    difference = tensorwise_difference({"output": got}, {"output": expected}, TOL)
+    assert difference.ok, difference.worst
+    with jax.enable_x64(True):
+        model = flax_nnx.to_flax(spec, weights)
+    assert model.layers[0] is JAX_ACTIVATIONS[name] or model.layers[0].func is JAX_ACTIVATIONS[name]
+    assert flax_nnx.from_flax(model, (9,), **{f: getattr(spec, f) for f in FIELDS})[0] == spec
 
 
 # ---------------------------------------------------------------- one training step
@@ -453,7 +476,6 @@ BAD = {
 
 
 def _spec_and_params(input_shape, layers):
-    from nnparity.shared import init_params
     spec = net(input_shape, layers)
     return spec, init_params(spec)
 

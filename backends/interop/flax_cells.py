@@ -15,7 +15,8 @@ rows; Flax's LSTMCell has one Linear per gate (``ii, if_, ig, io`` / ``hi, hf, h
 ho``), its GRUCell one Linear of 3H columns in the order (r, z, n), torch's.
 
 GRU's update: Flax computes (1 - z) * n + z * h, torch n + z * (h - n): equal in
-exact arithmetic, about one ulp apart in half the elements.
+exact arithmetic, apart by up to 2.2e-16 in about 45% of elements (one cell,
+random gates, measured), which the float64 policy absorbs.
 
 Imports flax at the top: ``flax_nnx`` imports this module only inside its functions.
 """

@@ -1,11 +1,10 @@
-"""One nnparity layer as the Flax NNX module (or function) that computes it, and back.
+"""One nnparity layer as the Flax NNX module (or function) that computes it
+(``flax_read`` is the way back).
 
 ``BUILD[kind](layer, params, state, shape, dtype)`` -> the module, its weights set
 from ``params``/``state`` (torch's layout, the spec's dtype, already converted for a
 channels-last Flatten by the caller); ``shape`` is the layer's input shape in the
-spec's (channels-first) layout. ``read(module, shape)`` -> (layer, params, state)
-in torch's layout, or None when the module is no layer this file knows. Every
-parameter is created with ``param_dtype`` and ``dtype`` set to the spec's dtype
+spec's (channels-first) layout. Every parameter is created with ``param_dtype`` and ``dtype`` set to the spec's dtype
 (Flax's default param_dtype is float32 even with x64 on), then replaced by the
 given values, so no random draw of Flax's reaches the result.
 
