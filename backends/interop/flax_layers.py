@@ -4,9 +4,10 @@
 ``BUILD[kind](layer, params, state, shape, dtype)`` -> the module, its weights set
 from ``params``/``state`` (torch's layout, the spec's dtype, already converted for a
 channels-last Flatten by the caller); ``shape`` is the layer's input shape in the
-spec's (channels-first) layout. Every parameter is created with ``param_dtype`` and ``dtype`` set to the spec's dtype
-(Flax's default param_dtype is float32 even with x64 on), then replaced by the
-given values, so no random draw of Flax's reaches the result.
+spec's (channels-first) layout. Every parameter is created with ``param_dtype`` and
+``dtype`` set to the spec's dtype (Flax's default param_dtype is float32 even with
+x64 on), then replaced by the given values, so no random draw of Flax's reaches the
+result.
 
 Imports flax at the top: ``flax_nnx`` imports this module only inside its functions.
 """
