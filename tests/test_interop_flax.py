@@ -229,7 +229,7 @@ def batch_norm_expectation(spec, before, ours, rows):
 
 def step_differences(case, monkeypatch):
     ours, flax_params, flax_state, before = step_both(case, monkeypatch)
-    spec = CASES[case]
+    spec = {**CASES, **CONTROLS}[case]
     params = tensorwise_difference(to_flat(flax_params), to_flat(ours.params), TOL)
     state = tensorwise_difference(
         to_flat(flax_state), to_flat(batch_norm_expectation(spec, before, ours.model_state, 4)),
@@ -373,6 +373,41 @@ def test_swapped_gate_blocks_fail_the_forward(case, order, swapped, monkeypatch)
     assert not forward_difference(case).ok
 
 
+@pytest.mark.slow
+def test_folded_recurrent_biases_fail_the_step(monkeypatch):
+    """Flax's stock LSTMCell has one bias per gate; folding torch's two into it keeps the
+    forward pass but halves the bias's step under SGD (both torch biases get the same
+    gradient): check 2 fails. The export keeps both."""
+    from nnparity.backends.interop import flax_cells
+    real = flax_cells.build_cell
+
+    def folded(layer, params, k, dtype):
+        cell = real(layer, params, k, dtype)
+        for name_i, name_h in flax_cells.LSTM_GATES:
+            into, out = getattr(cell, name_h), getattr(cell, name_i)
+            into.bias[...] = into.bias[...] + out.bias[...]
+            setattr(cell, name_i, nnx.Linear(out.in_features, out.out_features,
+                                             use_bias=False, param_dtype=jnp.float64,
+                                             rngs=nnx.Rngs(0)))
+            getattr(cell, name_i).kernel[...] = out.kernel[...]
+        return cell
+
+    CONTROLS["lstm-sgd"] = net((4, 3), [LSTM(3), Flatten(), Dense(2)])
+    try:
+        assert forward_difference("lstm-sgd").ok
+        monkeypatch.setattr(flax_cells, "build_cell", folded)
+        assert forward_difference("lstm-sgd").ok                      # the forward pass holds
+        ours, theirs, _, _ = step_both("lstm-sgd", monkeypatch)
+        sums = [{"bias": p[0]["bias_ih_l0"] + p[0]["bias_hh_l0"]}
+                for p in (theirs, ours.params)]
+        weights = [{n: p[0][n] for n in ("weight_ih_l0", "weight_hh_l0")}
+                   for p in (theirs, ours.params)]
+        assert tensorwise_difference(*weights, TOL).ok
+        assert not tensorwise_difference(*sums, TOL).ok
+    finally:
+        del CONTROLS["lstm-sgd"]
+
+
 def test_unconverted_batch_norm_momentum_fails_the_step(monkeypatch):
     from nnparity.backends.interop import flax_layers
     monkeypatch.setattr(flax_layers, "flax_momentum", lambda m: m)
@@ -470,6 +505,9 @@ BAD = {
                                           (3,)), ValueError, "module.layers[1]"),
     "jax-gelu": (lambda: flax_nnx.from_flax(nnx.Sequential(_model().layers[0], jax.nn.gelu),
                                             (3,)), ValueError, "tanh approximation"),
+    "optimized-lstm-cell": (lambda: flax_nnx.from_flax(nnx.Sequential(nnx.RNN(
+        nnx.OptimizedLSTMCell(3, 4, rngs=nnx.Rngs(0)))), (5, 3)), ValueError,
+        "module.layers[0].cell"),
     "no-bias": (lambda: flax_nnx.from_flax(_unbiased(), (3,)), ValueError,
                 "module.layers[0].use_bias"),
 }

@@ -118,6 +118,6 @@ def read_cell(cell: Any, k: int, label: str) -> tuple[str, dict[str, Any], dict[
         kind = "rnn"
     else:
         fail(label, type(cell).__name__, "an nnx.SimpleCell, nnx.LSTMCell or nnx.GRUCell "
-             "(torch's RNN, LSTM, GRU)", TypeError)
+             "(torch's RNN, LSTM, GRU)")
     (k_i, b_i), (k_h, b_h) = linear_arrays(cell.dense_i), linear_arrays(cell.dense_h)
     return kind, fields, _both_sides(k_i.T, k_h.T, b_i, b_h, k)

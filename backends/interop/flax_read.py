@@ -236,7 +236,7 @@ def _recurrent(m: Any, label: str) -> Read:
     for k, rnn in enumerate(rnns):
         where = f"{label}.layers[{k}]" if type(m) is Recurrent else label
         if type(rnn) is not nnx.RNN:
-            fail(where, type(rnn).__name__, "an nnx.RNN", TypeError)
+            fail(where, type(rnn).__name__, "an nnx.RNN")
         if rnn.time_major or rnn.return_carry or rnn.reverse:
             fail(where, "time_major, return_carry or reverse", "none: batch-first, forward, "
                  "the hidden sequence out (torch's batch_first=True)")
