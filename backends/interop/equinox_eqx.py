@@ -101,9 +101,9 @@ def to_equinox(spec: NetworkSpec, params: Params, model_state: Params | None = N
         layers = eqx.nn.Sequential([build.layer(layer, shape, p, s) for layer, shape, p, s in zip(
             spec.layers, spec.layer_input_shapes, params, model_state, strict=False)])
         state = eqx.nn.State(layers)
-        for index, (mean, var) in build.statistics:
-            state = state.set(index.batch_counter, jnp.asarray(SETTLED_COUNT))  # weakly typed
-            state = state.set(index.batch_state_index, (mean, var))
+        for norm, (mean, var) in build.statistics:             # each eqx.nn.BatchNorm
+            state = state.set(norm.batch_counter, jnp.asarray(SETTLED_COUNT))  # weakly typed
+            state = state.set(norm.batch_state_index, (mean, var))
         network = _modules().Network(layers, state, spec.dtype)
     unset = [leaf for leaf in jax.tree.leaves(network) if isinstance(leaf, jax.ShapeDtypeStruct)]
     assert not unset, f"to_equinox left {len(unset)} arrays unset: {unset}"
