@@ -125,7 +125,8 @@ class _Walk:
         kind, columns = layer.kind, None
         if self.pending is not None and kind not in ELEMENTWISE + ("dense",):
             fail(label, kind, "Activation, Dropout or Dense after a Flatten of channels-last "
-                 f"data (its features come in (*spatial, C) order, torch's in {self.pending})")
+                 "data (its features come in (*spatial, C) order, torch's in (C, *spatial) "
+                 f"order of {self.pending}: only a Dense's columns can be permuted to match)")
         if kind == "dense":
             columns, self.pending = self.pending, None
         if kind == "flatten" and self.last:
