@@ -36,8 +36,12 @@ def ci_strict() -> bool:
 
 
 def require(framework: str) -> ModuleType:
-    """Import ``framework`` for a test; skip when it is missing, or fail under CI."""
+    """Import ``framework`` for a test; skip when it is missing, or fail under CI.
+    Keras is imported as ``to_keras`` imports it: on the jax backend unless
+    ``KERAS_BACKEND`` says otherwise (its default, tensorflow, is not installed)."""
     module_name = FRAMEWORKS.get(framework, framework)
+    if module_name == "keras":
+        os.environ.setdefault("KERAS_BACKEND", "jax")
     if ci_strict():
         try:
             return importlib.import_module(module_name)

@@ -15,7 +15,6 @@ the moving mean after a training-mode call against ``torch.nn.BatchNorm2d``'s.
 from __future__ import annotations
 
 import functools
-import importlib.util
 
 import numpy as np
 import pytest
@@ -71,15 +70,6 @@ CASES = {name: spec.replace(init="torch_default", batch_size=4, epochs=2, dtype=
          for name, spec in CASES.items()}
 
 
-def require_keras():
-    """Keras as the exporter imports it (KERAS_BACKEND "jax" unless set); skipped, or
-    failed under CI, when it is not installed."""
-    if importlib.util.find_spec("keras") is None:
-        require("keras")
-    from nnparity.backends.interop.keras_model import keras_module
-    return keras_module()
-
-
 @functools.cache
 def trained(name: str, dtype: str = "float32"):
     """(spec, trained params, trained model state, inputs) of ``CASES[name]`` in ``dtype``."""
@@ -92,7 +82,7 @@ def trained(name: str, dtype: str = "float32"):
 
 def keras_forward(spec, params, model_state, x):
     """The exported Keras model's output for nnparity's inputs x (eval mode)."""
-    require_keras()
+    require("keras")
     from nnparity.backends.interop.keras_model import keras_inputs, to_keras
     model = to_keras(spec, params, model_state)
     y = model.predict(keras_inputs(spec, x), batch_size=len(x), verbose=0)   # training=False
@@ -177,7 +167,7 @@ def moving_statistics_after_a_training_call(unconverted: bool):
     BatchNorm(momentum=0.2), torch.nn.BatchNorm2d's, the batch's biased variance, n per
     channel). ``unconverted``: the exporter is handed 1 - 0.2, so Keras gets torch's 0.2
     unconverted."""
-    torch, keras = require("torch"), require_keras()
+    torch, keras = require("torch"), require("keras")
     from nnparity.backends.interop.keras_model import to_keras
     spec, params, model_state, _ = trained("conv2d-pools")
     momentum = spec.layers[1].momentum
@@ -222,7 +212,7 @@ class Conv3d(Layer):
 
 
 def test_bad_input_and_unsupported_settings_are_refused_before_any_work():
-    require_keras()
+    require("keras")
     from nnparity.backends.interop.keras_model import check_exportable, to_keras
     spec, params, model_state, _ = trained("mlp-batchnorm-dropout")
     with pytest.raises(TypeError, match="spec"):

@@ -16,7 +16,6 @@ float32 and is checked against a float32 run of the same spec.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -179,10 +178,12 @@ def keras_fit(spec: NetworkSpec, data: Dataset) -> Pairs:
     Keras 3 computes in float32 even when asked for float64 (and warns on every
     call that it truncates), so the peer asks for float32: the initial parameters
     and the data are ``spec.replace(dtype="float32")``'s, and the float32 parameters
-    are returned. ``KERAS_BACKEND`` is set to jax unless already set.
+    are returned. Keras is imported as ``to_keras`` imports it (``KERAS_BACKEND`` jax
+    unless already set).
     """
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    import keras
+    from nnparity.backends.interop.keras_model import keras_module
+
+    keras = keras_module()
 
     spec32 = spec.replace(dtype="float32")
     sizes = spec32.sizes
