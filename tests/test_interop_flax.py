@@ -443,9 +443,10 @@ def test_flax_default_attention_softmax_is_float32():
 
 
 def test_reads_a_users_sequential():
-    """Layers a Flax user writes (stock BatchNorm with its float32 running statistics,
-    a stock LSTMCell with biases on one side only) read back to a spec whose
-    ``predict`` is the module's output."""
+    """Layers a Flax user writes (a channels-last convolution with Flax's default 'SAME'
+    padding, stock BatchNorm with its float32 running statistics, a stock LSTMCell with
+    biases on one side only) read back to a spec whose ``predict`` is the module's
+    output (NHWC input moved to the spec's NCHW)."""
     from nnparity.backends.interop.flax_modules import flatten
     rng = np.random.default_rng(1)
     with jax.enable_x64(True):
@@ -459,15 +460,23 @@ def test_reads_a_users_sequential():
         for name in ("hi", "hf", "hg", "ho"):
             bias = getattr(lstm_net.layers[0].cell, name).bias
             bias[...] = jnp.asarray(rng.standard_normal(4))
-        for model, shape in ((dense_net, (3,)), (lstm_net, (5, 3))):
+        conv_net = nnx.Sequential(
+            nnx.Conv(1, 4, (3, 3), **f64), jax.nn.relu,
+            functools.partial(nnx.max_pool, window_shape=(2, 2), strides=(2, 2)), flatten,
+            nnx.Linear(36, 2, **f64))
+        for model, shape in ((dense_net, (3,)), (lstm_net, (5, 3)), (conv_net, (6, 6, 1))):
             model.eval()
             x = rng.standard_normal((4, *shape))
             got = np.asarray(model(jnp.asarray(x)))
             spec, params, state = flax_nnx.from_flax(model, shape, loss="mse")
+            if model is conv_net:
+                assert spec.input_shape == (1, 6, 6) and spec.layers[0].padding == "same"
+                x = np.moveaxis(x, -1, 1)                               # NHWC -> NCHW
             expected = predict(spec, params, x, "numpy", model_state=state)
             difference = tensorwise_difference({"y": got}, {"y": expected}, TOL)
             assert difference.ok, difference.worst
-    assert spec.layers[0].kind == "lstm" and not params[0]["bias_ih_l0"].any()
+        lstm_spec, lstm_params, _ = flax_nnx.from_flax(lstm_net, (5, 3), loss="mse")
+    assert lstm_spec.layers[0].kind == "lstm" and not lstm_params[0]["bias_ih_l0"].any()
 
 
 # ---------------------------------------------------------------- bad input
