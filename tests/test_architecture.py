@@ -83,7 +83,8 @@ def test_negative_control_the_import_check_finds_hidden_imports(tmp_path):
 
 
 def loaded_after(statement: str) -> list[str]:
-    """The nnparity, torch, jax, flax, equinox and keras modules loaded by ``statement`` in a fresh interpreter."""
+    """The nnparity, torch, jax, flax, equinox and keras modules loaded by ``statement``
+    in a fresh interpreter."""
     code = (f"import sys\n{statement}\n"
             "print('\\n'.join(m for m in sys.modules "
             "if m.split('.')[0] in ('torch', 'jax', 'flax', 'equinox', 'keras', 'nnparity')))")
