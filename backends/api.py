@@ -17,8 +17,8 @@ from nnparity.shared.core.checkpoint import Checkpoint
 from nnparity.shared.core.data import (Dataset, batch_plan, check_fits, check_inputs,
                                        check_training_batches, inputs_as, predict_bytes,
                                        run_bytes)
-from nnparity.shared.core.init import (check_model_state, check_params, init_model_state,
-                                       init_params)
+from nnparity.shared.core.init import (check_model_state, check_network, check_params,
+                                       init_model_state, init_params)
 from nnparity.shared.core.layers import Activation
 from nnparity.shared.core.losses import IGNORE_INDEX, LOSSES, check_loss_params, check_targets
 from nnparity.shared.core.optimizers import OptimizerState, init_state
@@ -245,12 +245,8 @@ def predict(spec: NetworkSpec, params: Params, x: np.ndarray, backend: str = "nu
             model_state: Params | None = None) -> np.ndarray:
     """The network's output for x (batch, *input_shape) -> (batch, k), in spec.dtype,
     in eval mode; ``model_state`` defaults to the initial one."""
-    if not isinstance(spec, NetworkSpec):
-        fail("spec", spec, "a NetworkSpec", TypeError)
+    params, model_state = check_network(spec, params, model_state)
     check_backend(backend)
-    params = check_params(spec, params)
-    model_state = (init_model_state(spec) if model_state is None
-                   else check_model_state(spec, model_state))
     check_inputs(spec, "x", x)
     check_memory("x.shape", x.shape, predict_bytes(spec, x.shape[0]))
     module = get_backend(backend)

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-from nnparity.shared.core.init import check_model_state, check_params, init_model_state
+from nnparity.shared.core.init import check_network
 from nnparity.shared.core.layers import Layer, Shape
 from nnparity.shared.core.layers.batch_norm import BatchNorm
 from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d
@@ -87,11 +87,7 @@ def to_equinox(spec: NetworkSpec, params: Params, model_state: Params | None = N
     kind, or a setting Equinox has no equivalent for), naming it.
     """
     eqx = require_framework("equinox", "to_equinox")
-    if not isinstance(spec, NetworkSpec):
-        fail("spec", spec, "a NetworkSpec", TypeError)
-    params = check_params(spec, params)
-    model_state = (init_model_state(spec) if model_state is None
-                   else check_model_state(spec, model_state))
+    params, model_state = check_network(spec, params, model_state)
     for label, layer in walk_layers(spec.layers):
         check_exportable(layer, label)
     import jax

@@ -50,7 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnparity.shared.core.data import check_inputs
-from nnparity.shared.core.init import check_model_state, check_params, init_model_state
+from nnparity.shared.core.init import check_network
 from nnparity.shared.core.layers import Layer, Shape
 from nnparity.shared.core.layers.conv import Conv1d, Conv2d
 from nnparity.shared.core.layers.pool import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
@@ -88,11 +88,7 @@ def to_keras(spec: NetworkSpec, params: Params, model_state: Params | None = Non
     Raises ``ValueError`` before building anything when a layer cannot be exported
     (its kind, or a setting Keras has no layer for), naming it.
     """
-    if not isinstance(spec, NetworkSpec):
-        fail("spec", spec, "a NetworkSpec", TypeError)
-    params = check_params(spec, params)
-    model_state = (init_model_state(spec) if model_state is None
-                   else check_model_state(spec, model_state))
+    params, model_state = check_network(spec, params, model_state)
     for label, layer in walk_layers(spec.layers):
         check_exportable(layer, label)
     m = _keras()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nnparity.backends.interop import require_framework
-from nnparity.shared.core.init import check_model_state, check_params, init_model_state
+from nnparity.shared.core.init import check_model_state, check_network, check_params
 from nnparity.shared.core.layers import Dense
 from nnparity.shared.core.layers.flatten import Flatten
 from nnparity.shared.core.spec import NetworkSpec
@@ -63,11 +63,7 @@ def to_torch(spec: NetworkSpec, params: Params, model_state: Params | None = Non
     Raises (before any work): TypeError/ValueError for a spec, params or model state
     that ``predict`` refuses, or a batch count that is not a whole number >= 0.
     """
-    if not isinstance(spec, NetworkSpec):
-        fail("spec", spec, "a NetworkSpec", TypeError)
-    params = check_params(spec, params)
-    model_state = (init_model_state(spec) if model_state is None
-                   else check_model_state(spec, model_state))
+    params, model_state = check_network(spec, params, model_state)
     for name, value in named_leaves(model_state):
         if name.rsplit(".", 1)[-1] == BATCH_COUNT and not (
                 0 <= value < 2.0**63 and value == np.floor(value)):

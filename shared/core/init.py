@@ -50,3 +50,15 @@ def check_params(spec: NetworkSpec, params: Any, name: str = "params") -> Params
 def check_model_state(spec: NetworkSpec, state: Any, name: str = "model_state") -> Params:
     """Check a model state against ``spec.buffer_shapes``; see ``tree.check_tree``."""
     return check_tree(state, spec.buffer_shapes, spec.dtype, name)
+
+
+def check_network(spec: Any, params: Any, model_state: Any = None) -> tuple[Params, Params]:
+    """(params, model_state) checked against ``spec``, which must be a NetworkSpec;
+    ``model_state`` None is the spec's initial one. What ``predict`` and every export
+    (``nnparity.backends.interop``) take."""
+    if not isinstance(spec, NetworkSpec):
+        fail("spec", spec, "a NetworkSpec", TypeError)
+    checked = check_params(spec, params)
+    state = (init_model_state(spec) if model_state is None
+             else check_model_state(spec, model_state))
+    return checked, state
