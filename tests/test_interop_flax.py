@@ -11,8 +11,11 @@ For small float64 networks holding every layer kind the export supports:
    unbiased one, a factor n/(n-1) on the batch's term), and Flax does not count
    batches;
 3. ``from_flax(to_flax(...))`` gives back the spec, parameters and state bitwise;
+   building calls no sampling function of ``jax.random`` (each Flax module the export
+   builds draws with Flax's default initializers: the control);
 4. negative controls, each failing check 1 or 2: a convolution kernel transposed
-   (3, 2, 1, 0); LSTM and GRU gate blocks swapped; BatchNorm's momentum passed
+   (3, 2, 1, 0) (on a square kernel nothing raises; a (2, 3) one changes the output's
+   shape); LSTM and GRU gate blocks swapped; BatchNorm's momentum passed
    unconverted; the Dense after a channels-last Flatten with torch's column order;
 5. bad input is refused, naming the argument.
 
@@ -37,6 +40,7 @@ from nnparity.shared import (GRU, LSTM, RNN, SGD, Activation, Adam, AdamW, AvgPo
 from nnparity.shared.core.activations import ACTIVATIONS
 from nnparity.shared.core.draws import step_draws
 from nnparity.shared.core.optimizers import init_state
+from nnparity.shared.core.spec import walk_layers
 from nnparity.shared.core.tolerance import POLICY, tensorwise_difference
 
 jax = require("jax")
@@ -83,9 +87,12 @@ CASES = {
 
 #: networks of the negative controls only: one square-kernel convolution, in != out
 #: channels and in == out
-CONTROLS = {
+SQUARE = {
     f"square-conv-{c}-to-3": net((c, 5, 5), [Conv2d(3, 3, padding=1), Activation("tanh"),
                                              Flatten(), Dense(2)]) for c in (2, 3)}
+#: ... and one convolution whose kernel is (2, 3), not square
+CONTROLS = {**SQUARE, "oblong-conv": net((2, 5, 6), [Conv2d(3, (2, 3)), Activation("tanh"),
+                                                      Flatten(), Dense(2)])}
 
 
 def data_for(spec, rows=8, seed=0):
@@ -331,6 +338,60 @@ def test_parameters_are_float64_in_flax():
     assert default.scale[...].dtype == np.float64 and default.var[...].dtype == np.float32
 
 
+#: jax.random's functions that make or derive keys; each of its other public
+#: functions samples
+KEY_FUNCTIONS = {"PRNGKey", "key", "split", "fold_in", "clone", "key_data", "key_dtype",
+                 "key_impl", "wrap_key_data"}
+
+
+@pytest.fixture
+def no_random_draws(monkeypatch):
+    """Every sampling function of ``jax.random`` raises while the test runs, patched in
+    ``jax.random`` and in ``jax._src.random``, the module through which
+    ``jax.nn.initializers`` (Flax's initializers) call them."""
+    import inspect
+
+    import jax._src.random as internal
+    for name, fn in inspect.getmembers(jax.random, inspect.isfunction):
+        if name.startswith("_") or name in KEY_FUNCTIONS:
+            continue
+
+        def refuse(*args, _name=name, **kwargs):
+            raise AssertionError(f"jax.random.{_name} called")
+
+        monkeypatch.setattr(jax.random, name, refuse)
+        if getattr(internal, name, None) is fn:
+            monkeypatch.setattr(internal, name, refuse)
+
+
+def test_building_draws_nothing_random(no_random_draws):
+    """Every weight ``to_flax`` builds is replaced at once, so it is created with a
+    constant initializer: no random draw, whose programs JAX compiles (seconds on a
+    first call in a process), for values thrown away. The networks hold every kind
+    ``to_flax`` builds (max_pool1d is a function with no parameters, like the other
+    pools)."""
+    from nnparity.backends.interop import flax_layers
+    kinds = {layer.kind for spec in CASES.values() for _, layer in walk_layers(spec.layers)}
+    assert set(flax_layers.BUILD) - kinds == {"max_pool1d"}
+    for case in CASES:
+        spec, _, params, state = trained(case)
+        with jax.enable_x64(True):
+            flax_nnx.to_flax(spec, params, state)
+
+
+@pytest.mark.parametrize("build", [
+    lambda rngs: nnx.Linear(3, 2, rngs=rngs), lambda rngs: nnx.Conv(2, 3, (3, 3), rngs=rngs),
+    lambda rngs: nnx.Embed(5, 3, rngs=rngs), lambda rngs: nnx.MultiHeadAttention(2, 4, rngs=rngs),
+    lambda rngs: nnx.LSTMCell(3, 2, rngs=rngs), lambda rngs: nnx.GRUCell(3, 2, rngs=rngs),
+    lambda rngs: nnx.SimpleCell(3, 2, rngs=rngs)],
+    ids=["Linear", "Conv", "Embed", "MultiHeadAttention", "LSTMCell", "GRUCell", "SimpleCell"])
+def test_no_random_draws_catches_flaxs_default_initializers(build, no_random_draws):
+    """Negative control of the test above: each Flax module the export builds, with
+    Flax's default initializers, is caught drawing."""
+    with pytest.raises(AssertionError, match="jax.random"):
+        build(nnx.Rngs(0))
+
+
 # ---------------------------------------------------------------- negative controls
 
 
@@ -339,7 +400,7 @@ def wrong_transpose(w):
     return np.ascontiguousarray(w.transpose(3, 2, 1, 0))
 
 
-@pytest.mark.parametrize("case", CONTROLS)
+@pytest.mark.parametrize("case", SQUARE)
 def test_wrong_conv_transpose_on_a_square_kernel_fails_the_forward(case, monkeypatch):
     """(3, 2, 1, 0) instead of (2, 3, 1, 0) swaps the kernel's two spatial axes and keeps
     the channels where they belong, whether in != out or not: nothing raises, the
@@ -350,11 +411,24 @@ def test_wrong_conv_transpose_on_a_square_kernel_fails_the_forward(case, monkeyp
 
 
 def test_wrong_conv_transpose_on_an_oblong_kernel_fails_loudly(monkeypatch):
-    """On a (2, 3) kernel the wrong transpose changes the output's shape: the Dense after
-    the Flatten refuses it."""
+    """The (3, 2, 1, 0) transpose raises only because this kernel is not square: the
+    (3, 2, 2, 3) weight (O, I, kh, kw) becomes a (3, 2, 2, 3) kernel, read as kh = 3,
+    kw = 2 where (2, 3, 1, 0) gives (2, 3, 2, 3); the convolution's output on (5, 6)
+    is (3, 5) instead of (4, 4) per channel, and the Dense after the Flatten refuses
+    the 45 columns for 48. The channel axes are never swapped: a square (3, 2, 3, 3)
+    weight, in != out, gives (3, 3, 2, 3) either way, so on a square kernel the wrong
+    transpose raises nothing (the forward check catches it: the test above)."""
+    spec = CONTROLS["oblong-conv"]
+    weight = np.zeros(spec.layers[0].param_shapes(spec.input_shape)["weight"])
+    assert weight.shape == (3, 2, 2, 3)                                     # (O, I, kh, kw)
+    assert wrong_transpose(weight).shape == (3, 2, 2, 3)
+    assert layouts.conv_kernel_channels_last(weight).shape == (2, 3, 2, 3)
+    square = np.zeros((3, 2, 3, 3))                                         # (O, I, k, k)
+    assert wrong_transpose(square).shape == layouts.conv_kernel_channels_last(square).shape
+    assert forward_difference("oblong-conv").ok
     monkeypatch.setattr(layouts, "conv_kernel_channels_last", wrong_transpose)
     with pytest.raises(TypeError, match="dot_general"):
-        forward_difference("cnn-batchnorm-momentum")
+        forward_difference("oblong-conv")
 
 
 @pytest.mark.parametrize("case, order, swapped", [

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nnparity.backends.interop.flax_modules import linear, linear_arrays
+from nnparity.backends.interop.flax_modules import PLACEHOLDER, linear, linear_arrays
 from nnparity.shared.core.validation import fail
 
 #: torch's LSTM gates in order, with the names of Flax's (input, hidden) Linear for each
@@ -54,7 +54,8 @@ def build_cell(layer: Any, params: dict[str, np.ndarray], k: int, dtype: Any) ->
     w_ih, w_hh = params[name_w_ih], params[name_w_hh]
     b_ih, b_hh = params.get(name_b_ih), params.get(name_b_hh)
     inputs, hidden = w_ih.shape[1], layer.hidden_size
-    common = dict(dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+    common = dict(kernel_init=PLACEHOLDER, recurrent_kernel_init=PLACEHOLDER, dtype=dtype,
+                  param_dtype=dtype, rngs=nnx.Rngs(0))   # every Linear replaced below
     if layer.kind == "lstm":
         cell: Any = nnx.LSTMCell(inputs, hidden, **common)
         for g, (name_i, name_h) in enumerate(LSTM_GATES):

@@ -6,8 +6,9 @@ from ``params``/``state`` (torch's layout, the spec's dtype, already converted f
 channels-last Flatten by the caller); ``shape`` is the layer's input shape in the
 spec's (channels-first) layout. Every parameter is created with ``param_dtype`` and
 ``dtype`` set to the spec's dtype (Flax's default param_dtype is float32 even with
-x64 on), then replaced by the given values, so no random draw of Flax's reaches the
-result.
+x64 on) and a constant initializer (``flax_modules.PLACEHOLDER``; Flax's own
+defaults for scales and biases are constants already), then replaced by the given
+values: building draws nothing random, and no value of Flax's reaches the result.
 
 Imports flax at the top: ``flax_nnx`` imports this module only inside its functions.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from nnparity.backends.interop import flax_cells, layouts
-from nnparity.backends.interop.flax_modules import (Recurrent, SelfAttention,
+from nnparity.backends.interop.flax_modules import (PLACEHOLDER, Recurrent, SelfAttention,
                                                     attention_in_dtype, linear, param)
 from nnparity.backends.jax.activations import ACTIVATIONS as JAX_ACTIVATIONS
 from nnparity.shared.core.layers import Activation, Dense
@@ -55,7 +56,7 @@ def _conv(layer: Conv1d | Conv2d, params: Arrays, state: Arrays, shape: Any, dty
     conv = nnx.Conv(shape[0], layer.out_channels, layer.kernel_size, layer.stride,
                     padding=padding, kernel_dilation=layer.dilation,
                     feature_group_count=layer.groups, use_bias=layer.bias,
-                    dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+                    kernel_init=PLACEHOLDER, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
     conv.kernel = param(layouts.conv_kernel_channels_last(params["weight"]))  # (*k, I/g, O)
     if layer.bias:
         conv.bias = param(params["bias"])
@@ -142,8 +143,8 @@ def _embedding(layer: Embedding, params: Arrays, state: Arrays, shape: Any, dtyp
                ) -> nnx.Embed:
     """``nnx.Embed``; Flax has no padding_idx: its index is kept as an attribute (for
     ``from_flax``) but Flax's gradient reaches that row."""
-    embed = nnx.Embed(layer.num_embeddings, layer.embedding_dim, dtype=dtype,
-                      param_dtype=dtype, rngs=nnx.Rngs(0))
+    embed = nnx.Embed(layer.num_embeddings, layer.embedding_dim, embedding_init=PLACEHOLDER,
+                      dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
     embed.embedding = param(params["weight"])
     embed.padding_idx = layer.padding_idx  # type: ignore[attr-defined]
     return embed
@@ -156,7 +157,8 @@ def _attention(layer: MultiHeadAttention, params: Arrays, state: Arrays, shape: 
     embed, heads = shape[-1], layer.num_heads
     mha = nnx.MultiHeadAttention(heads, embed, embed, embed, use_bias=layer.bias,
                                  attention_fn=attention_in_dtype, decode=False,
-                                 dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+                                 kernel_init=PLACEHOLDER, dtype=dtype, param_dtype=dtype,
+                                 rngs=nnx.Rngs(0))
     kernels = layouts.split_packed_projection(params["in_proj_weight"], heads)
     for projection, kernel in zip((mha.query, mha.key, mha.value), kernels, strict=True):
         projection.kernel = param(kernel)                        # (E, heads, d)

@@ -17,6 +17,13 @@ from flax import nnx
 from flax.nnx.nn.attention import dot_product_attention_weights
 
 
+#: the initializer of every Flax weight that is replaced right after the module is
+#: built: a constant, so building draws nothing random. A default initializer's draw
+#: (variance scaling, orthogonal) has JAX compile its random programs, seconds on a
+#: first call in a process, for values thrown away.
+PLACEHOLDER = nnx.initializers.zeros
+
+
 def param(array: np.ndarray) -> nnx.Param:
     """A Flax parameter holding ``array``, its dtype kept."""
     return nnx.Param(jnp.asarray(array))
@@ -30,7 +37,8 @@ def numpy_of(variable: Any) -> np.ndarray:
 def linear(kernel: np.ndarray, bias: np.ndarray | None, dtype: Any) -> nnx.Linear:
     """``nnx.Linear`` holding ``kernel`` (in, out) and ``bias`` (out,), or no bias."""
     layer = nnx.Linear(kernel.shape[0], kernel.shape[1], use_bias=bias is not None,
-                       dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
+                       kernel_init=PLACEHOLDER, dtype=dtype, param_dtype=dtype,
+                       rngs=nnx.Rngs(0))
     layer.kernel = param(kernel)
     if bias is not None:
         layer.bias = param(bias)
