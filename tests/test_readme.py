@@ -59,11 +59,18 @@ def test_readme_example_trains_predicts_and_compares():
     assert README.read_text().index("```python") < README.read_text().index("## Read on")
 
 
+#: a framework an example needs when its text names it (or the export that loads it)
+NEEDS = {"torch": "torch", "jax": "jax", "flax": "flax", "optax": "optax",
+         "equinox": "equinox", "keras": "keras", "load_dataset(\"digits": "sklearn"}
+
+
 @pytest.mark.parametrize("page, index", EXAMPLES)
 def test_python_example_runs(page, index):
-    require("torch")
-    require("jax")
-    code = compile(python_blocks(page)[index], f"{name(page)} block {index}", "exec")
+    block = python_blocks(page)[index]
+    for framework in {"torch", "jax"} | {needed for named, needed in NEEDS.items()
+                                         if named in block}:
+        require(framework)
+    code = compile(block, f"{name(page)} block {index}", "exec")
     exec(code, {})  # noqa: S102
 
 

@@ -70,7 +70,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nnparity.backends.interop import layouts, require_framework
-from nnparity.shared.core.init import check_model_state, check_params, init_model_state
+from nnparity.shared.core.init import check_model_state, check_network, check_params
 from nnparity.shared.core.layers import Layer, Shape
 from nnparity.shared.core.layers.norm import LayerNorm, RMSNorm
 from nnparity.shared.core.layers.residual import Residual
@@ -175,11 +175,7 @@ def plan(spec: NetworkSpec, label: str = "spec.layers") -> list[tuple[Layer, Sha
 def to_flax(spec: NetworkSpec, params: Params, model_state: Params | None = None) -> Any:
     """``spec`` with ``params`` (and ``model_state``, default the initial one) as a
     ``flax.nnx.Sequential`` in evaluation mode; see the module docstring."""
-    if not isinstance(spec, NetworkSpec):
-        fail("spec", spec, "a NetworkSpec", TypeError)
-    params = check_params(spec, params)
-    model_state = (init_model_state(spec) if model_state is None
-                   else check_model_state(spec, model_state))
+    params, model_state = check_network(spec, params, model_state)
     steps = plan(spec)
     require_framework("flax", "to_flax")
     import jax
