@@ -18,12 +18,60 @@ arrays (no framework needed):
 - Attention: torch packs the query, key and value projections into one
   ``in_proj_weight`` (3E, E); Flax keeps one kernel per projection, (E, heads, d),
   and the output kernel as (heads, d, E).
+- Which networks take channels-last input in Flax and Keras (``channels_last_input``),
+  and BatchNorm's momentum, which Flax, Keras and Equinox give the old running value
+  (``momentum_of_old_value``).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
+
+from nnparity.shared.core.layers import Layer
+
+#: kinds that take channels-first (C, *spatial) input in nnparity and compute channels
+#: last in Flax and Keras (BatchNorm too, on (C, *spatial))
+SPATIAL_KINDS = ("conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+                 "batch_norm")
+#: kinds that act elementwise, in any layout
+ELEMENTWISE_KINDS = ("activation", "dropout")
+
+
+def first_layout_layer(layers: Sequence[Layer]) -> Layer | None:
+    """The first layer whose computation depends on the axis order (not Activation or
+    Dropout; a Residual's first such sub-layer counts), or None."""
+    for layer in layers:
+        first = first_layout_layer(layer.sublayers()) if layer.kind == "residual" else layer
+        if first is not None and first.kind not in ELEMENTWISE_KINDS:
+            return first
+    return None
+
+
+def channels_last_input(input_shape: Sequence[int], layers: Sequence[Layer]) -> bool:
+    """Whether the Flax and Keras exports of ``layers`` on inputs (batch, *input_shape)
+    take channels-last rows (*spatial, C): when the first layer that depends on the axis
+    order is a convolution, a pool or a BatchNorm over (C, *spatial)."""
+    first = first_layout_layer(layers)
+    return len(input_shape) >= 2 and first is not None and first.kind in SPATIAL_KINDS
+
+
+def momentum_of_old_value(torch_momentum: float) -> float:
+    """BatchNorm's momentum as Flax, Keras and Equinox mean it, weighing the old running
+    value (running = m' running + (1 - m') batch), from torch's, which weighs the new
+    batch (running = (1 - m) running + m batch): m' = 1 - m."""
+    return 1.0 - torch_momentum
+
+
+def torch_momentum(old_value_momentum: float) -> float:
+    """The inverse of ``momentum_of_old_value``: the shortest decimal t with 1 - t equal to
+    ``old_value_momentum``. 1 - m' itself need not be it: torch's 0.1 gives m' = 0.9, and
+    1 - 0.9 is 0.09999999999999998; both map to 0.9, and 0.1 is the one a spec holds."""
+    for digits in range(1, 18):
+        t = float(f"{1.0 - old_value_momentum:.{digits}g}")
+        if 1.0 - t == old_value_momentum:
+            return t
+    return 1.0 - old_value_momentum
 
 
 def linear_kernel(weight: np.ndarray) -> np.ndarray:
