@@ -118,6 +118,25 @@ def test_channels_last_inputs():
         keras_inputs(spec, x[:, :, :, :5])
 
 
+@pytest.mark.parametrize("layers", [
+    (Activation("relu"), Conv2d(3, 3), Flatten(), Dense(2)),
+    (Residual((Conv2d(2, 3, padding=1),)), Activation("tanh"), MaxPool2d(2), Flatten(),
+     Dense(2)),
+    (Dropout(0.1), BatchNorm(), Conv2d(3, 2), Flatten(), Dense(2)),
+], ids=["activation-first", "residual-first", "dropout-then-batchnorm"])
+def test_the_input_layout_is_flaxs_when_elementwise_layers_or_a_residual_come_first(layers):
+    """One rule (``layouts.channels_last_input``) for Keras and Flax: the first layer that
+    depends on the axis order decides, so both exports take the same input layout."""
+    from nnparity.backends.interop.flax_nnx import flax_input_shape
+    from nnparity.backends.interop.keras_model import keras_inputs
+    spec = NetworkSpec(input_shape=(2, 5, 5), layers=layers, init="torch_default",
+                       dtype="float32")
+    params = init_params(spec)
+    x = np.random.default_rng(0).standard_normal((4, 2, 5, 5)).astype(np.float32)
+    assert keras_inputs(spec, x).shape[1:] == flax_input_shape(spec) == (5, 5, 2)
+    assert difference(keras_forward(spec, params, None, x), predict(spec, params, x), TOL).ok
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["transformer", "conv2d-pools", "recurrent"])
 def test_a_float64_export_is_float32_accurate_only(name):

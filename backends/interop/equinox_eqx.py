@@ -61,7 +61,7 @@ from nnparity.shared.core.spec import NetworkSpec, walk_layers
 from nnparity.shared.core.tree import Params
 from nnparity.shared.core.validation import fail
 
-from . import require_framework
+from . import layouts, require_framework
 
 #: BatchNorm's step count in the exported state: momentum**count is exactly 0 in both
 #: float dtypes for every momentum the exporter accepts, so 1 - momentum**count is 1;
@@ -115,7 +115,7 @@ def check_exportable(layer: Layer, label: str) -> None:
         fail(f"{label}.count_include_pad", False, "True, or padding 0: Equinox's AvgPool "
              "divides every window by the kernel size, padding included")
     if isinstance(layer, BatchNorm):
-        keep = 1.0 - layer.momentum                              # Equinox's momentum
+        keep = layouts.momentum_of_old_value(layer.momentum)     # Equinox's momentum
         if keep != 0.0 and keep ** SETTLED_COUNT != 0.0:
             fail(f"{label}.momentum", layer.momentum, "above about 7e-7: Equinox's "
                  "BatchNorm divides its statistics by 1 - (1 - momentum)**count, which is "
@@ -285,7 +285,8 @@ class _Builder:
     def batch_norm(self, layer, shape, p, s):
         bn = self.eqx.nn.BatchNorm(shape[0], "batch", eps=layer.eps,
                                    channelwise_affine=layer.affine,
-                                   momentum=1.0 - layer.momentum, inference=True,
+                                   momentum=layouts.momentum_of_old_value(layer.momentum),
+                                   inference=True,
                                    dtype=self.dtype, mode="batch")
         bn = self.with_arrays(bn, p) if layer.affine else bn
         self.statistics.append((bn, (self.array(s["running_mean"]),
