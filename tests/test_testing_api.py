@@ -492,9 +492,8 @@ def test_an_honest_chaotic_pair_is_amplification():
     assert lines[0] == ("step_b does not follow step_a over 80 batches: amplification of "
                         f"rounding (chaotic training), first out at step {first}")
     assert 10 < first < 80
-    assert lines[1] == ("diagnosis: amplification: every teacher-forced step agrees within its "
-                        f"rounding allowance; the free-running trajectories separate from step "
-                        f"{first}")
+    assert lines[1] == ("diagnosis: amplification: every teacher-forced step agrees under the "
+                        f"policy; the free-running trajectories separate from step {first}")
     assert "all 80 agree" in lines[2]
     assert lines[4] == f"the free-running step {first} (step_a's results are the expected ones):"
 

@@ -44,6 +44,8 @@ ACTIVATION_MODULES: dict[str, tuple[str, dict[str, Any]]] = {
 #: float32 only: in float64 it moves softplus just above 20 by 2.0e-9 (1.0e-10 relative).
 #: Measured: the exact value rounds to x from 33.3 on in float64, from 14.6 in float32.
 SOFTPLUS_THRESHOLDS = {"float32": (20.0, 88.0), "float64": (40.0, 709.0)}
+#: where the exact softplus rounds to x (measured, see above)
+SOFTPLUS_ROUNDS_TO_X = {"float32": 14.6, "float64": 33.3}
 
 
 def activation(layer: Activation, input_shape: tuple[int, ...], nn: Any, factory: dict,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, NoReturn
 
-from nnparity.backends.interop.torch_export import ACTIVATION_MODULES, SOFTPLUS_THRESHOLDS
+from nnparity.backends.interop.torch_export import (ACTIVATION_MODULES, SOFTPLUS_ROUNDS_TO_X,
+                                                  SOFTPLUS_THRESHOLDS)
 from nnparity.shared.core.activations import ACTIVATIONS
 from nnparity.shared.core.layers import LAYERS, Layer
 from nnparity.shared.core.validation import fail
@@ -77,9 +78,10 @@ def activation(m: Any, shape: tuple[int, ...], path: str, nn: Any, dtype: str) -
         low, high = SOFTPLUS_THRESHOLDS[dtype]
         need(low <= m.threshold <= high, path, m,
              f"in {dtype}, nn.Softplus(threshold=t) with {low:g} <= t <= {high:g}: nnparity's "
-             f"softplus has no threshold (torch returns x exactly above t, which the exact "
-             f"value rounds to only above {low:g}; below t it computes log1p(e^x), which "
-             f"overflows above {high:g})")
+             f"softplus has no threshold: torch returns x exactly above t, and the exact "
+             f"value rounds to x from about {SOFTPLUS_ROUNDS_TO_X[dtype]:g} on, so nnparity "
+             f"accepts t from {low:g}; below t torch computes log1p(e^x), which overflows "
+             f"above {high:g})")
     defaults = ACTIVATIONS[name].defaults
     params = {key: float(getattr(m, key)) for key in defaults
               if float(getattr(m, key)) != defaults[key]}

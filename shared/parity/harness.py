@@ -308,9 +308,12 @@ def teacher_forced(spec, data, snapshots, reference_module, module, tol,
     return points
 
 
-def diagnose(parity_ok: bool, teacher: Sequence[StepDifference], first_out: int | None) -> str:
+def diagnose(parity_ok: bool, teacher: Sequence[StepDifference], first_out: int | None,
+             allowance: str = "within its rounding allowance") -> str:
     """One sentence: ok, amplification, or an implementation difference (naming the
-    first disagreeing teacher-forced step's worst element)."""
+    first disagreeing teacher-forced step's worst element). ``allowance`` says what a
+    teacher-forced step was held to (``nnparity.shared.testing`` has no rounding
+    allowance for users' steps)."""
     bad_teacher = [d for d in teacher if not d.ok]
     if bad_teacher and bad_teacher[0] is teacher[0]:
         return (f"implementation differs: step {teacher[0].step} already disagrees; "
@@ -323,8 +326,8 @@ def diagnose(parity_ok: bool, teacher: Sequence[StepDifference], first_out: int 
     if not parity_ok:
         where = (f" from step {first_out}" if first_out is not None
                  else " after the last snapshot (only the final results leave tolerance)")
-        return ("amplification: every teacher-forced step agrees within its rounding "
-                f"allowance; the free-running trajectories separate{where}")
+        return (f"amplification: every teacher-forced step agrees {allowance}; "
+                f"the free-running trajectories separate{where}")
     return "ok: within tolerance; every teacher-forced step agrees"
 
 

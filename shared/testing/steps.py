@@ -147,7 +147,8 @@ def assert_same_trajectory(step_a: StepFn, step_b: StepFn, params: Any,
         f"step_b does not follow step_a over {len(batches)} batches: "
         + (f"implementation difference, first at step {bad[0]}" if bad else
            f"amplification of rounding (chaotic training), first out at step {first_out}"),
-        "diagnosis: " + diagnose(first_out is None, teacher, first_out),
+        "diagnosis: " + diagnose(first_out is None, teacher, first_out,
+                                 allowance="under the policy"),
         "teacher-forced (step_b from step_a's own params at every step, held to the policy "
         "alone, without the harness's rounding allowance): "
         + (f"{len(bad)} of {len(teacher)} steps disagree, from step {bad[0]} (which uses "
