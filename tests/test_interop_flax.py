@@ -17,10 +17,13 @@ For small float64 networks holding every layer kind the export supports:
    (3, 2, 1, 0) (on a square kernel nothing raises; a (2, 3) one changes the output's
    shape); LSTM and GRU gate blocks swapped; BatchNorm's momentum passed
    unconverted; the Dense after a channels-last Flatten with torch's column order;
-5. bad input is refused, naming the argument.
+   a norm over two axes with its scale flattened column-major;
+5. bad input is refused, naming the argument (an attention_fn that is not nnparity's
+   among it).
 
 Traps measured here: Flax's default attention runs its softmax in float32; its
-Embedding has no padding row; its GRU update rounds differently from torch's.
+Embedding has no padding row; its GRU update rounds differently from torch's; a
+float64 network called with JAX's x64 off computes in float32 (the export refuses).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import re
 import numpy as np
 import pytest
 from conftest import require
+from layer_contract import data_for
 
 from nnparity.backends import get_backend, predict, train
 from nnparity.backends.interop import flax_nnx, layouts
@@ -82,6 +86,9 @@ CASES = {
     "attention": net((4, 6), [Residual((LayerNorm(), MultiHeadAttention(2, causal=True))),
                               Flatten(), Dense(2)], optimizer=SGD(lr=0.05, momentum=0.5)),
     "attention-no-bias": net((3, 4), [MultiHeadAttention(2, bias=False), Flatten(), Dense(2)]),
+    "norms-over-two-axes": net((3, 4), [
+        LayerNorm(dims=2), Activation("tanh"), Residual((RMSNorm(dims=2), Dense(4))),
+        LayerNorm(dims=2, eps=1e-3, bias=False), Flatten(), Dense(2)], optimizer=Adam(lr=0.01)),
 }
 
 
@@ -95,31 +102,33 @@ CONTROLS = {**SQUARE, "oblong-conv": net((2, 5, 6), [Conv2d(3, (2, 3)), Activati
                                                       Flatten(), Dense(2)])}
 
 
-def data_for(spec, rows=8, seed=0):
-    rng = np.random.default_rng(seed)
-    first = spec.layers[0]
-    if first.kind == "embedding":
-        x = rng.integers(0, first.num_embeddings, (rows, *spec.input_shape))
-    else:
-        x = rng.standard_normal((rows, *spec.input_shape))
-    k = spec.layer_input_shapes[-1][-1]
-    y = (rng.integers(0, k, rows) if spec.loss == "cross_entropy"
-         else rng.standard_normal((rows, k)))
-    return Dataset(x, y, x, y)
+def labelled(spec, data):
+    """``data`` (``layer_contract.data_for``: regression targets) with class labels in
+    [0, n_outputs) for a cross_entropy spec, as tests/test_interop_torch.py's
+    ``with_targets`` does."""
+    if spec.loss != "cross_entropy":
+        return data
+    y = np.random.default_rng(5).integers(0, spec.n_outputs, len(data.y_train))
+    return Dataset(data.x_train, y, data.x_test, y[:len(data.x_test)])
+
+
+def labelled_data(spec):
+    """Eight seeded rows for ``spec`` (``layer_contract.data_for``), labelled for its loss."""
+    return labelled(spec, data_for(spec, rows=8))
 
 
 @functools.lru_cache(maxsize=None)
 def trained(case):
     """The spec, its data, and the parameters and state of a short NumPy run."""
     spec = {**CASES, **CONTROLS}[case]
-    data = data_for(spec)
+    data = labelled_data(spec)
     result = train(spec, data, "numpy", metrics=False)
     return spec, data, result.params, result.model_state
 
 
 def flax_x(spec, x):
     """x in the layout the exported module takes: channels-last for a conv network."""
-    if flax_nnx.channels_last(spec.input_shape, spec.layers):
+    if layouts.channels_last_input(spec.input_shape, spec.layers):
         return np.moveaxis(x, 1, -1)
     return x
 
@@ -307,13 +316,14 @@ def test_a_float32_network_stays_float32():
     float32 policy; the round trip is still bitwise."""
     import dataclasses
     spec = dataclasses.replace(CASES["cnn-batchnorm-momentum"], dtype="float32")
-    data = data_for(spec)
+    data = labelled_data(spec)
     result = train(spec, Dataset(*(a.astype(np.float32) if a.dtype.kind == "f" else a
                                    for a in (data.x_train, data.y_train, data.x_test,
                                              data.y_test))), "numpy", metrics=False)
     x = data.x_train[:5].astype(np.float32)
-    model = flax_nnx.to_flax(spec, result.params, result.model_state)
-    got = np.asarray(model(jnp.asarray(flax_x(spec, x))))
+    with jax.enable_x64(False):
+        model = flax_nnx.to_flax(spec, result.params, result.model_state)
+        got = np.asarray(model(jnp.asarray(flax_x(spec, x))))
     expected = predict(spec, result.params, x, "numpy", model_state=result.model_state)
     assert got.dtype == np.float32
     difference = tensorwise_difference({"output": got}, {"output": expected}, POLICY["float32"])
@@ -323,6 +333,30 @@ def test_a_float32_network_stays_float32():
     assert spec2 == spec
     assert all(np.array_equal(a, b) and a.dtype == np.float32 for a, b in
                zip(to_flat(params2).values(), to_flat(result.params).values(), strict=True))
+
+
+def test_a_float64_network_refuses_to_run_with_x64_off():
+    """Called with JAX's x64 off, the float64 export raises a ValueError naming
+    jax_enable_x64 (as ``to_equinox``'s network does). Control, the trap it guards
+    against: the same layers in a plain ``nnx.Sequential`` run, in float32, with nothing
+    but JAX's truncation warnings, beyond the float64 policy; and ``from_flax`` reads
+    the export (the round-trip test) as it reads that plain Sequential."""
+    import warnings
+    spec, data, params, state = trained("norms-adamw")
+    x = data.x_train[:5]
+    with jax.enable_x64(True):
+        model = flax_nnx.to_flax(spec, params, state)
+    with jax.enable_x64(False), pytest.raises(ValueError, match="jax_enable_x64"):
+        model(x)
+    plain = nnx.Sequential(*model.layers)
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)                    # JAX's truncation
+        got = np.asarray(plain(x))
+    assert got.dtype == np.float32
+    expected = predict(spec, params, x, "numpy", model_state=state)
+    assert not tensorwise_difference({"output": got.astype(np.float64)},
+                                     {"output": expected}, TOL).ok
+    assert flax_nnx.from_flax(plain, (5,), **{f: getattr(spec, f) for f in FIELDS})[0] == spec
 
 
 def test_parameters_are_float64_in_flax():
@@ -483,10 +517,20 @@ def test_folded_recurrent_biases_fail_the_step(monkeypatch):
 
 
 def test_unconverted_batch_norm_momentum_fails_the_step(monkeypatch):
-    from nnparity.backends.interop import flax_layers
-    monkeypatch.setattr(flax_layers, "flax_momentum", lambda m: m)
+    monkeypatch.setattr(layouts, "momentum_of_old_value", lambda m: m)
     _, state, _ = step_differences("cnn-batchnorm-momentum", monkeypatch)
     assert not state.ok
+
+
+def test_norm_scale_flattened_column_major_fails_the_forward(monkeypatch):
+    """A norm over (3, 4) gives Flax its scale and bias flattened row-major, the order in
+    which Flax lays them back on the feature axes; flattened column-major (the (4, 3)
+    transpose's rows), every shape still fits and the forward check fails."""
+    from nnparity.backends.interop import flax_layers
+    assert forward_difference("norms-over-two-axes").ok
+    monkeypatch.setattr(flax_layers, "flat_scale",
+                        lambda w: np.ascontiguousarray(w.T.reshape(-1)))
+    assert not forward_difference("norms-over-two-axes").ok
 
 
 def test_unpermuted_flatten_columns_fail_the_forward(monkeypatch):
@@ -553,6 +597,75 @@ def test_reads_a_users_sequential():
     assert lstm_spec.layers[0].kind == "lstm" and not lstm_params[0]["bias_ih_l0"].any()
 
 
+def _doubled(*args, **kwargs):
+    """An attention function that is not nnparity's: twice Flax's."""
+    return 2.0 * nnx.dot_product_attention(*args, **kwargs)
+
+
+def _attention_net(attention_fn):
+    """(an ``nnx.Sequential`` of self-attention (E = 4, two heads) with ``attention_fn``
+    and an ``nnx.Linear(4, 2)``, float64; x (3, 5, 4)); the same weights for any
+    function."""
+    with jax.enable_x64(True):
+        f64 = dict(param_dtype=jnp.float64, dtype=jnp.float64, rngs=nnx.Rngs(0))
+        model = nnx.Sequential(nnx.MultiHeadAttention(num_heads=2, in_features=4, decode=False,
+                                                      attention_fn=attention_fn, **f64),
+                               nnx.Linear(4, 2, **f64))
+    return model, np.random.default_rng(2).standard_normal((3, 5, 4))
+
+
+def test_reads_only_attention_functions_that_are_nnparitys():
+    """``attention_in_dtype`` reads as nnparity's attention within the float64 policy,
+    Flax's default within float32's (its softmax is float32); any other attention_fn is
+    refused (bad-input cases), here one whose output is far from the ``predict`` of the
+    layer it would otherwise read as."""
+    from nnparity.backends.interop.flax_modules import attention_in_dtype
+    outputs = {}
+    for fn, policy in ((attention_in_dtype, TOL), (nnx.dot_product_attention,
+                                                   POLICY["float32"])):
+        model, x = _attention_net(fn)
+        spec, params, state = flax_nnx.from_flax(model, (5, 4), loss="cross_entropy")
+        assert spec.layers[0].kind == "multi_head_attention"
+        expected = predict(spec, params, x, "numpy", model_state=state)
+        with jax.enable_x64(True):
+            outputs[fn] = np.asarray(model(jnp.asarray(x)))
+        difference = tensorwise_difference({"y": outputs[fn]}, {"y": expected}, policy)
+        assert difference.ok, difference.worst
+    model, x = _attention_net(_doubled)
+    with jax.enable_x64(True):
+        doubled = np.asarray(model(jnp.asarray(x)))
+    assert not tensorwise_difference({"y": doubled}, {"y": expected}, POLICY["float32"]).ok
+    with pytest.raises(ValueError, match=re.escape("module.layers[0].attention_fn")):
+        flax_nnx.from_flax(model, (5, 4), loss="cross_entropy")
+
+
+def test_reads_a_users_norms_over_two_axes():
+    """A user's ``nnx.LayerNorm`` and ``nnx.RMSNorm`` over the last two axes (12 features,
+    reduction_axes = feature_axes = (-2, -1), scale and bias (12,) drawn at random) read
+    back as LayerNorm(dims=2) and RMSNorm(dims=2) whose ``predict`` is the module's
+    output; the weights come back (3, 4)."""
+    from nnparity.backends.interop.flax_modules import flatten
+    rng = np.random.default_rng(4)
+    axes = dict(reduction_axes=(-2, -1), feature_axes=(-2, -1))
+    with jax.enable_x64(True):
+        f64 = dict(param_dtype=jnp.float64, dtype=jnp.float64, rngs=nnx.Rngs(0))
+        model = nnx.Sequential(nnx.LayerNorm(12, use_fast_variance=False, **axes, **f64),
+                               nnx.RMSNorm(12, epsilon=1e-5, **axes, **f64), flatten,
+                               nnx.Linear(12, 2, **f64))
+        for variable in (model.layers[0].scale, model.layers[0].bias, model.layers[1].scale):
+            variable[...] = jnp.asarray(rng.standard_normal(12))
+        x = rng.standard_normal((4, 3, 4))
+        got = np.asarray(model(jnp.asarray(x)))
+    spec, params, state = flax_nnx.from_flax(model, (3, 4), loss="mse")
+    assert [(layer.kind, layer.dims) for layer in spec.layers[:2]] == [("layer_norm", 2),
+                                                                       ("rms_norm", 2)]
+    assert params[0]["weight"].shape == (3, 4)
+    assert np.array_equal(params[0]["bias"].ravel(), np.asarray(model.layers[0].bias[...]))
+    expected = predict(spec, params, x, "numpy", model_state=state)
+    difference = tensorwise_difference({"y": got}, {"y": expected}, TOL)
+    assert difference.ok, difference.worst
+
+
 # ---------------------------------------------------------------- bad input
 
 
@@ -571,8 +684,17 @@ BAD = {
     "dense-on-conv-output": (lambda: flax_nnx.to_flax(*_spec_and_params(
         (2, 5, 5), [Conv2d(2, 3), Dense(3), Flatten(), Dense(2)])), ValueError,
         "spec.layers[1]"),
-    "layer-norm-dims-2": (lambda: flax_nnx.to_flax(*_spec_and_params(
-        (3, 4), [LayerNorm(dims=2), Flatten(), Dense(2)])), ValueError, "spec.layers[0].dims"),
+    "layer-norm-dims-2-on-channels-last": (lambda: flax_nnx.to_flax(*_spec_and_params(
+        (2, 5, 5), [Conv2d(2, 3), LayerNorm(dims=2), Flatten(), Dense(2)])), ValueError,
+        "spec.layers[1]"),
+    "norm-axes-differ": (lambda: flax_nnx.from_flax(nnx.Sequential(nnx.LayerNorm(
+        4, reduction_axes=(-2, -1), feature_axes=-1, rngs=nnx.Rngs(0))), (3, 4)), ValueError,
+        "module.layers[0].reduction_axes, feature_axes"),
+    "norm-axes-not-last": (lambda: flax_nnx.from_flax(nnx.Sequential(nnx.RMSNorm(
+        3, reduction_axes=-2, feature_axes=-2, rngs=nnx.Rngs(0))), (3, 4)), ValueError,
+        "module.layers[0].reduction_axes, feature_axes"),
+    "attention-fn-other": (lambda: flax_nnx.from_flax(_attention_net(_doubled)[0], (5, 4)),
+                           ValueError, "module.layers[0].attention_fn"),
     "batch-norm-on-a-sequence": (lambda: flax_nnx.to_flax(*_spec_and_params(
         (4, 3), [Dense(5), BatchNorm(), Flatten(), Dense(2)])), ValueError, "spec.layers[1]"),
     "module-not-a-module": (lambda: flax_nnx.from_flax("model", (3,)), TypeError, "module"),

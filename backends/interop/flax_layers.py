@@ -15,6 +15,7 @@ Imports flax at the top: ``flax_nnx`` imports this module only inside its functi
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
 import jax.numpy as jnp
@@ -75,29 +76,14 @@ def _pool(layer: Any, params: Arrays, state: Arrays, shape: Any, dtype: Any
     return functools.partial(nnx.max_pool, **kwargs)
 
 
-def flax_momentum(torch_momentum: float) -> float:
-    """Flax's BatchNorm momentum weighs the old running value, torch's the new batch."""
-    return 1.0 - torch_momentum
-
-
-def torch_momentum(flax_momentum: float) -> float:
-    """The inverse of ``flax_momentum``: the shortest decimal t with 1 - t == the
-    Flax momentum m. 1 - m itself need not be it: torch's 0.1 gives m = 0.9, whose
-    1 - m is 0.09999999999999998; both map to 0.9, and 0.1 is the one a spec holds."""
-    for digits in range(1, 18):
-        t = float(f"{1.0 - flax_momentum:.{digits}g}")
-        if 1.0 - t == flax_momentum:
-            return t
-    return 1.0 - flax_momentum
-
-
 def _batch_norm(layer: BatchNorm, params: Arrays, state: Arrays, shape: Any, dtype: Any
                 ) -> nnx.BatchNorm:
     """``nnx.BatchNorm`` over the last (channel) axis, the two-pass variance, the
     momentum converted, running statistics in the spec's dtype (Flax creates them
     float32), and torch's ``num_batches_tracked`` carried as one more BatchStat
     (Flax does not count batches, so its training leaves it unchanged)."""
-    bn = nnx.BatchNorm(shape[0], momentum=flax_momentum(layer.momentum), epsilon=layer.eps,
+    bn = nnx.BatchNorm(shape[0], momentum=layouts.momentum_of_old_value(layer.momentum),
+                       epsilon=layer.eps,
                        use_bias=layer.affine, use_scale=layer.affine,
                        use_fast_variance=False, dtype=dtype, param_dtype=dtype,
                        rngs=nnx.Rngs(0))
@@ -110,27 +96,46 @@ def _batch_norm(layer: BatchNorm, params: Arrays, state: Arrays, shape: Any, dty
     return bn
 
 
+def norm_axes(dims: int) -> tuple[int, ...]:
+    """The ``reduction_axes`` and ``feature_axes`` of a Flax norm over the last ``dims``
+    axes: (-dims, ..., -1)."""
+    return tuple(range(-dims, 0))
+
+
+def flat_scale(weight: np.ndarray) -> np.ndarray:
+    """A norm's weight or bias s (its last ``dims`` axes) -> Flax's (prod(s),), row-major
+    as Flax reshapes it back onto the feature axes."""
+    return np.ascontiguousarray(weight.reshape(-1))             # (prod(s),)
+
+
 def _layer_norm(layer: LayerNorm, params: Arrays, state: Arrays, shape: Any, dtype: Any
                 ) -> nnx.LayerNorm:
+    """``nnx.LayerNorm`` over the last ``dims`` axes s: prod(s) features, the two-pass
+    variance."""
     affine = layer.elementwise_affine
-    norm = nnx.LayerNorm(shape[-1], epsilon=layer.eps, use_scale=affine,
+    norm = nnx.LayerNorm(math.prod(shape[-layer.dims:]), epsilon=layer.eps, use_scale=affine,
                          use_bias=affine and layer.bias, use_fast_variance=False,
+                         reduction_axes=norm_axes(layer.dims),
+                         feature_axes=norm_axes(layer.dims),
                          dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
     if affine:
-        norm.scale = param(params["weight"])
+        norm.scale = param(flat_scale(params["weight"]))         # (prod(s),)
     if affine and layer.bias:
-        norm.bias = param(params["bias"])
+        norm.bias = param(flat_scale(params["bias"]))            # (prod(s),)
     return norm
 
 
 def _rms_norm(layer: RMSNorm, params: Arrays, state: Arrays, shape: Any, dtype: Any
               ) -> nnx.RMSNorm:
-    """eps None (torch's default) is finfo(dtype).eps, given to Flax as a number."""
-    norm = nnx.RMSNorm(shape[-1], epsilon=layer.eps_for(np.dtype(dtype)),
-                       use_scale=layer.elementwise_affine, dtype=dtype, param_dtype=dtype,
-                       rngs=nnx.Rngs(0))
+    """``nnx.RMSNorm`` over the last ``dims`` axes s (prod(s) features); eps None
+    (torch's default) is finfo(dtype).eps, given to Flax as a number."""
+    norm = nnx.RMSNorm(math.prod(shape[-layer.dims:]), epsilon=layer.eps_for(np.dtype(dtype)),
+                       use_scale=layer.elementwise_affine,
+                       reduction_axes=norm_axes(layer.dims),
+                       feature_axes=norm_axes(layer.dims),
+                       dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
     if layer.elementwise_affine:
-        norm.scale = param(params["weight"])
+        norm.scale = param(flat_scale(params["weight"]))         # (prod(s),)
     return norm
 
 

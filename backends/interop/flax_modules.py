@@ -1,7 +1,8 @@
-"""The few pieces of an exported Flax network that Flax has no module for: a
-Flatten, a residual block, a stack of recurrent layers, causal self-attention, and
-an attention function whose softmax runs in the input's dtype; and the helpers that
-move arrays into and out of Flax variables.
+"""The few pieces of an exported Flax network that Flax has no module for: the
+network itself (an ``nnx.Sequential`` that refuses to run a float64 network with
+JAX's x64 off), a Flatten, a residual block, a stack of recurrent layers, causal
+self-attention, and an attention function whose softmax runs in the input's dtype;
+and the helpers that move arrays into and out of Flax variables.
 
 Imports flax at the top: ``flax_nnx`` imports this module only inside its
 functions, after ``require_framework`` has found flax.
@@ -15,6 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from flax.nnx.nn.attention import dot_product_attention_weights
+
+from nnparity.shared.core.validation import fail
 
 
 #: the initializer of every Flax weight that is replaced right after the module is
@@ -73,6 +76,24 @@ def attention_in_dtype(query: jax.Array, key: jax.Array, value: jax.Array,
         is_causal=kwargs.get("is_causal", False))
     return jnp.einsum("...hqk,...khd->...qhd", weights, value,   # (batch, T, heads, d)
                       precision=kwargs.get("precision"))
+
+
+class Network(nnx.Sequential):
+    """``nnx.Sequential`` of the exported layers, (batch, *input) -> (batch, *output),
+    that refuses (ValueError) to run when ``dtype`` is "float64" and JAX's x64 is off:
+    there ``jnp.asarray`` of float64 data gives float32, and the network would compute
+    in float32 with nothing but JAX's truncation warnings."""
+
+    def __init__(self, *layers: Any, dtype: str):
+        super().__init__(*layers)
+        self.dtype = dtype
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.dtype == "float64" and jax.dtypes.canonicalize_dtype(jnp.float64) != "float64":
+            fail("jax_enable_x64", False, "True for a float64 network: with JAX's x64 off "
+                 "it computes in float32 without a word (call it inside "
+                 "jax.enable_x64(True))")
+        return super().__call__(*args, **kwargs)
 
 
 class Residual(nnx.Module):

@@ -1,11 +1,13 @@
 """An nnparity network as a Flax NNX module, and back: ``to_flax`` and ``from_flax``.
 
 ``to_flax(spec, params, model_state)`` returns an ``nnx.Sequential`` of Flax's own
-layers, in evaluation mode (``model.train()`` switches BatchNorm to batch
-statistics and Dropout on), its parameters in the spec's dtype (``param_dtype``
-and ``dtype`` set: Flax's default param_dtype is float32 even with x64 on). A
-float64 module must be called under ``jax.enable_x64(True)`` (it is built under
-it, scoped; the global JAX configuration is never changed).
+layers (``flax_modules.Network``), in evaluation mode (``model.train()`` switches
+BatchNorm to batch statistics and Dropout on), its parameters in the spec's dtype
+(``param_dtype`` and ``dtype`` set: Flax's default param_dtype is float32 even with
+x64 on). A float64 module must be called under ``jax.enable_x64(True)`` (it is
+built under it, scoped; the global JAX configuration is never changed): called with
+x64 off it raises a ValueError naming jax_enable_x64, where it would otherwise
+compute in float32 with nothing but JAX's truncation warnings.
 
 Data layout. A network whose first layer with a layout is a convolution, a pooling
 or a BatchNorm over spatial axes takes **channels-last** input, as Flax users
@@ -35,8 +37,11 @@ Layer by layer (torch layout -> Flax):
   num_batches_tracked kept as an extra BatchStat that Flax never updates. In
   training Flax updates the running variance with the **biased** batch variance,
   torch with the unbiased one (times n/(n-1), n the values per channel).
-- LayerNorm, RMSNorm (dims=1) -> ``nnx.LayerNorm(use_fast_variance=False)``,
-  ``nnx.RMSNorm`` with torch's eps (RMSNorm's None is finfo(dtype).eps).
+- LayerNorm, RMSNorm over the last ``dims`` axes s -> ``nnx.LayerNorm(
+  use_fast_variance=False)``, ``nnx.RMSNorm`` with ``num_features = prod(s)``,
+  ``reduction_axes = feature_axes = (-dims, ..., -1)`` and the scale and bias
+  flattened row-major to (prod(s),) (Flax broadcasts them back to s); torch's eps
+  (RMSNorm's None is finfo(dtype).eps).
 - Dropout -> ``nnx.Dropout(rate=p)``; its masks come from Flax's random stream.
 - Embedding -> ``nnx.Embed``. Flax has no padding_idx: the index is kept as an
   attribute for ``from_flax``, but Flax's gradient reaches that row.
@@ -47,7 +52,8 @@ Layer by layer (torch layout -> Flax):
 - MultiHeadAttention -> ``nnx.MultiHeadAttention`` (in, qkv and out features E)
   with ``attention_fn=flax_modules.attention_in_dtype`` (Flax's default runs the
   softmax in float32) and ``nnx.make_causal_mask`` when causal
-  (``flax_modules.SelfAttention``).
+  (``flax_modules.SelfAttention``). ``from_flax`` reads an attention_fn of these
+  two only (any other function may compute anything).
 - Activation -> the JAX backend's function (``jax.nn``'s where it is nnparity's).
 - Flatten -> ``flax_modules.flatten``; Residual -> ``flax_modules.Residual``.
 
@@ -58,14 +64,16 @@ state as NumPy arrays in torch's layout. ``from_flax(to_flax(...))`` is bitwise
 the original. A user's layers are read as the function they compute in exact
 arithmetic: a stock Flax cell's missing bias reads as zeros; a stock BatchNorm's
 float32 running statistics are widened (exactly) to float64 parameters, and its
-fast variance, like Flax's default attention function (softmax in float32), reads
-as nnparity's layer, which computes the same function more accurately. Anything
-else is a ValueError naming the module and what is supported.
+fast variance, like Flax's default attention function (``nnx.dot_product_attention``,
+softmax in float32), reads as nnparity's layer (float64 softmax), which computes the
+same function more accurately. Anything else is a ValueError naming the module (or
+its option, e.g. another ``attention_fn``) and what is supported.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Sequence
+import math
+from typing import Any, Sequence, cast
 
 import numpy as np
 
@@ -78,37 +86,19 @@ from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.tree import Params
 from nnparity.shared.core.validation import check_count, fail
 
-#: kinds that take channels-first (C, *spatial) input: only in the channels-last part
-SPATIAL = ("conv1d", "conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d")
-#: kinds that act elementwise, in any layout
-ELEMENTWISE = ("activation", "dropout")
 #: kinds that need the spec's own layout (features on the last axis)
 PLAIN = ("dense", "layer_norm", "rms_norm", "embedding", "rnn", "lstm", "gru",
          "multi_head_attention")
+#: every kind ``to_flax`` exports
+EXPORTED = (*layouts.SPATIAL_KINDS, *layouts.ELEMENTWISE_KINDS, *PLAIN, "flatten", "residual")
 #: spec fields ``from_flax`` takes from the module, never from ``spec_fields``
 FROM_MODULE = ("input_shape", "layers", "sizes", "activation", "activation_params", "dtype")
-
-
-def _first_kind(layers: Sequence[Layer]) -> Layer | None:
-    """The first layer with a layout (Residual's first sub-layer counts)."""
-    for layer in layers:
-        first = _first_kind(layer.sublayers()) if layer.kind == "residual" else layer
-        if first is not None and first.kind not in ELEMENTWISE:
-            return first
-    return None
-
-
-def channels_last(input_shape: Shape, layers: Sequence[Layer]) -> bool:
-    """True when the Flax network takes channels-last input (see the module docstring)."""
-    first = _first_kind(layers)
-    return len(input_shape) >= 2 and first is not None and (
-        first.kind in SPATIAL or first.kind == "batch_norm")
 
 
 def flax_input_shape(spec: NetworkSpec) -> Shape:
     """One input row's shape as ``to_flax(spec, ...)``'s module takes it."""
     shape = spec.input_shape
-    return (*shape[1:], shape[0]) if channels_last(shape, spec.layers) else shape
+    return (*shape[1:], shape[0]) if layouts.channels_last_input(shape, spec.layers) else shape
 
 
 class _Walk:
@@ -123,7 +113,7 @@ class _Walk:
         """Check ``layer`` (input ``shape``) against the layout; the Flatten's shape when
         it is the Dense that takes those columns."""
         kind, columns = layer.kind, None
-        if self.pending is not None and kind not in ELEMENTWISE + ("dense",):
+        if self.pending is not None and kind not in (*layouts.ELEMENTWISE_KINDS, "dense"):
             fail(label, kind, "Activation, Dropout or Dense after a Flatten of channels-last "
                  "data (its features come in (*spatial, C) order, torch's in (C, *spatial) "
                  f"order of {self.pending}: only a Dense's columns can be permuted to match)")
@@ -131,19 +121,15 @@ class _Walk:
             columns, self.pending = self.pending, None
         if kind == "flatten" and self.last:
             self.last, self.pending = False, shape
-        elif kind in SPATIAL or (kind == "batch_norm" and len(shape) >= 2):
+        elif kind in layouts.SPATIAL_KINDS and (kind != "batch_norm" or len(shape) >= 2):
             if not self.last:
                 fail(label, kind, "a channels-first layer only where the Flax network is "
                      "channels-last: from its input up to its Flatten")
         elif kind in PLAIN and self.last:
             fail(label, kind, "a layer acting on the last axis only after the Flatten: in "
                  "the channels-last part that axis is C, in the spec's it is not")
-        elif isinstance(layer, (LayerNorm, RMSNorm)) and layer.dims != 1:
-            fail(f"{label}.dims", layer.dims, "1 (Flax's norms take one feature axis)")
-        elif kind not in SPATIAL + ELEMENTWISE + PLAIN + ("flatten", "residual", "batch_norm"):
-            fail(label, kind, "a layer kind to_flax exports: "
-                 + ", ".join(SPATIAL + ELEMENTWISE + PLAIN + ("flatten", "residual",
-                                                              "batch_norm")))
+        elif kind not in EXPORTED:
+            fail(label, kind, "a layer kind to_flax exports: " + ", ".join(EXPORTED))
         return columns
 
 
@@ -164,7 +150,7 @@ def _plan(layers: Sequence[Layer], shapes: Sequence[Shape], walk: _Walk, label: 
 def plan(spec: NetworkSpec, label: str = "spec.layers") -> list[tuple[Layer, Shape,
                                                                         Shape | None, list]]:
     """Every layer of ``spec`` checked against the Flax network's layout."""
-    walk = _Walk(channels_last(spec.input_shape, spec.layers))
+    walk = _Walk(layouts.channels_last_input(spec.input_shape, spec.layers))
     steps = _plan(spec.layers, spec.layer_input_shapes, walk, label)
     if walk.pending is not None or walk.last:
         fail(label, spec.layer_input_shapes[-1], "a network whose output is not "
@@ -201,7 +187,8 @@ def to_flax(spec: NetworkSpec, params: Params, model_state: Params | None = None
     x64 = jax.enable_x64(True) if spec.dtype == "float64" else contextlib.nullcontext()
     with x64:
         dtype = np.dtype(spec.dtype)
-        model = nnx.Sequential(*build(steps, params, model_state, dtype))
+        model = flax_modules.Network(*build(steps, params, model_state, dtype),
+                                     dtype=spec.dtype)
         model.eval()
     return model
 
@@ -259,10 +246,12 @@ def from_flax(module: Any, input_shape: Sequence[int], **spec_fields: Any
         if name in spec_fields:
             fail(name, spec_fields[name], "no such argument: from_flax takes it from the "
                  "module", TypeError)
-    elements = list(module.layers) if type(module) is nnx.Sequential else [module]
-    read = _read_all(elements, "module.layers" if type(module) is nnx.Sequential else "module")
+    from nnparity.backends.interop import flax_modules
+    sequential = type(module) in (nnx.Sequential, flax_modules.Network)   # exactly these
+    elements = list(cast(nnx.Sequential, module).layers) if sequential else [module]
+    read = _read_all(elements, "module.layers" if sequential else "module")
     layers = tuple(layer for layer, _, _ in read)
-    if channels_last(shape, layers):
+    if layouts.channels_last_input(shape, layers):
         shape = (shape[-1], *shape[:-1])                        # the spec's (C, *spatial)
     dtype = _dtype_of(read)
     spec = NetworkSpec(input_shape=shape, layers=layers, dtype=dtype, **spec_fields)
@@ -271,10 +260,26 @@ def from_flax(module: Any, input_shape: Sequence[int], **spec_fields: Any
             zip(read, plan(spec, "module.layers"), strict=True)):
         if columns is not None:                                 # undo the Flatten's order
             p = {**p, "weight": layouts.flatten_columns_channels_first(p["weight"], columns)}
+        p = _norms_unflattened(layer, p, in_shape)
         where = f"module.layers[{i}] ({type(elements[i]).__name__})"
         params.append(_in_order(p, layer.param_shapes(in_shape), dtype, where))
         state.append(_in_order(s, layer.buffer_shapes(in_shape), dtype, where))
     return spec, check_params(spec, params), check_model_state(spec, state)
+
+
+def _norms_unflattened(layer: Layer, params: dict, input_shape: Shape) -> dict:
+    """``params`` of ``layer`` (input ``input_shape``) with a norm's Flax scale and bias
+    (prod(s),) reshaped to torch's s, the last ``dims`` axes of its input (row-major,
+    as Flax broadcasts them); into a Residual's sub-layers. An array whose size is not
+    prod(s) is left for ``_in_order`` to refuse."""
+    if isinstance(layer, Residual):
+        return layer.join([_norms_unflattened(sub, p, shape) for sub, p, shape in zip(
+            layer.sublayers(), layer.split(params), layer.shapes(input_shape)[:-1],
+            strict=True)])
+    if not isinstance(layer, (LayerNorm, RMSNorm)):
+        return params
+    s = tuple(input_shape[-layer.dims:])
+    return {name: a.reshape(s) if a.size == math.prod(s) else a for name, a in params.items()}
 
 
 def _in_order(arrays: dict, shapes: dict, dtype: str, label: str) -> dict:

@@ -23,8 +23,8 @@ import numpy as np
 from flax import nnx
 
 from nnparity.backends.interop import flax_cells, layouts
-from nnparity.backends.interop.flax_layers import torch_momentum
-from nnparity.backends.interop.flax_modules import (Recurrent, SelfAttention, flatten,
+from nnparity.backends.interop.flax_modules import (Recurrent, SelfAttention,
+                                                    attention_in_dtype, flatten,
                                                     linear_arrays, numpy_of)
 from nnparity.backends.jax.activations import ACTIVATIONS as JAX_ACTIVATIONS
 from nnparity.shared.core.activations import ACTIVATIONS
@@ -42,6 +42,11 @@ DIFFERING = {jax.nn.gelu: "its default is the tanh approximation, and its exact 
              jax.nn.hard_tanh: "its derivative at -1 and 1 is 1, nnparity's 0",
              jax.nn.celu: "it splits the derivative at 0 (jnp.maximum), nnparity's is 1"}
 POOLS = {nnx.max_pool: "max_pool", nnx.avg_pool: "avg_pool"}
+#: the attention functions read as nnparity's attention (float64 softmax): Flax's
+#: default (its softmax in float32: the same function, less accurately) and the one
+#: ``to_flax`` writes
+ATTENTION_FUNCTIONS = {nnx.dot_product_attention: "nnx.dot_product_attention",
+                       attention_in_dtype: "flax_modules.attention_in_dtype"}
 
 
 def _make(kind: str, **fields: Any) -> Layer:
@@ -162,8 +167,8 @@ def _batch_norm(m: nnx.BatchNorm, label: str) -> Read:
     if m.use_scale != m.use_bias or m.axis_name is not None:
         fail(label, "use_scale != use_bias or axis_name", "both or neither of scale and bias "
              "(torch's affine), no axis_name")
-    layer = _make("batch_norm", momentum=torch_momentum(m.momentum), eps=m.epsilon,
-                                 affine=m.use_scale)
+    layer = _make("batch_norm", momentum=layouts.torch_momentum(m.momentum), eps=m.epsilon,
+                  affine=m.use_scale)
     params = {"weight": numpy_of(m.scale), "bias": numpy_of(m.bias)} if m.use_scale else {}
     counted = getattr(m, "num_batches_tracked", None)
     dtype = numpy_of(m.mean).dtype
@@ -173,12 +178,28 @@ def _batch_norm(m: nnx.BatchNorm, label: str) -> Read:
     return layer, params, state
 
 
+def _norm_dims(m: nnx.LayerNorm | nnx.RMSNorm, label: str) -> int:
+    """dims of a Flax norm whose ``reduction_axes`` and ``feature_axes`` are both
+    (-dims, ..., -1) (an int -k is (-k,)): torch's norm over the last dims axes."""
+    axes = {name: tuple(v) if isinstance(v, (tuple, list)) else (v,)
+            for name, v in (("reduction_axes", m.reduction_axes),
+                            ("feature_axes", m.feature_axes))}
+    dims = len(axes["reduction_axes"])
+    if dims == 0 or any(v != tuple(range(-dims, 0)) for v in axes.values()):
+        fail(f"{label}.reduction_axes, feature_axes", tuple(axes.values()), "both (-dims, ..., "
+             "-1) for one dims >= 1, the last axes, e.g. (-1,) or (-2, -1): torch normalises "
+             "and scales the same trailing axes")
+    return dims
+
+
 def _layer_norm(m: nnx.LayerNorm, label: str) -> Read:
-    _last_axis(label, reduction_axes=m.reduction_axes, feature_axes=m.feature_axes)
+    """Scale and bias stay Flax's (prod(s),): the caller, which knows the input shape,
+    reshapes them to s (``flax_nnx``)."""
+    dims = _norm_dims(m, label)
     if m.use_bias and not m.use_scale:
         fail(f"{label}.use_bias", True, "a bias only with a scale (torch's LayerNorm)")
-    layer = _make("layer_norm", eps=m.epsilon, elementwise_affine=m.use_scale,
-                                 bias=m.use_bias or not m.use_scale)
+    layer = _make("layer_norm", dims=dims, eps=m.epsilon, elementwise_affine=m.use_scale,
+                  bias=m.use_bias or not m.use_scale)
     params = {"weight": numpy_of(m.scale)} if m.use_scale else {}
     if m.use_bias:
         params["bias"] = numpy_of(m.bias)
@@ -187,10 +208,10 @@ def _layer_norm(m: nnx.LayerNorm, label: str) -> Read:
 
 def _rms_norm(m: nnx.RMSNorm, label: str) -> Read:
     """An epsilon equal to finfo(param_dtype).eps reads back as eps=None, torch's default,
-    which means that number."""
-    _last_axis(label, reduction_axes=m.reduction_axes, feature_axes=m.feature_axes)
+    which means that number. The scale stays (prod(s),), as in ``_layer_norm``."""
+    dims = _norm_dims(m, label)
     eps = None if m.epsilon == float(np.finfo(np.dtype(m.param_dtype)).eps) else m.epsilon
-    layer = _make("rms_norm", eps=eps, elementwise_affine=m.use_scale)
+    layer = _make("rms_norm", dims=dims, eps=eps, elementwise_affine=m.use_scale)
     return layer, ({"weight": numpy_of(m.scale)} if m.use_scale else {}), {}
 
 
@@ -217,6 +238,10 @@ def _attention(m: Any, label: str) -> Read:
              "decode", f"qkv and out features equal to in_features={embed}, as many key/value "
              "heads as heads, no qk normalisation, no dropout, decode False (torch's "
              "MultiheadAttention)")
+    if not any(m.attention_fn is fn for fn in ATTENTION_FUNCTIONS):
+        fail(f"{label}.attention_fn", getattr(m.attention_fn, "__name__", m.attention_fn),
+             " or ".join(ATTENTION_FUNCTIONS.values()) + ", read as nnparity's attention "
+             "(softmax in float64): any other function may compute anything")
     kernels = [numpy_of(p.kernel) for p in (m.query, m.key, m.value)]
     params = {"in_proj_weight": layouts.packed_projection(*kernels)}
     if m.use_bias:
