@@ -20,7 +20,7 @@ import importlib.util
 from types import ModuleType
 from typing import Any
 
-from nnparity.shared.core.validation import MissingFrameworkError
+from nnparity.shared.core.validation import MissingFrameworkError, fail
 
 #: public name -> the module of this package that defines it
 EXPORTS = {
@@ -32,7 +32,7 @@ EXPORTS = {
 #: framework (top-level module) -> the pip extra that installs it
 EXTRAS = {"torch": "torch", "flax": "flax", "equinox": "equinox", "keras": "keras"}
 
-__all__ = sorted(EXPORTS) + ["require_framework"]
+__all__ = sorted(EXPORTS) + ["require_framework", "require_x64"]
 
 
 def require_framework(framework: str, purpose: str) -> ModuleType:
@@ -42,6 +42,18 @@ def require_framework(framework: str, purpose: str) -> ModuleType:
         raise MissingFrameworkError(f"{purpose} needs {framework}, which is not installed: "
                                     f"pip install 'nnparity[{EXTRAS[framework]}]'")
     return importlib.import_module(framework)
+
+
+def require_x64(dtype: str) -> None:
+    """For a network about to run in JAX (Flax, Equinox): a ``ValueError`` when it is
+    float64 and JAX's x64 is off, where JAX would compute it in float32 without a word
+    (``jnp.asarray`` of float64 data gives float32, with at most a warning)."""
+    import jax
+    import jax.numpy as jnp
+
+    if dtype == "float64" and jax.dtypes.canonicalize_dtype(jnp.float64) != "float64":
+        fail("jax_enable_x64", False, "True for a float64 network: with JAX's x64 off it "
+             "computes in float32 without a word (call it inside jax.enable_x64(True))")
 
 
 def __getattr__(name: str) -> Any:

@@ -61,7 +61,7 @@ from nnparity.shared.core.spec import NetworkSpec, walk_layers
 from nnparity.shared.core.tree import Params
 from nnparity.shared.core.validation import fail
 
-from . import layouts, require_framework
+from . import layouts, require_framework, require_x64
 
 #: BatchNorm's step count in the exported state: momentum**count is exactly 0 in both
 #: float dtypes for every momentum the exporter accepts, so 1 - momentum**count is 1;
@@ -139,10 +139,7 @@ def _modules() -> SimpleNamespace:
         dtype: str = eqx.field(static=True)
 
         def __call__(self, x, *, key=None):
-            if self.dtype == "float64" and jax.dtypes.canonicalize_dtype(jnp.float64) != "float64":
-                fail("jax_enable_x64", False, "True for a float64 network: with JAX's x64 off "
-                     "it computes in float32 without a word (call it inside "
-                     "jax.enable_x64(True))")
+            require_x64(self.dtype)
             run = jax.vmap(self.layers, axis_name="batch", in_axes=(0, None),
                            out_axes=(0, None))
             return run(x, self.state)[0]                        # (batch, *output_shape)

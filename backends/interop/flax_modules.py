@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 from flax.nnx.nn.attention import dot_product_attention_weights
 
-from nnparity.shared.core.validation import fail
+from nnparity.backends.interop import require_x64
 
 
 #: the initializer of every Flax weight that is replaced right after the module is
@@ -89,10 +89,7 @@ class Network(nnx.Sequential):
         self.dtype = dtype
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.dtype == "float64" and jax.dtypes.canonicalize_dtype(jnp.float64) != "float64":
-            fail("jax_enable_x64", False, "True for a float64 network: with JAX's x64 off "
-                 "it computes in float32 without a word (call it inside "
-                 "jax.enable_x64(True))")
+        require_x64(self.dtype)
         return super().__call__(*args, **kwargs)
 
 
