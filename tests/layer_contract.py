@@ -77,6 +77,20 @@ def data_for(spec: NetworkSpec, rows: int = 12, seed: int = 0) -> Dataset:
     return Dataset(x, y, x[:4], y[:4])
 
 
+def with_targets(spec: NetworkSpec, data: Dataset) -> Dataset:
+    """``data`` with targets for the spec's loss: class labels for cross_entropy,
+    probabilities in [0, 1] for bce_with_logits, ``data_for``'s values otherwise."""
+    rng = np.random.default_rng(5)
+    rows = len(data.y_train)
+    if spec.loss == "cross_entropy":
+        y = rng.integers(0, spec.n_outputs, rows)
+    elif spec.loss == "bce_with_logits":
+        y = rng.uniform(0.0, 1.0, (rows, spec.n_outputs))
+    else:
+        return data
+    return Dataset(data.x_train, y, data.x_test, y[:len(data.x_test)])
+
+
 def batch(spec: NetworkSpec):
     data = data_for(spec)
     return data.x_train[:spec.batch_size], data.y_train[:spec.batch_size]

@@ -33,7 +33,7 @@ import re
 import numpy as np
 import pytest
 from conftest import require
-from layer_contract import data_for
+from layer_contract import data_for, with_targets
 
 from nnparity.backends import get_backend, predict, train
 from nnparity.backends.interop import flax_nnx, layouts
@@ -102,19 +102,9 @@ CONTROLS = {**SQUARE, "oblong-conv": net((2, 5, 6), [Conv2d(3, (2, 3)), Activati
                                                       Flatten(), Dense(2)])}
 
 
-def labelled(spec, data):
-    """``data`` (``layer_contract.data_for``: regression targets) with class labels in
-    [0, n_outputs) for a cross_entropy spec, as tests/test_interop_torch.py's
-    ``with_targets`` does."""
-    if spec.loss != "cross_entropy":
-        return data
-    y = np.random.default_rng(5).integers(0, spec.n_outputs, len(data.y_train))
-    return Dataset(data.x_train, y, data.x_test, y[:len(data.x_test)])
-
-
 def labelled_data(spec):
-    """Eight seeded rows for ``spec`` (``layer_contract.data_for``), labelled for its loss."""
-    return labelled(spec, data_for(spec, rows=8))
+    """Eight seeded rows for ``spec`` (``layer_contract.data_for``), with targets for its loss."""
+    return with_targets(spec, data_for(spec, rows=8))
 
 
 @functools.lru_cache(maxsize=None)

@@ -33,12 +33,12 @@ import dataclasses
 import numpy as np
 import pytest
 from conftest import require
-from layer_contract import data_for
+from layer_contract import data_for, with_targets
 
 from nnparity.backends import get_backend, predict, train
 from nnparity.backends.interop import from_torch, layouts, to_torch, torch_nn
 from nnparity.shared import (GRU, LSTM, POLICY, RNN, SGD, Activation, Adam, AdamW, BatchNorm,
-                             Dataset, Dense, Dropout, Embedding, Flatten, MultiHeadAttention,
+                             Dense, Dropout, Embedding, Flatten, MultiHeadAttention,
                              NetworkSpec, RMSprop)
 from nnparity.shared.core.activations import ACTIVATIONS
 from nnparity.shared.core.layers import LAYERS
@@ -160,20 +160,6 @@ def trained(name):
     data = with_targets(spec, data_for(spec, rows=12, seed=1))
     result = train(spec, data, "numpy", metrics=False)
     return spec, result.params, result.model_state, data
-
-
-def with_targets(spec, data):
-    """``data`` with targets for the spec's loss: class labels for cross_entropy,
-    probabilities in [0, 1] for bce_with_logits, ``data_for``'s values otherwise."""
-    rng = np.random.default_rng(5)
-    rows = len(data.y_train)
-    if spec.loss == "cross_entropy":
-        y = rng.integers(0, spec.n_outputs, rows)
-    elif spec.loss == "bce_with_logits":
-        y = rng.uniform(0.0, 1.0, (rows, spec.n_outputs))
-    else:
-        return data
-    return Dataset(data.x_train, y, data.x_test, y[:len(data.x_test)])
 
 
 def torch_forward(model, x):
