@@ -245,8 +245,10 @@ def predict(spec: NetworkSpec, params: Params, x: np.ndarray, backend: str = "nu
             model_state: Params | None = None) -> np.ndarray:
     """The network's output for x (batch, *input_shape) -> (batch, k), in spec.dtype,
     in eval mode; ``model_state`` defaults to the initial one."""
+    if not isinstance(spec, NetworkSpec):
+        fail("spec", spec, "a NetworkSpec", TypeError)
+    check_backend(backend)                       # before the parameters, however many
     params, model_state = check_network(spec, params, model_state)
-    check_backend(backend)
     check_inputs(spec, "x", x)
     check_memory("x.shape", x.shape, predict_bytes(spec, x.shape[0]))
     module = get_backend(backend)
