@@ -44,7 +44,7 @@ from nnparity.backends.numpy.network import empty_like, forward, loss_and_gradie
 from nnparity.shared import (POLICY, Dataset, NetworkSpec, compare, init_model_state,
                              init_params, load_checkpoint, save_checkpoint, to_flat)
 from nnparity.shared.core.draws import step_draws
-from nnparity.shared.core.tolerance import tensorwise_difference
+from nnparity.shared.core.tolerance import difference, tensorwise_difference
 from nnparity.shared.core.tree import leaves
 
 #: the finite-difference acceptance threshold (norm-based relative error), as in
@@ -89,6 +89,37 @@ def with_targets(spec: NetworkSpec, data: Dataset) -> Dataset:
     else:
         return data
     return Dataset(data.x_train, y, data.x_test, y[:len(data.x_test)])
+
+
+def torch_batch_norm_after_a_step(batch_norm_params, batch_norm_state, z, momentum):
+    """``torch.nn.BatchNorm2d``'s running statistics after one training-mode call on z
+    (N, C, H, W), from nnparity's BatchNorm parameters and model state (6 batches
+    tracked), with the batch's biased variance per channel and n, the values per
+    channel: (running_mean, running_var, batch_var, n)."""
+    torch = require("torch")
+    zt = torch.from_numpy(z)
+    oracle = torch.nn.BatchNorm2d(z.shape[1], momentum=momentum, dtype=zt.dtype)
+    oracle.load_state_dict({"weight": torch.from_numpy(batch_norm_params["weight"]),
+                            "bias": torch.from_numpy(batch_norm_params["bias"]),
+                            "running_mean": torch.from_numpy(batch_norm_state["running_mean"]),
+                            "running_var": torch.from_numpy(batch_norm_state["running_var"]),
+                            "num_batches_tracked": torch.tensor(6)})
+    oracle.train()(zt)
+    batch_var = z.astype(np.float64).var(axis=(0, 2, 3))
+    n = z.shape[0] * z.shape[2] * z.shape[3]
+    return oracle.running_mean.numpy(), oracle.running_var.numpy(), batch_var, n
+
+
+def assert_biased_running_variance(mean, var, torch_after, momentum, tol):
+    """A BatchNorm whose running variance takes the *biased* batch variance (Flax's,
+    Equinox's, Keras's) against torch's after the same step (``torch_after`` from
+    ``torch_batch_norm_after_a_step``): the means agree; the variances differ by
+    momentum * batch_var * (1 - n / (n - 1)) = -momentum * batch_var / (n - 1), and
+    by that alone."""
+    torch_mean, torch_var, batch_var, n = torch_after
+    assert difference(mean, torch_mean, tol).ok
+    assert not difference(var, torch_var, tol).ok
+    assert difference(var, torch_var - momentum * batch_var / (n - 1), tol).ok
 
 
 def batch(spec: NetworkSpec):

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 import pytest
 from conftest import require
-from layer_contract import data_for
+from layer_contract import assert_biased_running_variance, data_for, torch_batch_norm_after_a_step
 
 from nnparity.backends import predict, train
 from nnparity.shared import (Activation, AvgPool1d, AvgPool2d, BatchNorm, Conv1d, Conv2d,
@@ -150,9 +150,9 @@ def test_negative_control_a_transposed_kernel_fails(wrong):
 
 def batch_norm_after_a_training_step(unconverted: bool):
     """(Equinox's running mean and variance after one training-mode batch through the
-    exported BatchNorm(momentum=0.2), torch.nn.BatchNorm2d's, the batch's biased
-    variance, n per channel). ``unconverted``: the exporter is handed 1 - 0.2, so that
-    Equinox gets torch's 0.2 unconverted."""
+    exported BatchNorm(momentum=0.2), ``torch_batch_norm_after_a_step`` on the same
+    batch). ``unconverted``: the exporter is handed 1 - 0.2, so that Equinox gets
+    torch's 0.2 unconverted."""
     jax, eqx, torch = require("jax"), require("equinox"), require("torch")
     spec, params, model_state, _ = trained("conv2d-pools")
     conv, bn = spec.layers[:2]
@@ -173,30 +173,18 @@ def batch_norm_after_a_training_step(unconverted: bool):
         scale = 1 - norm.momentum ** state.get(norm.batch_counter)   # Equinox's debiasing
         mean, var = np.asarray(hidden_mean / scale), np.asarray(hidden_var / scale)
     z = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(params[0]["weight"]),
-                                   torch.from_numpy(params[0]["bias"]), padding="same")
-    oracle = torch.nn.BatchNorm2d(4, momentum=momentum, dtype=torch.float64)
-    oracle.load_state_dict({"weight": torch.from_numpy(params[1]["weight"]),
-                            "bias": torch.from_numpy(params[1]["bias"]),
-                            "running_mean": torch.from_numpy(model_state[1]["running_mean"]),
-                            "running_var": torch.from_numpy(model_state[1]["running_var"]),
-                            "num_batches_tracked": torch.tensor(6)})
-    oracle.train()(z)
-    batch_var = z.var(dim=(0, 2, 3), unbiased=False).numpy()
-    n = z.shape[0] * z.shape[2] * z.shape[3]
-    return mean, var, oracle.running_mean.numpy(), oracle.running_var.numpy(), batch_var, n
+                                   torch.from_numpy(params[0]["bias"]), padding="same").numpy()
+    return mean, var, torch_batch_norm_after_a_step(params[1], model_state[1], z, momentum)
 
 
 def test_batch_norm_momentum_is_converted_for_training_in_equinox():
-    mean, var, torch_mean, torch_var, batch_var, n = batch_norm_after_a_training_step(False)
-    assert difference(mean, torch_mean, TOL).ok
-    # Equinox's variance update takes the biased batch variance, torch's the unbiased one:
-    # they differ by momentum * batch_var * (1 - n / (n - 1)) = -momentum * batch_var / (n - 1)
-    assert not difference(var, torch_var, TOL).ok
-    assert difference(var, torch_var - 0.2 * batch_var / (n - 1), TOL).ok
+    # Equinox's variance update takes the biased batch variance, torch's the unbiased one
+    mean, var, torch_after = batch_norm_after_a_training_step(False)
+    assert_biased_running_variance(mean, var, torch_after, 0.2, TOL)
 
 
 def test_negative_control_batch_norm_momentum_left_in_torchs_meaning():
-    mean, _, torch_mean, _, _, _ = batch_norm_after_a_training_step(True)
+    mean, _, (torch_mean, *_) = batch_norm_after_a_training_step(True)
     assert not difference(mean, torch_mean, TOL).ok
 
 
