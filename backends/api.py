@@ -17,8 +17,7 @@ from nnparity.shared.core.checkpoint import Checkpoint
 from nnparity.shared.core.data import (Dataset, batch_plan, check_fits, check_inputs,
                                        check_training_batches, inputs_as, predict_bytes,
                                        run_bytes)
-from nnparity.shared.core.init import (check_model_state, check_network, check_params,
-                                       init_model_state, init_params)
+from nnparity.shared.core.init import check_network, init_model_state, init_params
 from nnparity.shared.core.layers import Activation
 from nnparity.shared.core.losses import IGNORE_INDEX, LOSSES, check_loss_params, check_targets
 from nnparity.shared.core.optimizers import OptimizerState, init_state
@@ -211,9 +210,7 @@ def evaluate(spec: NetworkSpec, params: Params, data: Dataset, backend: str = "n
     NumPy reference's."""
     check_fits(spec, data)
     check_backend(backend)
-    params = check_params(spec, params)
-    model_state = (init_model_state(spec) if model_state is None
-                   else check_model_state(spec, model_state))
+    params, model_state = check_network(spec, params, model_state)
     check_memory("data.x_test.shape", data.x_test.shape,
                  predict_bytes(spec, data.x_test.shape[0]))
     return measure_metrics(spec, params, model_state, data, get_backend(backend))
