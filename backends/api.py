@@ -21,6 +21,7 @@ from nnparity.shared.core.init import check_network, init_model_state, init_para
 from nnparity.shared.core.layers import Activation
 from nnparity.shared.core.losses import IGNORE_INDEX, LOSSES, check_loss_params, check_targets
 from nnparity.shared.core.optimizers import OptimizerState, init_state
+from nnparity.shared.core.replicas import check_replicas
 from nnparity.shared.core.spec import NetworkSpec, check_activation_in_dtype, check_loss_in_dtype
 from nnparity.shared.core.trajectory import Snapshot, copy_state
 from nnparity.shared.core.tree import Params, copy_tree
@@ -60,6 +61,7 @@ class TrainResult:
             epochs this call ran.
         model_state: the model state (non-trainable buffers) after training, a
             tree like ``params`` (empty dicts for Dense networks).
+        replicas: how many data-parallel replicas trained (1: one device).
     """
 
     params: Params
@@ -71,6 +73,7 @@ class TrainResult:
     snapshots: list[Snapshot] = field(default_factory=list)
     epochs_done: int = 0
     model_state: Params = field(default_factory=list)
+    replicas: int = 1
 
 
 def check_progress(progress: object) -> None:
@@ -93,7 +96,8 @@ def check_progress(progress: object) -> None:
 def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
           resume: Checkpoint | None = None, record_every: int | None = None,
           progress: Callable[[int, int, float], None] | None = None,
-          metrics: bool = True) -> TrainResult:
+          metrics: bool = True, replicas: int = 1,
+          sync_batch_norm: bool = True) -> TrainResult:
     """Train ``spec`` on ``data.x_train``/``data.y_train`` with one backend.
 
     Every backend starts from ``init_params(spec)`` and the optimizer's initial
@@ -121,6 +125,19 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
         metrics: measure the test-set metrics of the trained parameters (a forward
             pass over ``data.x_test``); False leaves ``TrainResult.metrics`` empty,
             so that the call is training alone (what ``nnparity bench`` times).
+        replicas: train data-parallel on this many replicas (1 to 64): each global
+            batch is split across them, the loss and gradients are the global
+            batch's, and the result equals the single-device run up to rounding
+            (``nnparity.shared.core.replicas`` defines it). NumPy runs the replicas
+            as threads, torch as ``torch.distributed`` processes (gloo) launched
+            here or, under ``torchrun``, this process as one of them, JAX as host
+            devices of a sharded computation in a fresh subprocess. Every training
+            batch needs at least ``replicas`` rows. ``progress`` is then called
+            once, at the end.
+        sync_batch_norm: with replicas > 1, BatchNorm normalises with the global
+            batch's statistics (True, equal to one device) or each shard's own
+            (False, as plain BatchNorm under DDP; the running statistics are then
+            replica 0's).
 
     Raises:
         DivergenceError: at the first step whose loss or updated parameters are
@@ -134,8 +151,10 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
     check_progress(progress)
     check_bool("metrics", metrics)
     n_rows = data.x_train.shape[0]
+    split = check_replicas(replicas, sync_batch_norm, spec, n_rows)
     start = 0 if resume is None else resume_point(spec, resume, n_rows)
-    chunk = max(1, spec.epochs - start if progress is None else (spec.epochs - start) // 20)
+    chunk = max(1, spec.epochs - start if progress is None or split is not None
+                else (spec.epochs - start) // 20)
     check_memory("spec.epochs", spec.epochs, run_bytes(
         spec, n_rows, spec.epochs - start, chunk_epochs=chunk, record_every=record_every),
         blame={"parameters and optimizer state": ("spec.layers", spec.layers),
@@ -159,7 +178,7 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
         plan = batch_plan(x.shape[0], spec.batch_size, epochs, spec.seed, spec.shuffle,
                           first_epoch=first)
         params, model_state, opt_state, chunk_losses, chunk_snapshots = module.train(
-            spec, params, model_state, opt_state, x, y, plan, record_every)
+            spec, params, model_state, opt_state, x, y, plan, record_every, split)
         loss_chunks.append(chunk_losses)
         snapshots.extend(chunk_snapshots)
         if progress is not None:
@@ -169,7 +188,8 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
                        opt_state=opt_state,
                        metrics=(measure_metrics(spec, params, model_state, data, module)
                                 if metrics else {}),
-                       snapshots=snapshots, epochs_done=spec.epochs, model_state=model_state)
+                       snapshots=snapshots, epochs_done=spec.epochs, model_state=model_state,
+                       replicas=replicas)
 
 
 def resume_point(spec: NetworkSpec, resume: object, n_rows: int) -> int:

@@ -23,12 +23,14 @@ from nnparity.shared.core.data import BatchPlan
 from nnparity.shared.core.divergence import raise_divergence
 from nnparity.shared.core.draws import draws_anything, step_draws
 from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.replicas import Replicas
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot
 from nnparity.shared.core.tree import Params, in_order
 
 from .network import loss_fn, train_step
 from .optimizers import constants, update
+from .replicas import run_replicas
 
 
 def all_finite(tree):
@@ -43,9 +45,9 @@ def record(snapshots, current, s, every, first_k):
                         snapshots, current)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "kind", "recording"))
+@functools.partial(jax.jit, static_argnames=("model", "kind", "recording", "devices"))
 def _train(params, model_state, opt_state, x, y, full, tail, draws, n_epochs, hyper,
-           first_step, snapshots, every, first_k, model, kind, recording):
+           first_step, snapshots, every, first_k, model, kind, recording, devices):
     """Train ``n_epochs`` (traced) of the capacity epochs in ``full`` and ``tail``.
 
     full: (capacity, n_full, batch) rows; tail: (capacity, rest) rows or None;
@@ -54,6 +56,8 @@ def _train(params, model_state, opt_state, x, y, full, tail, draws, n_epochs, hy
     do not depend on it. Returns params, model and optimizer states, per-step losses
     and finite flags
     ((capacity, steps) each; rows past n_epochs are unused), and the snapshots.
+    ``devices``: data-parallel replicas (``replicas.py``) each batch is split
+    across, or None.
     """
     full_draws, tail_draws = draws
 
@@ -62,8 +66,12 @@ def _train(params, model_state, opt_state, x, y, full, tail, draws, n_epochs, hy
         rows, step_draws = batch
         if recording:
             snapshots = record(snapshots, (params, model_state, opt_state), s, every, first_k)
+        x_batch, y_batch = x[rows], y[rows]
+        if devices is not None:                    # rows split across the replicas
+            x_batch, y_batch, step_draws = jax.tree.map(devices.place,
+                                                        (x_batch, y_batch, step_draws))
         params, model_state, opt_state, loss = train_step(
-            params, model_state, opt_state, x[rows], y[rows], step_draws, hyper, model, kind)
+            params, model_state, opt_state, x_batch, y_batch, step_draws, hyper, model, kind)
         finite = jnp.isfinite(loss) & all_finite(params) & all_finite(opt_state)
         return (params, model_state, opt_state, s + 1, snapshots), (loss, finite)
 
@@ -164,15 +172,25 @@ def state_to_numpy(spec, state):
 
 
 def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
-          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None
-          ) -> RunResult:
+          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None,
+          replicas: Replicas | None = None) -> RunResult:
     """Train from NumPy arguments over ``plan``; the result in NumPy. The compiled
     run flags every step's finiteness; the first non-finite step then raises
     ``DivergenceError``, as the other backends do during the run.
 
     Runs under ``jax.enable_x64(True)``, scoped to the call: float64 specs need
     it, and float32 specs use float64 for the optimizers' bias corrections
-    (arrays keep their dtype)."""
+    (arrays keep their dtype).
+
+    With ``replicas``, the same compiled run splits every batch across that many
+    devices (``replicas.py``), in a fresh process unless this one has them."""
+    if replicas is not None:
+        return run_replicas(replicas, functools.partial(
+            _run, spec, params, model_state, opt_state, x, y, plan, record_every))
+    return _run(spec, params, model_state, opt_state, x, y, plan, record_every, None)
+
+
+def _run(spec, params, model_state, opt_state, x, y, plan, record_every, devices):
     model, kind = static_parts(spec)
     n_steps = plan.epochs * plan.steps_per_epoch
     every = record_every or 1
@@ -194,7 +212,7 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
             params, model_state, opt_state, chunk_losses, chunk_finite, buffers = _train(
                 params, model_state, opt_state, x, y, padded(plan.full[start:start + n], capacity),
                 tail, draws, n, hyper, plan.first_step + start * plan.steps_per_epoch, buffers,
-                every, first_k, model=model, kind=kind, recording=count > 0)
+                every, first_k, model=model, kind=kind, recording=count > 0, devices=devices)
             loss_chunks.append(np.array(chunk_losses)[:n].reshape(-1))   # slice in NumPy:
             finite_chunks.append(np.array(chunk_finite)[:n].reshape(-1))  # no jit per n
         losses = np.concatenate(loss_chunks) if loss_chunks else np.zeros(0, spec.dtype)
@@ -216,15 +234,33 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
 
 
 def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
-         x: np.ndarray, y: np.ndarray) -> StepResult:
+         x: np.ndarray, y: np.ndarray, replicas: Replicas | None = None) -> StepResult:
     """One step from NumPy arguments; the result in NumPy. Random layers use the
-    draws of step ``opt_state.step``."""
+    draws of step ``opt_state.step``. With ``replicas``, x and y are the global
+    batch, split across that many devices (``steps`` takes many such steps in
+    one launch)."""
+    return steps(spec, [(params, model_state, opt_state, x, y)], replicas)[0]
+
+
+def steps(spec: NetworkSpec, starts: list, replicas: Replicas | None = None
+          ) -> list[StepResult]:
+    """``step`` from each (params, model_state, opt_state, x, y) of ``starts``."""
+    if replicas is not None:
+        return run_replicas(replicas, functools.partial(_steps, spec, starts))
+    return _steps(spec, starts, None)
+
+
+def _steps(spec, starts, devices):
+    return [_step(spec, *start, devices) for start in starts]
+
+
+def _step(spec, params, model_state, opt_state, x, y, devices):
     model, kind = static_parts(spec)
     draws = step_draws(spec, int(opt_state.step), x.shape[0])
     with jax.enable_x64(True):
         hyper = constants(spec.optimizer, spec.dtype)
         (loss, new_model_state), grads = _value_and_grad(params, model_state, x, y, draws,
-                                                         model)
+                                                         model, devices)
         new_params, new_opt_state = _update(params, grads, opt_state, hyper, kind)
         return StepResult(np.array(loss), params_to_numpy(spec, grads),
                           params_to_numpy(spec, new_params),
@@ -232,8 +268,10 @@ def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opti
                           state_to_numpy(spec, new_opt_state))
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def _value_and_grad(params, model_state, x, y, draws, model):
+@functools.partial(jax.jit, static_argnames=("model", "devices"))
+def _value_and_grad(params, model_state, x, y, draws, model, devices):
+    if devices is not None:                        # rows split across the replicas
+        x, y, draws = jax.tree.map(devices.place, (x, y, draws))
     return jax.value_and_grad(loss_fn, has_aux=True)(params, model_state, x, y, draws, model)
 
 

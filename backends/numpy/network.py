@@ -45,13 +45,19 @@ def empty_like(params):
     return [{name: np.empty_like(value) for name, value in layer.items()} for layer in params]
 
 
-def loss_and_gradients(spec, params, model_state, x, y, grads, draws: Draws | None = None):
+def loss_and_gradients(spec, params, model_state, x, y, grads, draws: Draws | None = None,
+                       weight: float | None = None):
     """The minibatch loss and its gradient with respect to every parameter,
-    written into ``grads``, in training mode with the step's ``draws``."""
+    written into ``grads``, in training mode with the step's ``draws``.
+    ``weight``: a replica's share w_r of the global batch's loss (the loss and
+    dL/dp are scaled by it before the backward pass)."""
     loss, d_loss = LOSSES[spec.loss]
     p, caches = forward(spec, params, model_state, x, True, draws)
+    value = loss(p, y, **spec.loss_kwargs)
     d_out = d_loss(p, y, **spec.loss_kwargs)                # dL/dp, (batch, k)
-    return loss(p, y, **spec.loss_kwargs), backward(spec, params, caches, d_out, grads)
+    if weight is not None:
+        value, d_out = value * weight, d_out * weight
+    return value, backward(spec, params, caches, d_out, grads)
 
 
 def predict(spec: NetworkSpec, params: Params, model_state: Params, x: np.ndarray

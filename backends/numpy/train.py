@@ -16,23 +16,57 @@ from nnparity.shared.core.divergence import raise_divergence
 from nnparity.shared.core.draws import draws_anything, no_draws, step_draws
 from nnparity.shared.core.flat import in_one_vector
 from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.replicas import Replica, Replicas, my_shard
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot, copy_state
 from nnparity.shared.core.tree import Params, copy_tree
 
 from .network import empty_like, loss_and_gradients
 from .optimizers import update
+from .replicas import run_replicas
+
+
+def gradients(spec, params, model_state, x, y, grads, draws, replica: Replica | None):
+    """The global batch's loss and gradients (written into ``grads``) for the batch
+    x, y with its ``draws``. On one device, the whole batch; as ``replica``, its
+    shard, weighted by its share of the loss, then summed over the replicas in a
+    fixed order: this is all that data parallelism changes."""
+    if replica is None:
+        return loss_and_gradients(spec, params, model_state, x, y, grads, draws)[0]
+    part, weight = my_shard(replica, y, spec.loss)             # rows, w_r = N_r / N
+    shard_draws = [None if d is None else d[part] for d in draws]
+    loss, _ = loss_and_gradients(spec, params, model_state, x[part], y[part], grads,
+                                 shard_draws, weight)
+    for layer_grads in grads:
+        for name, g in layer_grads.items():
+            g[...] = replica.all_reduce(g)                     # sum_r w_r * grad_r
+    return replica.all_reduce(loss)                            # sum_r w_r * loss_r
 
 
 def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
-         x: np.ndarray, y: np.ndarray) -> StepResult:
+         x: np.ndarray, y: np.ndarray, replicas: Replicas | None = None) -> StepResult:
     """One step from copies of the arguments: the loss before the update, the
     gradients, and the parameters and states after it. Random layers use the draws
-    of step ``opt_state.step`` (the global step index)."""
+    of step ``opt_state.step`` (the global step index). With ``replicas``, x and y
+    are the global batch, split across them."""
+    return steps(spec, [(params, model_state, opt_state, x, y)], replicas)[0]
+
+
+def steps(spec: NetworkSpec, starts: list, replicas: Replicas | None = None
+          ) -> list[StepResult]:
+    """``step`` from each (params, model_state, opt_state, x, y) of ``starts``."""
+    if replicas is not None:
+        return run_replicas(replicas, lambda replica: [_step(spec, *start, replica)
+                                                       for start in starts])
+    return [_step(spec, *start, None) for start in starts]
+
+
+def _step(spec, params, model_state, opt_state, x, y, replica):
     params, model_state = copy_tree(params), copy_tree(model_state)
     opt_state = copy_state(opt_state)
     draws = step_draws(spec, int(opt_state.step), x.shape[0])
-    loss, grads = loss_and_gradients(spec, params, model_state, x, y, empty_like(params), draws)
+    grads = empty_like(params)
+    loss = gradients(spec, params, model_state, x, y, grads, draws, replica)
     opt_state = update(spec.optimizer, params, grads, opt_state)
     return StepResult(np.asarray(loss), grads, params, model_state, opt_state)
 
@@ -45,8 +79,8 @@ def all_finite(loss, *flats):
 
 
 def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
-          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None
-          ) -> RunResult:
+          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None,
+          replicas: Replicas | None = None) -> RunResult:
     """Train over the batches of ``plan``.
 
     Returns the parameters, the model and optimizer states, every step's
@@ -54,7 +88,18 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
     steps_per_epoch,), and a snapshot before every ``record_every``-th step.
     Raises ``DivergenceError`` at the first step whose loss, updated parameters
     or optimizer state are not finite.
+
+    With ``replicas``, one thread per replica runs this loop on its shard of
+    every batch (``replicas.py``); they stay identical, and replica 0's
+    result is returned.
     """
+    if replicas is not None:
+        return run_replicas(replicas, lambda replica: _train(
+            spec, params, model_state, opt_state, x, y, plan, record_every, replica))
+    return _train(spec, params, model_state, opt_state, x, y, plan, record_every, None)
+
+
+def _train(spec, params, model_state, opt_state, x, y, plan, record_every, replica):
     flat, params = in_one_vector(params, spec.dtype)
     flat_grads, grads = in_one_vector(params, spec.dtype)
     model_state = copy_tree(model_state)
@@ -80,8 +125,8 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
                                               copy_state(current_state()), copy_tree(model_state)))
                 draws = (step_draws(spec, step_index, x_batch.shape[0]) if random
                          else no_draws(spec))
-                loss, _ = loss_and_gradients(spec, params, model_state, x_batch, y_batch, grads,
-                                             draws)
+                loss = gradients(spec, params, model_state, x_batch, y_batch, grads, draws,
+                                 replica)
                 flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
                                     flat_state)
                 if not all_finite(loss, flat, *flat_buffers):

@@ -8,10 +8,12 @@ flat vector each (``nnparity.shared.core.flat``).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from nnparity.backends.contract import RunResult, StepResult
 from nnparity.shared.core.data import BatchPlan
@@ -19,12 +21,14 @@ from nnparity.shared.core.divergence import raise_divergence
 from nnparity.shared.core.draws import draws_anything, no_draws, step_draws
 from nnparity.shared.core.flat import in_one_vector
 from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.replicas import Replica, Replicas, my_shard
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot
 from nnparity.shared.core.tree import Params, leaves, map_tree, zeros_like_tree
 
 from .network import loss_fn, to_numpy, to_tensors
 from .optimizers import update
+from .replicas import run_replicas
 
 
 def state_to_tensors(state):
@@ -37,18 +41,59 @@ def state_to_numpy(state):
                           {name: to_numpy(tree) for name, tree in state.buffers.items()})
 
 
-def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
-         x: np.ndarray, y: np.ndarray) -> StepResult:
-    """One step from NumPy arguments; the result in NumPy. Random layers use the
-    draws of step ``opt_state.step``."""
-    draws = step_draws(spec, int(opt_state.step), x.shape[0])
-    params, model_state = to_tensors(params, requires_grad=True), to_tensors(model_state)
-    opt_state = state_to_tensors(opt_state)
-    loss = loss_fn(spec, params, model_state, torch.from_numpy(x), torch.from_numpy(y), draws)
+def backward(spec, params, model_state, x, y, draws, flat_grads, replica: Replica | None):
+    """The global batch's loss (detached), its gradients added into the parameters'
+    ``.grad`` (views of ``flat_grads``), for the batch x, y (tensors) with its
+    ``draws``. On one device, the whole batch; as ``replica``, its shard, its loss
+    weighted by its share w_r, then the gradients and the loss summed over the
+    replicas: this is all that data parallelism changes."""
+    if replica is None:
+        loss = loss_fn(spec, params, model_state, x, y, draws)
+        loss.backward()
+        return loss.detach()
+    part, weight = my_shard(replica, y.numpy(), spec.loss)   # rows, w_r = N_r / N
+    shard_draws = [None if d is None else d[part] for d in draws]
+    loss = loss_fn(spec, params, model_state, x[part], y[part], shard_draws) * weight
     loss.backward()
-    grads = map_tree(lambda p: p.grad, params)
+    with torch.no_grad():
+        dist.all_reduce(flat_grads)                           # sum_r w_r * grad_r
+        total = loss.detach().clone()
+        dist.all_reduce(total)                                # sum_r w_r * loss_r
+    return total
+
+
+def step(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
+         x: np.ndarray, y: np.ndarray, replicas: Replicas | None = None) -> StepResult:
+    """One step from NumPy arguments; the result in NumPy. Random layers use the
+    draws of step ``opt_state.step``. With ``replicas``, x and y are the global
+    batch, split across them (``steps`` takes many such steps in one launch)."""
+    return steps(spec, [(params, model_state, opt_state, x, y)], replicas)[0]
+
+
+def steps(spec: NetworkSpec, starts: list, replicas: Replicas | None = None
+          ) -> list[StepResult]:
+    """``step`` from each (params, model_state, opt_state, x, y) of ``starts``, the
+    replicas launched once for all of them."""
+    if replicas is not None:
+        return run_replicas(replicas, functools.partial(_steps, spec, starts))
+    return _steps(spec, starts, None)
+
+
+def _steps(spec, starts, replica):
+    return [_step(spec, *start, replica) for start in starts]
+
+
+def _step(spec, params, model_state, opt_state, x, y, replica):
+    draws = step_draws(spec, int(opt_state.step), x.shape[0])
+    flat_grads, grads = in_one_vector(zeros_like_tree(params), spec.dtype, torch.from_numpy)
+    params, model_state = to_tensors(params, requires_grad=True), to_tensors(model_state)
+    for p, g in zip(leaves(params), leaves(grads), strict=True):
+        p.grad = g
+    opt_state = state_to_tensors(opt_state)
+    loss = backward(spec, params, model_state, torch.from_numpy(x), torch.from_numpy(y),
+                    draws, flat_grads, replica)
     opt_state = update(spec.optimizer, params, grads, opt_state)
-    return StepResult(loss.detach().numpy(), to_numpy(grads), to_numpy(params),
+    return StepResult(loss.numpy(), to_numpy(grads), to_numpy(params),
                       to_numpy(model_state), state_to_numpy(opt_state))
 
 
@@ -60,8 +105,8 @@ def all_finite(loss, *flats):
 
 
 def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: OptimizerState,
-          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None
-          ) -> RunResult:
+          x: np.ndarray, y: np.ndarray, plan: BatchPlan, record_every: int | None = None,
+          replicas: Replicas | None = None) -> RunResult:
     """Train from NumPy arguments over ``plan``; the result in NumPy. Raises
     ``DivergenceError`` at the first step whose loss, parameters or optimizer
     state are not finite.
@@ -69,7 +114,18 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
     Each step runs ``loss.backward()``, which adds into the parameters' ``.grad``
     (views of one zeroed gradient vector), then updates under ``torch.no_grad()``
     and zeroes the gradients again.
+
+    With ``replicas``, one ``torch.distributed`` process per replica runs this
+    loop on its shard of every batch (``replicas.py``); they stay identical, and
+    replica 0's result is returned.
     """
+    if replicas is not None:
+        return run_replicas(replicas, functools.partial(
+            _train, spec, params, model_state, opt_state, x, y, plan, record_every))
+    return _train(spec, params, model_state, opt_state, x, y, plan, record_every, None)
+
+
+def _train(spec, params, model_state, opt_state, x, y, plan, record_every, replica):
     flat_grads, grads = in_one_vector(zeros_like_tree(params), spec.dtype, torch.from_numpy)
     flat, tensors = in_one_vector(params, spec.dtype, torch.from_numpy)
     for p, g in zip(leaves(tensors), leaves(grads), strict=True):
@@ -101,12 +157,11 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
                                           to_numpy(model_state)))
             draws = (step_draws(spec, step_index, x_batch.shape[0]) if random
                      else no_draws(spec))
-            loss = loss_fn(spec, params, model_state, x_batch, y_batch, draws)
-            loss.backward()
+            loss = backward(spec, params, model_state, x_batch, y_batch, draws, flat_grads,
+                            replica)
             flat_state = update(spec.optimizer, [{"all": flat}], [{"all": flat_grads}],
                                 flat_state)
             flat_grads.zero_()                                   # clear the gradients
-            loss = loss.detach()
             losses.append(loss)
             if not all_finite(loss, flat, *(f for f, _ in buffers.values())):
                 raise_divergence(spec, "torch", step_index, plan.steps_per_epoch)

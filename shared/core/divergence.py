@@ -28,11 +28,14 @@ class DivergenceError(FloatingPointError):
     """
 
     def __init__(self, backend: str, step: int, epoch: int, lr: float | None = None) -> None:
-        self.backend, self.step, self.epoch = backend, step, epoch
+        self.backend, self.step, self.epoch, self.lr = backend, step, epoch, lr
         hint = f" (lr={lr:g})" if lr is not None else ""
         super().__init__(
             f"{backend}: training diverged at step {step} (epoch {epoch}): a loss, parameter or "
             f"optimizer state became non-finite; try a smaller learning rate{hint}")
+
+    def __reduce__(self):                 # pickled by a data-parallel replica for its caller
+        return DivergenceError, (self.backend, self.step, self.epoch, self.lr)
 
 
 def raise_divergence(spec, backend: str, step: int, steps_per_epoch: int) -> None:

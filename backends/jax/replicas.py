@@ -1,0 +1,146 @@
+"""Replicas as JAX devices: the JAX backend's data-parallel runs.
+
+The compiled run is the single-device one with every batch placed across a
+``Mesh`` of N devices (``NamedSharding(mesh, P("replicas"))``, rows split as
+``shard_bounds`` splits them; XLA pads an uneven split itself). The compiler
+then partitions the computation: each device computes its rows, and the sums
+over the batch (the loss's mean, BatchNorm's statistics, every gradient) become
+cross-device reductions. What one device computes is thus, by construction, the
+global batch's loss and gradient; only the order of the sums changes.
+Per-replica BatchNorm is written out instead (``layers/batch_norm.py``).
+
+On CPU, N host devices exist only if ``--xla_force_host_platform_device_count=N``
+is in ``XLA_FLAGS`` before JAX starts, so ``run_replicas`` runs the job in a fresh
+Python process with that flag (``python -m nnparity.backends.jax.replicas``); the
+caller's process and its JAX configuration are never touched. A caller whose JAX
+already has N devices (several hosts after ``jax.distributed.initialize``, or
+the flag set by the user) runs the job in its own process.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from nnparity.shared.core.replicas import Replicas, running_as
+
+T = TypeVar("T")
+
+#: the flag that makes N CPU devices; read by XLA when JAX starts
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+class ReplicaError(RuntimeError):
+    """The process that ran a data-parallel JAX job ended without a result."""
+
+
+@dataclass(frozen=True)
+class DeviceReplicas:
+    """N devices running one sharded computation (the current ``Replica`` of a JAX
+    run; hashable, so a compiled function can take it as a static argument)."""
+
+    size: int
+    sync_batch_norm: bool
+    sharding: Any                # NamedSharding(mesh, P("replicas")) over the batch axis
+    rank: None = None            # no per-replica program: the compiler partitions one
+
+    def all_reduce(self, value):
+        raise NotImplementedError("a sharded JAX computation reduces by itself")
+
+    def place(self, batch):
+        """Constrain a batch's leading (row) axis to be split across the devices."""
+        import jax
+
+        return jax.lax.with_sharding_constraint(batch, self.sharding)
+
+
+def device_replicas(replicas: Replicas) -> DeviceReplicas:
+    """The mesh of the first ``replicas.count`` devices of this process's JAX."""
+    import jax
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:replicas.count]), ("replicas",))
+    return DeviceReplicas(replicas.count, replicas.sync_batch_norm,
+                          NamedSharding(mesh, PartitionSpec("replicas")))
+
+
+def has_devices(count: int) -> bool:
+    """True when this process's JAX is already running with at least ``count``
+    devices (it is never started here just to ask)."""
+    if "jax" not in sys.modules:
+        return False
+    import jax
+
+    return jax.device_count() >= count
+
+
+def run_replicas(replicas: Replicas, job: Callable[[DeviceReplicas], T]) -> T:
+    """``job(devices)`` across ``replicas.count`` devices; its result."""
+    if has_devices(replicas.count):
+        return _run(replicas, job)
+    with tempfile.TemporaryDirectory(prefix="nnparity-jax-replicas-") as workdir:
+        _write(Path(workdir) / "job.pkl", (replicas, job))
+        flags = os.environ.get("XLA_FLAGS", "").split()
+        flags = [f for f in flags if not f.startswith(DEVICE_FLAG)]
+        env = {**os.environ, "XLA_FLAGS": " ".join(flags + [f"{DEVICE_FLAG}={replicas.count}"]),
+               "JAX_PLATFORMS": "cpu"}
+        with open(Path(workdir) / "stderr.txt", "wb") as stderr:
+            process = subprocess.Popen([sys.executable, "-m", __name__, workdir], env=env,
+                                       stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+            try:
+                code = process.wait()
+            finally:
+                if process.poll() is None:                 # interrupted: nothing outlives us
+                    process.kill()
+                    process.wait()
+        for name in ("result.pkl", "error.pkl"):
+            path = Path(workdir) / name
+            if code == 0 and path.exists() or name == "error.pkl" and path.exists():
+                with open(path, "rb") as file:
+                    value = pickle.load(file)
+                if name == "error.pkl":
+                    raise value
+                return value
+        said = (Path(workdir) / "stderr.txt").read_text(errors="replace").strip()
+        last = f" (its last words: {said.splitlines()[-1]})" if said else ""
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise ReplicaError(f"the JAX process running {replicas.count} replicas {how} before "
+                           f"finishing{last}; nothing was returned")
+
+
+def _run(replicas: Replicas, job):
+    devices = device_replicas(replicas)
+    with running_as(devices):              # type: ignore[arg-type]  # BatchNorm reads it
+        return job(devices)
+
+
+def _write(path: Path, value) -> None:
+    """Write atomically: the reader sees the whole file or none."""
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as file:
+        pickle.dump(value, file)
+    os.replace(partial, path)
+
+
+def _main(workdir: str) -> None:
+    with open(Path(workdir) / "job.pkl", "rb") as file:
+        replicas, job = pickle.load(file)
+    try:
+        result = _run(replicas, job)
+    except BaseException as exc:                   # noqa: BLE001 - reported to the caller
+        try:
+            _write(Path(workdir) / "error.pkl", exc)
+        except Exception:                          # noqa: BLE001 - an unpicklable error
+            _write(Path(workdir) / "error.pkl", ReplicaError(f"{type(exc).__name__}: {exc}"))
+        raise SystemExit(1) from None
+    _write(Path(workdir) / "result.pkl", result)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])

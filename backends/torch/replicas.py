@@ -1,0 +1,221 @@
+"""Replicas as ``torch.distributed`` processes: the torch backend's data-parallel runs.
+
+Each replica is a process in a gloo process group running the same training
+code on its shard of every batch (``nnparity.shared.core.replicas``). The
+gradients are summed with one ``all_reduce`` per step; synchronised BatchNorm
+sums its statistics with ``all_reduce_sum``, an ``all_reduce`` autograd can
+differentiate (its backward is the same sum of the gradients).
+
+``run_replicas`` starts the processes itself (``torch.multiprocessing``,
+spawned, rendezvous through a file in a private directory), or, when this
+process is already one of a ``torchrun`` job (``WORLD_SIZE`` and ``RANK`` set),
+runs as that replica: the same code then spans several machines.
+
+Faults end the run: a replica that raises writes its exception for the caller
+and exits; ``ProcessContext.join`` then stops the others, and the caller raises
+the replica's exception (``DivergenceError`` included) or a ``ReplicaError``
+for a replica that died without one (killed). Every replica also stops itself
+when its caller dies (a watchdog on the parent's pid), and collectives time out
+after ``TIMEOUT_SECONDS``. Only replica 0 writes the result, and only when it
+finished.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from nnparity.shared.core.replicas import Replica, Replicas, running_as
+
+T = TypeVar("T")
+
+#: how long a collective waits for a missing replica before giving up
+TIMEOUT_SECONDS = 120
+
+
+class ReplicaError(RuntimeError):
+    """A replica of a data-parallel run ended without finishing (killed, or crashed
+    without an exception to report)."""
+
+
+class AllReduceSum(torch.autograd.Function):
+    """The sum over replicas of a tensor, differentiable: if every replica's loss
+    depends on S = sum_r v_r, the gradient of the global loss (the sum of theirs)
+    with respect to v_r is the sum over replicas of dL_s/dS."""
+
+    @staticmethod
+    def forward(ctx, value):                 # type: ignore[override]
+        total = value.detach().clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad):                 # type: ignore[override]
+        total = grad.detach().clone()
+        dist.all_reduce(total)
+        return total
+
+
+class TorchReplica:
+    """This process's replica (satisfies ``shared.core.replicas.Replica``)."""
+
+    def __init__(self, rank: int, size: int, sync_batch_norm: bool) -> None:
+        self.rank, self.size, self.sync_batch_norm = rank, size, sync_batch_norm
+
+    def all_reduce(self, value):
+        """The sum over replicas: differentiable for a tensor, exact for an int."""
+        if isinstance(value, int):
+            total = torch.tensor(value, dtype=torch.int64)
+            dist.all_reduce(total)
+            return int(total)
+        return AllReduceSum.apply(value)
+
+
+def in_torchrun() -> bool:
+    """True when this process was started by ``torchrun`` (or another launcher
+    that sets ``RANK`` and ``WORLD_SIZE``) or already belongs to a process group."""
+    return dist.is_initialized() or ("RANK" in os.environ and "WORLD_SIZE" in os.environ)
+
+
+def run_replicas(replicas: Replicas, job: Callable[[Replica], T]) -> T:
+    """``job(replica)`` on every replica; replica 0's result (every replica's,
+    under torchrun)."""
+    if in_torchrun():
+        return _as_torchrun_replica(replicas, job)
+    return _spawned(replicas, job)
+
+
+def _as_torchrun_replica(replicas: Replicas, job):
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT_SECONDS))
+    size = dist.get_world_size()
+    if size != replicas.count:
+        raise ValueError(f"replicas={replicas.count}, but this torchrun job has "
+                         f"WORLD_SIZE={size} processes: pass replicas=WORLD_SIZE")
+    replica = TorchReplica(dist.get_rank(), size, replicas.sync_batch_norm)
+    with running_as(replica):
+        return job(replica)
+
+
+def _spawned(replicas: Replicas, job):
+    """Start one process per replica (``python -m nnparity.backends.torch.replicas``,
+    so the caller's ``__main__`` is never re-imported), wait for all, and stop
+    them all at the first that fails."""
+    threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // replicas.count))
+    with tempfile.TemporaryDirectory(prefix="nnparity-replicas-") as workdir:
+        _write(Path(workdir) / "job.pkl", (replicas, job, os.getpid(), threads))
+        processes = []
+        try:
+            for rank in range(replicas.count):
+                with open(Path(workdir) / f"stderr-{rank}.txt", "wb") as stderr:
+                    processes.append(subprocess.Popen(
+                        [sys.executable, "-m", __name__, workdir, str(rank)],
+                        stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr))
+            failed = None
+            running = list(processes)
+            while running and failed is None:
+                time.sleep(0.05)
+                for process in [p for p in running if p.poll() is not None]:
+                    running.remove(process)
+                    if process.returncode != 0 and failed is None:
+                        failed = processes.index(process)
+            if failed is not None:
+                ended = {rank: p.returncode for rank, p in enumerate(processes)
+                         if p.poll() is not None}
+                raise _reported(workdir, replicas.count, failed, ended)
+        finally:
+            for process in processes:                 # nothing outlives the call
+                if process.poll() is None:
+                    process.kill()
+                process.wait()
+        with open(Path(workdir) / "result.pkl", "rb") as file:
+            return pickle.load(file)
+
+
+def _reported(workdir: str, count: int, failed: int, ended: dict[int, int]) -> BaseException:
+    """Why the run failed: the earliest exception a replica raised by itself (not
+    one that only saw another replica vanish from a collective); else a
+    ``ReplicaError`` naming a replica that ended without an exception (killed)."""
+    raised = []
+    for rank in range(count):
+        path = Path(workdir) / f"error-{rank}.pkl"
+        if path.exists():
+            with open(path, "rb") as file:
+                when, from_collective, exc = pickle.load(file)
+            raised.append((from_collective, when, rank, exc))
+    own = sorted(r for r in raised if not r[0])
+    if own:
+        return own[0][3]
+    silent = [rank for rank, code in ended.items() if code != 0
+              and not (Path(workdir) / f"error-{rank}.pkl").exists()]
+    rank = silent[0] if silent else failed
+    code = ended.get(rank, 0)
+    how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
+           else f"exited with code {code}")
+    said = (Path(workdir) / f"stderr-{rank}.txt").read_text(errors="replace").strip()
+    last = f" (its last words: {said.splitlines()[-1]})" if said else ""
+    return ReplicaError(f"torch replica {rank} of {count} {how} before finishing{last}; the "
+                        "run was stopped, its other replicas ended, and nothing was returned")
+
+
+def _watch_parent(parent: int) -> None:
+    """End this replica when the process that started it is gone."""
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def _replica_main(workdir: str, rank: int) -> None:
+    """The body of one replica process started by ``_spawned``."""
+    with open(Path(workdir) / "job.pkl", "rb") as file:
+        replicas, job, parent, threads = pickle.load(file)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    torch.set_num_threads(threads)
+    try:
+        dist.init_process_group("gloo", init_method=f"file://{workdir}/rendezvous",
+                                rank=rank, world_size=replicas.count,
+                                timeout=datetime.timedelta(seconds=TIMEOUT_SECONDS))
+        replica = TorchReplica(rank, replicas.count, replicas.sync_batch_norm)
+        with running_as(replica):
+            result = job(replica)
+        if rank == 0:
+            _write(Path(workdir) / "result.pkl", result)
+    except BaseException as exc:
+        from_collective = isinstance(exc, dist.DistError)  # another replica vanished
+        _write(Path(workdir) / f"error-{rank}.pkl", (time.time(), from_collective,
+                                                      _picklable(exc)))
+        raise SystemExit(1) from None                 # the caller reports it, once
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        return pickle.loads(pickle.dumps(exc))
+    except Exception:                                # noqa: BLE001 - any unpicklable error
+        return ReplicaError(f"{type(exc).__name__}: {exc}")
+
+
+def _write(path: Path, value) -> None:
+    """Write atomically: the caller sees the whole file or none."""
+    partial = path.with_suffix(".partial")
+    with open(partial, "wb") as file:
+        pickle.dump(value, file)
+    os.replace(partial, path)
+
+
+if __name__ == "__main__":
+    _replica_main(sys.argv[1], int(sys.argv[2]))
