@@ -19,7 +19,7 @@ from nnparity.shared.core.optimizers import OptimizerState
 from nnparity.shared.core.replicas import Replica, Replicas, my_shard
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot, copy_state
-from nnparity.shared.core.tree import Params, copy_tree
+from nnparity.shared.core.tree import Params, copy_tree, leaves
 
 from .network import empty_like, loss_and_gradients
 from .optimizers import update
@@ -37,9 +37,8 @@ def gradients(spec, params, model_state, x, y, grads, draws, replica: Replica | 
     shard_draws = [None if d is None else d[part] for d in draws]
     loss, _ = loss_and_gradients(spec, params, model_state, x[part], y[part], grads,
                                  shard_draws, weight)
-    for layer_grads in grads:
-        for name, g in layer_grads.items():
-            g[...] = replica.all_reduce(g)                     # sum_r w_r * grad_r
+    for g in leaves(grads):
+        g[...] = replica.all_reduce(g)                         # sum_r w_r * grad_r
     return replica.all_reduce(loss)                            # sum_r w_r * loss_r
 
 
