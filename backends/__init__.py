@@ -8,10 +8,12 @@ names, satisfying ``contract.Backend``.
 """
 from nnparity.backends.api import (TrainResult, activation_with_grad, as_arrays, evaluate,
                                    loss_with_grad, predict, train)
+from nnparity.backends.processes import ReplicaError
 from nnparity.backends.registry import (BACKENDS, available_backends, check_backend,
                                         get_backend)
 from nnparity.shared.core.validation import MissingFrameworkError
 
-__all__ = ["BACKENDS", "MissingFrameworkError", "TrainResult", "activation_with_grad",
+__all__ = ["BACKENDS", "MissingFrameworkError", "ReplicaError", "TrainResult",
+           "activation_with_grad",
            "as_arrays", "available_backends", "check_backend", "evaluate", "get_backend",
            "loss_with_grad", "predict", "train"]

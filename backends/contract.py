@@ -19,6 +19,7 @@ import numpy as np
 from nnparity.shared.core.data import BatchPlan
 from nnparity.shared.core.layers import Activation
 from nnparity.shared.core.optimizers import OptimizerState
+from nnparity.shared.core.replicas import Replicas
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot
 from nnparity.shared.core.tree import Params
@@ -51,15 +52,25 @@ class Backend(Protocol):
 
     def train(self, spec: NetworkSpec, params: Params, model_state: Params,
               opt_state: OptimizerState, x: np.ndarray, y: np.ndarray, plan: BatchPlan,
-              record_every: int | None = None) -> RunResult:
+              record_every: int | None = None, replicas: Replicas | None = None
+              ) -> RunResult:
         """Train over the batches of ``plan``; a ``Snapshot`` before every
         ``record_every``-th step. Raises ``DivergenceError`` at the first step
-        whose loss, parameters or optimizer state are not finite."""
+        whose loss, parameters or optimizer state are not finite. With
+        ``replicas``, data-parallel (``nnparity.shared.core.replicas``)."""
         ...
 
     def step(self, spec: NetworkSpec, params: Params, model_state: Params,
-             opt_state: OptimizerState, x: np.ndarray, y: np.ndarray) -> StepResult:
-        """One training step from copies of the arguments (teacher forcing)."""
+             opt_state: OptimizerState, x: np.ndarray, y: np.ndarray,
+             replicas: Replicas | None = None) -> StepResult:
+        """One training step from copies of the arguments (teacher forcing); x, y
+        the global batch, split across ``replicas`` if given."""
+        ...
+
+    def steps(self, spec: NetworkSpec, starts: list, replicas: Replicas | None = None
+              ) -> list[StepResult]:
+        """``step`` from each (params, model_state, opt_state, x, y) of ``starts``
+        (the replicas started once for all of them)."""
         ...
 
     def predict(self, spec: NetworkSpec, params: Params, model_state: Params,

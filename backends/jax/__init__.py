@@ -9,6 +9,6 @@ global JAX configuration is never changed.
 from .activations import activation_with_grad
 from .losses import loss_with_grad
 from .network import predict
-from .train import step, train
+from .train import step, steps, train
 
-__all__ = ["activation_with_grad", "loss_with_grad", "predict", "step", "train"]
+__all__ = ["activation_with_grad", "loss_with_grad", "predict", "step", "steps", "train"]

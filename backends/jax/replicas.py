@@ -19,7 +19,7 @@ the flag set by the user) runs the job in its own process.
 from __future__ import annotations
 
 import os
-import pickle
+import signal
 import subprocess
 import sys
 import tempfile
@@ -27,16 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from nnparity.backends.processes import (ReplicaError, last_words, picklable, read_pickle,
+                                         watch_parent, write_pickle)
 from nnparity.shared.core.replicas import Replicas, running_as
 
 T = TypeVar("T")
 
 #: the flag that makes N CPU devices; read by XLA when JAX starts
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
-
-
-class ReplicaError(RuntimeError):
-    """The process that ran a data-parallel JAX job ended without a result."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,7 @@ def run_replicas(replicas: Replicas, job: Callable[[DeviceReplicas], T]) -> T:
     if has_devices(replicas.count):
         return _run(replicas, job)
     with tempfile.TemporaryDirectory(prefix="nnparity-jax-replicas-") as workdir:
-        _write(Path(workdir) / "job.pkl", (replicas, job))
+        write_pickle(Path(workdir) / "job.pkl", (replicas, job, os.getpid()))
         flags = os.environ.get("XLA_FLAGS", "").split()
         flags = [f for f in flags if not f.startswith(DEVICE_FLAG)]
         env = {**os.environ, "XLA_FLAGS": " ".join(flags + [f"{DEVICE_FLAG}={replicas.count}"]),
@@ -99,19 +97,16 @@ def run_replicas(replicas: Replicas, job: Callable[[DeviceReplicas], T]) -> T:
                 if process.poll() is None:                 # interrupted: nothing outlives us
                     process.kill()
                     process.wait()
-        for name in ("result.pkl", "error.pkl"):
-            path = Path(workdir) / name
-            if code == 0 and path.exists() or name == "error.pkl" and path.exists():
-                with open(path, "rb") as file:
-                    value = pickle.load(file)
-                if name == "error.pkl":
-                    raise value
-                return value
-        said = (Path(workdir) / "stderr.txt").read_text(errors="replace").strip()
-        last = f" (its last words: {said.splitlines()[-1]})" if said else ""
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        if code == 0:
+            return read_pickle(Path(workdir) / "result.pkl")
+        error = Path(workdir) / "error.pkl"
+        if error.exists():
+            raise read_pickle(error)                # the job's own exception
+        how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
+               else f"exited with code {code}")
         raise ReplicaError(f"the JAX process running {replicas.count} replicas {how} before "
-                           f"finishing{last}; nothing was returned")
+                           f"finishing{last_words(Path(workdir) / 'stderr.txt')}; nothing was "
+                           "returned")
 
 
 def _run(replicas: Replicas, job):
@@ -120,26 +115,15 @@ def _run(replicas: Replicas, job):
         return job(devices)
 
 
-def _write(path: Path, value) -> None:
-    """Write atomically: the reader sees the whole file or none."""
-    partial = path.with_suffix(".partial")
-    with open(partial, "wb") as file:
-        pickle.dump(value, file)
-    os.replace(partial, path)
-
-
 def _main(workdir: str) -> None:
-    with open(Path(workdir) / "job.pkl", "rb") as file:
-        replicas, job = pickle.load(file)
+    replicas, job, parent = read_pickle(Path(workdir) / "job.pkl")
+    watch_parent(parent)
     try:
         result = _run(replicas, job)
     except BaseException as exc:                   # noqa: BLE001 - reported to the caller
-        try:
-            _write(Path(workdir) / "error.pkl", exc)
-        except Exception:                          # noqa: BLE001 - an unpicklable error
-            _write(Path(workdir) / "error.pkl", ReplicaError(f"{type(exc).__name__}: {exc}"))
+        write_pickle(Path(workdir) / "error.pkl", picklable(exc))
         raise SystemExit(1) from None
-    _write(Path(workdir) / "result.pkl", result)
+    write_pickle(Path(workdir) / "result.pkl", result)
 
 
 if __name__ == "__main__":

@@ -251,7 +251,8 @@ def steps(spec: NetworkSpec, starts: list, replicas: Replicas | None = None
 
 
 def _steps(spec, starts, devices):
-    return [_step(spec, *start, devices) for start in starts]
+    return [_step(spec, params, model_state, opt_state, x, y, devices)
+            for params, model_state, opt_state, x, y in starts]
 
 
 def _step(spec, params, model_state, opt_state, x, y, devices):

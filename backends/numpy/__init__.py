@@ -7,6 +7,6 @@ loop, ``optimizers.py`` the update rules in place.
 from .activations import activation_with_grad
 from .losses import loss_with_grad
 from .network import predict
-from .train import step, train
+from .train import step, steps, train
 
-__all__ = ["activation_with_grad", "loss_with_grad", "predict", "step", "train"]
+__all__ = ["activation_with_grad", "loss_with_grad", "predict", "step", "steps", "train"]

@@ -9,7 +9,7 @@ threads arrive in. That fixed order is the reference's reduction.
 from __future__ import annotations
 
 import threading
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from nnparity.shared.core.replicas import Replicas, running_as
 
@@ -21,7 +21,7 @@ class ThreadGroup:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.slots: list[object] = [None] * size
+        self.slots: list[Any] = [None] * size
         self.barrier = threading.Barrier(size)
 
     def all_reduce(self, rank: int, value):

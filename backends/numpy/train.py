@@ -55,9 +55,13 @@ def steps(spec: NetworkSpec, starts: list, replicas: Replicas | None = None
           ) -> list[StepResult]:
     """``step`` from each (params, model_state, opt_state, x, y) of ``starts``."""
     if replicas is not None:
-        return run_replicas(replicas, lambda replica: [_step(spec, *start, replica)
-                                                       for start in starts])
-    return [_step(spec, *start, None) for start in starts]
+        return run_replicas(replicas, lambda replica: _steps(spec, starts, replica))
+    return _steps(spec, starts, None)
+
+
+def _steps(spec, starts, replica):
+    return [_step(spec, params, model_state, opt_state, x, y, replica)
+            for params, model_state, opt_state, x, y in starts]
 
 
 def _step(spec, params, model_state, opt_state, x, y, replica):

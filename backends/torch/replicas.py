@@ -6,8 +6,8 @@ gradients are summed with one ``all_reduce`` per step; synchronised BatchNorm
 sums its statistics with ``all_reduce_sum``, an ``all_reduce`` autograd can
 differentiate (its backward is the same sum of the gradients).
 
-``run_replicas`` starts the processes itself (``torch.multiprocessing``,
-spawned, rendezvous through a file in a private directory), or, when this
+``run_replicas`` starts the processes itself (``python -m`` this module, one per replica;
+rendezvous through a file in a private directory), or, when this
 process is already one of a ``torchrun`` job (``WORLD_SIZE`` and ``RANK`` set),
 runs as that replica: the same code then spans several machines.
 
@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import datetime
 import os
-import pickle
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -36,6 +34,8 @@ from typing import Callable, TypeVar
 import torch
 import torch.distributed as dist
 
+from nnparity.backends.processes import (ReplicaError, last_words, picklable, read_pickle,
+                                         watch_parent, write_pickle)
 from nnparity.shared.core.replicas import Replica, Replicas, running_as
 
 T = TypeVar("T")
@@ -44,24 +44,19 @@ T = TypeVar("T")
 TIMEOUT_SECONDS = 120
 
 
-class ReplicaError(RuntimeError):
-    """A replica of a data-parallel run ended without finishing (killed, or crashed
-    without an exception to report)."""
-
-
 class AllReduceSum(torch.autograd.Function):
     """The sum over replicas of a tensor, differentiable: if every replica's loss
     depends on S = sum_r v_r, the gradient of the global loss (the sum of theirs)
     with respect to v_r is the sum over replicas of dL_s/dS."""
 
     @staticmethod
-    def forward(ctx, value):                 # type: ignore[override]
+    def forward(ctx, value):
         total = value.detach().clone()
         dist.all_reduce(total)
         return total
 
     @staticmethod
-    def backward(ctx, grad):                 # type: ignore[override]
+    def backward(ctx, grad):
         total = grad.detach().clone()
         dist.all_reduce(total)
         return total
@@ -114,7 +109,7 @@ def _spawned(replicas: Replicas, job):
     them all at the first that fails."""
     threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // replicas.count))
     with tempfile.TemporaryDirectory(prefix="nnparity-replicas-") as workdir:
-        _write(Path(workdir) / "job.pkl", (replicas, job, os.getpid(), threads))
+        write_pickle(Path(workdir) / "job.pkl", (replicas, job, os.getpid(), threads))
         processes = []
         try:
             for rank in range(replicas.count):
@@ -139,8 +134,7 @@ def _spawned(replicas: Replicas, job):
                 if process.poll() is None:
                     process.kill()
                 process.wait()
-        with open(Path(workdir) / "result.pkl", "rb") as file:
-            return pickle.load(file)
+        return read_pickle(Path(workdir) / "result.pkl")
 
 
 def _reported(workdir: str, count: int, failed: int, ended: dict[int, int]) -> BaseException:
@@ -151,8 +145,7 @@ def _reported(workdir: str, count: int, failed: int, ended: dict[int, int]) -> B
     for rank in range(count):
         path = Path(workdir) / f"error-{rank}.pkl"
         if path.exists():
-            with open(path, "rb") as file:
-                when, from_collective, exc = pickle.load(file)
+            when, from_collective, exc = read_pickle(path)
             raised.append((from_collective, when, rank, exc))
     own = sorted(r for r in raised if not r[0])
     if own:
@@ -163,25 +156,15 @@ def _reported(workdir: str, count: int, failed: int, ended: dict[int, int]) -> B
     code = ended.get(rank, 0)
     how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
            else f"exited with code {code}")
-    said = (Path(workdir) / f"stderr-{rank}.txt").read_text(errors="replace").strip()
-    last = f" (its last words: {said.splitlines()[-1]})" if said else ""
+    last = last_words(Path(workdir) / f"stderr-{rank}.txt")
     return ReplicaError(f"torch replica {rank} of {count} {how} before finishing{last}; the "
                         "run was stopped, its other replicas ended, and nothing was returned")
 
 
-def _watch_parent(parent: int) -> None:
-    """End this replica when the process that started it is gone."""
-    while True:
-        if os.getppid() != parent:
-            os._exit(1)
-        time.sleep(0.5)
-
-
 def _replica_main(workdir: str, rank: int) -> None:
     """The body of one replica process started by ``_spawned``."""
-    with open(Path(workdir) / "job.pkl", "rb") as file:
-        replicas, job, parent, threads = pickle.load(file)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    replicas, job, parent, threads = read_pickle(Path(workdir) / "job.pkl")
+    watch_parent(parent)
     torch.set_num_threads(threads)
     try:
         dist.init_process_group("gloo", init_method=f"file://{workdir}/rendezvous",
@@ -191,30 +174,15 @@ def _replica_main(workdir: str, rank: int) -> None:
         with running_as(replica):
             result = job(replica)
         if rank == 0:
-            _write(Path(workdir) / "result.pkl", result)
+            write_pickle(Path(workdir) / "result.pkl", result)
     except BaseException as exc:
         from_collective = isinstance(exc, dist.DistError)  # another replica vanished
-        _write(Path(workdir) / f"error-{rank}.pkl", (time.time(), from_collective,
-                                                      _picklable(exc)))
+        write_pickle(Path(workdir) / f"error-{rank}.pkl", (time.time(), from_collective,
+                                                      picklable(exc)))
         raise SystemExit(1) from None                 # the caller reports it, once
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _picklable(exc: BaseException) -> BaseException:
-    try:
-        return pickle.loads(pickle.dumps(exc))
-    except Exception:                                # noqa: BLE001 - any unpicklable error
-        return ReplicaError(f"{type(exc).__name__}: {exc}")
-
-
-def _write(path: Path, value) -> None:
-    """Write atomically: the caller sees the whole file or none."""
-    partial = path.with_suffix(".partial")
-    with open(partial, "wb") as file:
-        pickle.dump(value, file)
-    os.replace(partial, path)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def steps(spec: NetworkSpec, starts: list, replicas: Replicas | None = None
 
 
 def _steps(spec, starts, replica):
-    return [_step(spec, *start, replica) for start in starts]
+    return [_step(spec, params, model_state, opt_state, x, y, replica)
+            for params, model_state, opt_state, x, y in starts]
 
 
 def _step(spec, params, model_state, opt_state, x, y, replica):

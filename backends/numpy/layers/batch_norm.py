@@ -34,16 +34,16 @@ def forward(layer, params, buffers, x, train):
     the unbiased var), num_batches_tracked += 1. Evaluation: the running statistics."""
     axes = _axes(x)
     group = synced(current_replica()) if train else None
-    if train and group is None:
-        n = x.size // x.shape[1]
-        mean = x.mean(axis=axes)                                    # (C,)
-        centred = x - _per_channel(mean, x.ndim)                    # (batch, C, *spatial)
-        var = (centred * centred).mean(axis=axes)                   # (C,) biased
-    elif train:                                                     # over the global batch
+    if train and group is not None:                                 # over the global batch
         n = group.all_reduce(x.size // x.shape[1])
         mean = group.all_reduce(x.sum(axis=axes)) / n               # (C,)
         centred = x - _per_channel(mean, x.ndim)                    # (shard, C, *spatial)
         var = group.all_reduce((centred * centred).sum(axis=axes)) / n   # (C,) biased
+    elif train:
+        n = x.size // x.shape[1]
+        mean = x.mean(axis=axes)                                    # (C,)
+        centred = x - _per_channel(mean, x.ndim)                    # (batch, C, *spatial)
+        var = (centred * centred).mean(axis=axes)                   # (C,) biased
     if train:
         m = layer.momentum
         buffers["running_mean"][...] = (1 - m) * buffers["running_mean"] + m * mean
