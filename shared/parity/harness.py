@@ -24,7 +24,7 @@ too: parity holds only if every backend diverged at the same step.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -35,6 +35,7 @@ from nnparity.backends.registry import BACKENDS, check_backend, get_backend
 from nnparity.shared.core.data import Dataset, batch_plan, check_fits, inputs_as
 from nnparity.shared.core.divergence import DivergenceError
 from nnparity.shared.core.optimizers import OptimizerState, state_buffers
+from nnparity.shared.core.replicas import Replicas, check_replicas
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.tolerance import (POLICY, Difference, Element, Tolerance, difference,
                                             tensorwise_difference)
@@ -81,6 +82,13 @@ class BackendParity:
         first_step_out: the first step whose loss or snapshot leaves tolerance.
         diverged_at: the step this backend diverged at, or None.
         diagnosis: one sentence: ok, amplification, implementation or divergence.
+        run: the compared run's name in ``ParityReport.results``: the backend's, or
+            "torch x2" for a data-parallel run on 2 replicas.
+        against: the run it is compared against: the report's reference, or, for
+            a data-parallel run, the same backend's single-device run.
+
+    ``backend`` names the comparison: ``run``, or "torch x2 vs torch" when it is
+    not against the reference.
     """
 
     backend: str
@@ -92,6 +100,8 @@ class BackendParity:
     diagnosis: str
     ok: bool
     seconds: float
+    run: str = ""
+    against: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,10 +111,15 @@ class ParityReport:
     Attributes:
         spec, reference, tolerance: what was compared, against what, how strictly.
         record_every: the trajectory's spacing in steps.
-        results: backend name -> ``TrainResult`` (missing for a diverged backend).
-        predictions: backend name -> (n_test, k) test predictions.
-        parity: one ``BackendParity`` per non-reference backend.
+        results: run name -> ``TrainResult`` (missing for a diverged run); a run is
+            named by its backend, "torch x2" for a data-parallel one.
+        predictions: run name -> (n_test, k) test predictions.
+        parity: one ``BackendParity`` per non-reference run (and, with replicas, one
+            more per data-parallel run against its backend's single-device run).
         reference_diverged_at: the step the reference diverged at, or None.
+        replicas: the replicas of the data-parallel runs (1: none).
+        run_seconds: run name -> seconds its ``train`` took (every run, diverged
+            ones included).
     """
 
     spec: NetworkSpec
@@ -116,6 +131,8 @@ class ParityReport:
     parity: tuple[BackendParity, ...]
     reference_diverged_at: int | None
     reference_seconds: float
+    replicas: int = 1
+    run_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -126,12 +143,13 @@ class ParityReport:
                  f"tensor is ok when max|a-e| <= atol + rtol*max|e|, each loss when "
                  f"|a-e| <= atol + rtol*|e|)"]
         width = max([12] + [len(q) for p in self.parity for q in p.differences])
+        named = max([8] + [len(p.backend) for p in self.parity])
         if any(p.differences for p in self.parity):
-            lines.append(f"{'backend':<8} {'quantity':<{width}} {'max abs':>10} {'max rel':>10} "
-                         f"{'used':>8}  ok")
+            lines.append(f"{'backend':<{named}} {'quantity':<{width}} {'max abs':>10} "
+                         f"{'max rel':>10} {'used':>8}  ok")
         for p in self.parity:
             for quantity, d in p.differences.items():
-                lines.append(f"{p.backend:<8} {quantity:<{width}} {d.max_abs:>10.2e} "
+                lines.append(f"{p.backend:<{named}} {quantity:<{width}} {d.max_abs:>10.2e} "
                              f"{d.max_rel:>10.2e} {d.used:>8.2g}  {'yes' if d.ok else 'NO'}")
             for quantity, d in p.differences.items():
                 if not d.ok:
@@ -155,8 +173,9 @@ class ParityReport:
                              f"{worst.sensitivity:.1e})" + (
                                  f"; in {blurred} of them rounding alone changes some tensor "
                                  f"by its own size" if blurred else ""))
-        timing = ", ".join([f"{self.reference} {self.reference_seconds:.3f}"]
-                           + [f"{p.backend} {p.seconds:.3f}" for p in self.parity])
+        seconds = self.run_seconds or {self.reference: self.reference_seconds,
+                                       **{p.backend: p.seconds for p in self.parity}}
+        timing = ", ".join(f"{run} {s:.3f}" for run, s in seconds.items())
         lines.append(f"train seconds: {timing}")
         for p in self.parity:
             lines.append(f"diagnosis {p.backend}: {p.diagnosis}")
@@ -288,24 +307,22 @@ def sampled_sensitivities(spec, data, snapshots) -> dict[int, dict[str, float]]:
 
 
 def teacher_forced(spec, data, snapshots, reference_module, module, tol,
-                   sensitivities: dict[int, dict[str, float]] | None = None
-                   ) -> list[StepDifference]:
-    """One step of ``module`` and of ``reference_module`` from each sampled snapshot,
+                   sensitivities: dict[int, dict[str, float]] | None = None,
+                   replicas: Replicas | None = None) -> list[StepDifference]:
+    """One step of ``module`` (data-parallel on ``replicas`` if given, all steps in
+    one launch) and of ``reference_module`` (one device) from each sampled snapshot,
     compared tensor by tensor with each step's rounding allowance (``sensitivities``
     by step, from ``sampled_sensitivities``; none when not given)."""
     x, y = as_arrays(spec, data.x_train, data.y_train)
     plan = batch_plan(x.shape[0], spec.batch_size, spec.epochs, spec.seed, spec.shuffle)
-    points = []
-    for snap in _sample(snapshots, MAX_TEACHER_STEPS):
-        rows = plan.rows(snap.step)
-        expected = reference_module.step(spec, snap.params, snap.model_state, snap.opt_state,
-                                         x[rows], y[rows])
-        actual = module.step(spec, snap.params, snap.model_state, snap.opt_state,
-                             x[rows], y[rows])
-        allowance = sensitivities[snap.step] if sensitivities is not None else None
-        points.append(step_difference(snap.step, named_step(actual), named_step(expected),
-                                      tol, allowance))
-    return points
+    sampled = _sample(snapshots, MAX_TEACHER_STEPS)
+    starts = [(snap.params, snap.model_state, snap.opt_state, x[plan.rows(snap.step)],
+               y[plan.rows(snap.step)]) for snap in sampled]
+    expected = reference_module.steps(spec, starts)
+    actual = module.steps(spec, starts, replicas)
+    return [step_difference(snap.step, named_step(a), named_step(e), tol,
+                            sensitivities[snap.step] if sensitivities is not None else None)
+            for snap, a, e in zip(sampled, actual, expected, strict=True)]
 
 
 def diagnose(parity_ok: bool, teacher: Sequence[StepDifference], first_out: int | None,
@@ -333,7 +350,8 @@ def diagnose(parity_ok: bool, teacher: Sequence[StepDifference], first_out: int 
 
 def compare(spec: NetworkSpec, data: Dataset,
             backends: Sequence[str] = ("numpy", "torch", "jax"),
-            reference: str = "numpy", record_every: int | None = None) -> ParityReport:
+            reference: str = "numpy", record_every: int | None = None, *,
+            replicas: int = 1, sync_batch_norm: bool = True) -> ParityReport:
     """Train ``spec`` in every backend and compare each against ``reference``.
 
     Compares every parameter, the predictions on ``data.x_test`` and the loss
@@ -341,6 +359,12 @@ def compare(spec: NetworkSpec, data: Dataset,
     state every ``record_every`` steps (default: ``default_record_every``, at
     most 200 snapshots and 64 MiB) and runs teacher-forced steps at up to 50
     of the reference's snapshots.
+
+    With ``replicas`` > 1, every backend trains data-parallel on that many replicas
+    (run "torch x2"; ``train``'s ``replicas`` and ``sync_batch_norm``), and each such
+    run is compared against the reference's single-device run and against its own
+    backend's single-device run, with the same checks; a teacher-forced step is
+    then a data-parallel step.
     """
     check_fits(spec, data)
     if isinstance(backends, str) or not isinstance(backends, Sequence) or not backends:
@@ -352,6 +376,7 @@ def compare(spec: NetworkSpec, data: Dataset,
         fail("backends", list(backends), "each backend at most once")
     if reference not in backends:
         fail("reference", reference, f"one of the compared backends {list(backends)}")
+    split = check_replicas(replicas, sync_batch_norm, spec, data.x_train.shape[0])
     total_steps = spec.epochs * -(-data.x_train.shape[0] // spec.batch_size)
     if record_every is None:
         record_every = default_record_every(total_steps, spec.n_parameters,
@@ -359,44 +384,60 @@ def compare(spec: NetworkSpec, data: Dataset,
                                             np.dtype(spec.dtype).itemsize)
     check_int("record_every", record_every, 1)
     modules = {name: get_backend(name) for name in backends}
+    # (run name, backend, replicas, the run it is compared against)
+    if split is None:
+        runs = [(name, name, None, None if name == reference else reference)
+                for name in backends]
+    else:
+        label = {name: f"{name} x{split.count}" for name in backends}
+        runs = ([(reference, reference, None, None)]
+                + [(name, name, None, None) for name in backends if name != reference]
+                + [(label[name], name, split, reference) for name in backends])
     tol = POLICY[spec.dtype]
     results, predictions, named, seconds = {}, {}, {}, {}
     diverged: dict[str, int | None] = {}
-    for name in backends:
+    for run, name, run_replicas, _ in runs:
         start = time.perf_counter()
         try:
-            result = train(spec, data, backend=name, record_every=record_every)
+            result = train(spec, data, backend=name, record_every=record_every,
+                           replicas=1 if run_replicas is None else run_replicas.count,
+                           sync_batch_norm=sync_batch_norm)
         except DivergenceError as exc:
-            diverged[name] = exc.step
-            seconds[name] = time.perf_counter() - start
+            diverged[run] = exc.step
+            seconds[run] = time.perf_counter() - start
             continue
-        seconds[name] = time.perf_counter() - start
-        diverged[name] = None
-        results[name] = result
+        seconds[run] = time.perf_counter() - start
+        diverged[run] = None
+        results[run] = result
         x_test = inputs_as(spec, data.x_test)
-        predictions[name] = modules[name].predict(spec, result.params, result.model_state,
-                                                  x_test)
-        named[name] = quantities(result.params, result.model_state, predictions[name],
-                                 result.losses)
+        predictions[run] = modules[name].predict(spec, result.params, result.model_state,
+                                                 x_test)
+        named[run] = quantities(result.params, result.model_state, predictions[run],
+                                result.losses)
 
-    parity, sensitivities = [], None              # measured once, for every backend
-    for name in backends:
-        if name == reference:
-            continue
-        if diverged[name] is not None or diverged[reference] is not None:
-            same = diverged[name] == diverged[reference]
+    comparisons = [(run, name, run_replicas, against)
+                   for run, name, run_replicas, against in runs if against is not None]
+    if split is not None:                         # each data-parallel run against its own
+        comparisons += [(label[name], name, split, name)       # backend's single device
+                        for name in backends if name != reference]
+    parity = []
+    sensitivities: dict[str, dict[int, dict[str, float]]] = {}   # by run, measured once
+    for run, name, run_replicas, against in comparisons:
+        title = run if against == reference else f"{run} vs {against}"
+        if diverged[run] is not None or diverged[against] is not None:
+            same = diverged[run] == diverged[against]
             parity.append(BackendParity(
-                name, {}, (), (), None, diverged[name],
-                _divergence_diagnosis(name, diverged[name], reference, diverged[reference]),
-                same, seconds[name]))
+                title, {}, (), (), None, diverged[run],
+                _divergence_diagnosis(run, diverged[run], against, diverged[against]),
+                same, seconds[run], run, against))
             continue
-        ref, res = results[reference], results[name]
-        differences = {q: final_difference(q, named[name][q], e, tol)
-                       for q, e in named[reference].items()}
-        unpaired = incomplete(name, res, reference, ref)
+        ref, res = results[against], results[run]
+        differences = {q: final_difference(q, named[run][q], e, tol)
+                       for q, e in named[against].items()}
+        unpaired = incomplete(run, res, against, ref)
         if unpaired is not None:
-            parity.append(BackendParity(name, differences, (), (), None, None, unpaired,
-                                        False, seconds[name]))
+            parity.append(BackendParity(title, differences, (), (), None, None, unpaired,
+                                        False, seconds[run], run, against))
             continue
         trajectory = tuple(
             trajectory_difference(s, r, tol)
@@ -404,18 +445,26 @@ def compare(spec: NetworkSpec, data: Dataset,
         outs = [d.step for d in trajectory if not d.ok]
         loss_out = _first_loss_out(res.losses, ref.losses, tol)
         first_out = min([s for s in outs + [loss_out] if s is not None], default=None)
-        if sensitivities is None:
-            sensitivities = sampled_sensitivities(spec, data, ref.snapshots)
-        teacher = tuple(teacher_forced(spec, data, ref.snapshots, modules[reference],
-                                       modules[name], tol, sensitivities))
+        if against not in sensitivities:
+            sensitivities[against] = sampled_sensitivities(spec, data, ref.snapshots)
+        teacher = tuple(teacher_forced(spec, data, ref.snapshots,
+                                       modules[runs_backend(runs, against)], modules[name],
+                                       tol, sensitivities[against], run_replicas))
         final_ok = all(d.ok for d in differences.values()) and all(d.ok for d in trajectory)
         ok = final_ok and all(d.ok for d in teacher)
-        parity.append(BackendParity(name, differences, trajectory, teacher, first_out, None,
-                                    diagnose(final_ok, teacher, first_out), ok, seconds[name]))
+        parity.append(BackendParity(title, differences, trajectory, teacher, first_out, None,
+                                    diagnose(final_ok, teacher, first_out), ok, seconds[run],
+                                    run, against))
     return ParityReport(spec=spec, reference=reference, tolerance=tol, record_every=record_every,
                         results=results, predictions=predictions, parity=tuple(parity),
                         reference_diverged_at=diverged[reference],
-                        reference_seconds=seconds[reference])
+                        reference_seconds=seconds[reference],
+                        replicas=1 if split is None else split.count, run_seconds=seconds)
+
+
+def runs_backend(runs, run: str) -> str:
+    """The backend of the run called ``run``."""
+    return next(name for label, name, _, _ in runs if label == run)
 
 
 def _divergence_diagnosis(name, step, reference, reference_step) -> str:

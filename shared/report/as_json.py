@@ -77,8 +77,9 @@ def _step(d: StepDifference) -> dict:
 
 
 def backend_names(report: ParityReport) -> list[str]:
-    """The compared backends: the reference first, then the others in compared order."""
-    return [report.reference] + [p.backend for p in report.parity]
+    """The compared runs: the reference first, then the others in compared order
+    (a data-parallel run, "torch x2", once however many comparisons it is in)."""
+    return list(dict.fromkeys([report.reference] + [p.run or p.backend for p in report.parity]))
 
 
 def verdict_text(report: ParityReport) -> str:
@@ -90,7 +91,7 @@ def verdict_text(report: ParityReport) -> str:
 def report_to_dict(report: ParityReport) -> dict:
     """The report as a JSON-ready dict (schema: docs/compare-report.md)."""
     check_report(report)
-    parity = {p.backend: p for p in report.parity}
+    parity = {p.run or p.backend: p for p in reversed(report.parity)}   # a run's first row
     backends = {}
     for name in backend_names(report):
         is_reference = name == report.reference

@@ -118,7 +118,7 @@ def _plot_losses(ax, report, names) -> None:
     """Panel (a): each backend's per-epoch mean loss as its line, and its per-step
     minibatch losses faint behind it (they oscillate with the batch)."""
     diverged = {report.reference: report.reference_diverged_at}
-    diverged.update({p.backend: p.diverged_at for p in report.parity})
+    diverged.update({p.run or p.backend: p.diverged_at for p in report.parity})
     drawn = []
     averaged = False
     for name in names:
@@ -164,8 +164,10 @@ def _plot_differences(ax, report) -> None:
     ref = report.results.get(report.reference)
     series = []             # (values, steps, plot kwargs) for each curve
     for p in report.parity:
+        if p.against and p.against != report.reference:
+            continue                       # a data-parallel run against its own backend
         color = COLORS.get(p.backend)
-        result = report.results.get(p.backend)
+        result = report.results.get(p.run or p.backend)
         if ref is not None and result is not None:
             gap = np.abs(np.asarray(result.losses, np.float64)
                          - np.asarray(ref.losses, np.float64))
