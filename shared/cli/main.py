@@ -2,13 +2,15 @@
 
 Every error in the user's input (a bad flag, a bad spec file, data that does
 not fit, a missing framework, a run that diverges) is printed as one line on
-stderr with exit code 2, never a traceback: ``main`` is the one place that
+stderr with exit code 2, never a traceback (a data-parallel replica that was
+killed too): ``main`` is the one place that
 prints errors, and it escapes anything in a message that would start a new
 line (a file name holding a newline, say) the way ``repr`` writes it.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnparity.backends import get_backend, predict, train
+from nnparity.backends import ReplicaError, get_backend, predict, train
 from nnparity.shared.cli.inputs import read_inputs
 from nnparity.shared.cli.spec_flags import (add_spec_flags, dataset_name, spec_flags_given,
                                            spec_from_args)
@@ -102,9 +104,12 @@ def cmd_train(args) -> int:
             spec = spec.replace(epochs=args.epochs)
     data = load_dataset(dataset_name(args))
     progress = Progress(sys.stdout) if sys.stdout.isatty() else None
-    result = train(spec, data, backend=args.backend, resume=resume, progress=progress)
+    result = train(spec, data, backend=args.backend, resume=resume, progress=progress,
+                   replicas=args.replicas, sync_batch_norm=not args.per_replica_batch_norm)
     if progress is not None:
         progress.close()
+    if not leads(args):                        # another process of a torchrun job reports
+        return 0
     if resume is not None:
         print(f"resumed: {args.resume} at epoch {resume.epochs_done} of {spec.epochs}")
     if spec.n_parameters <= PRINT_PARAMS_UP_TO:
@@ -127,6 +132,12 @@ def cmd_train(args) -> int:
             fail("--save", args.save, f"a writable file path ({exc.strerror or exc})")
         print(f"saved: {args.save} ({result.epochs_done} epochs)")
     return 0
+
+
+def leads(args) -> bool:
+    """False in the torchrun processes of a data-parallel torch run other than rank 0:
+    their results are rank 0's, which alone prints them and writes --save."""
+    return args.replicas == 1 or args.backend != "torch" or os.environ.get("RANK", "0") == "0"
 
 
 def check_resume_flags(args) -> None:
@@ -154,7 +165,8 @@ def cmd_compare(args) -> int:
     outputs = check_outputs(args.json, args.plot, args.html)     # before any training
     spec = spec_from_args(args)
     report = compare(spec, load_dataset(dataset_name(args)),
-                     backends=tuple(args.backends), reference=args.reference)
+                     backends=tuple(args.backends), reference=args.reference,
+                     replicas=args.replicas, sync_batch_norm=not args.per_replica_batch_norm)
     print(report)
     try:
         written = write_outputs(report, outputs)
@@ -207,6 +219,7 @@ def build_parser() -> Parser:
                                               "the way the notebook does")
     train.add_argument("--backend", choices=BACKEND_NAMES, default="numpy")
     add_spec_flags(train)
+    add_replica_flags(train, "train data-parallel on N replicas (docs/data-parallel.md)")
     checkpoints = train.add_argument_group("checkpoints")
     checkpoints.add_argument("--save", metavar="PATH",
                              help="write a checkpoint (.npz) after training")
@@ -243,6 +256,9 @@ def build_parser() -> Parser:
                          help="also write a self-contained HTML page with the tables and "
                               "the plot (matplotlib: the plot extra)")
     add_spec_flags(compare)
+    add_replica_flags(compare, "train every backend data-parallel on N replicas too, and "
+                               "compare each such run against the reference and against "
+                               "its own backend on one device")
     compare.set_defaults(run=cmd_compare)
 
     activations = commands.add_parser("activations", help="plot every activation and its "
@@ -263,6 +279,16 @@ def build_parser() -> Parser:
     return parser
 
 
+def add_replica_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_argument_group("data parallelism")
+    group.add_argument("--replicas", type=int, default=1, metavar="N",
+                       help=f"{what}; default 1, one device")
+    group.add_argument("--per-replica-batch-norm", action="store_true",
+                       help="with --replicas: BatchNorm normalises each replica's shard by "
+                            "its own statistics (plain BatchNorm under DDP) instead of the "
+                            "global batch's")
+
+
 def one_line(text: str) -> str:
     """``text`` with every character that would end or hide a line (newlines, other
     control characters, line and paragraph separators, lone surrogates) written as
@@ -277,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return args.run(args)
     except (UsageError, InputValueError, InputTypeError, MissingFrameworkError,
-            DivergenceError) as exc:
+            DivergenceError, ReplicaError) as exc:
         message = str(exc)
     except (ValueError, TypeError, ArithmeticError, RecursionError, MemoryError) as exc:
         # the last resort: input that a check missed reached code that could not
