@@ -39,6 +39,11 @@ then slows both sides of a ratio alike.
    SGD, synthetic data: each backend's achieved GFLOP/s, counting
    6 * batch * sum(in * out) per step, next to the same framework's 1024 x 1024
    float32 matmul rate, timed in turn with that backend's training.
+4. Data parallel (issue 16): the compute-bound spec with 1 and 2 replicas in each
+   backend, one thread per replica, each backend in a fresh process: the
+   steady-state time per step and rows per second, the fixed cost of a call
+   (launch, compilation) apart, the cores kept busy, and the parallel efficiency
+   t1 / (2 t2) next to that of matmuls with nothing to share (``replicas``).
 
 Every peer returns its trained parameters; the tests check that they equal the
 backends' (so the benchmark compares equal work). Nothing here is imported by
@@ -60,6 +65,7 @@ import numpy as np
 
 from nnparity.shared.bench.peers import CNN_PEERS, PEERS, State
 from nnparity.shared.bench.peers_sequence import GRU_PEERS, TRANSFORMER_PEERS
+from nnparity.shared.bench.replicas import data_parallel_table, run_data_parallel
 from nnparity.shared.core.data import Dataset, notebook_data
 from nnparity.shared.core.optimizers import SGD
 from nnparity.shared.core.recipes import RECIPES
@@ -362,6 +368,7 @@ def run(backends, repeats: int = 5) -> dict:
             "gflops": flops_per_step(cspec) * steps / seconds / 1e9,
             "matmul_gflops": 2 * MATMUL_N ** 3 / matmul_seconds / 1e9,
         }
+    result["data_parallel"] = run_data_parallel(backends, repeats)
     return result
 
 
@@ -396,6 +403,7 @@ def table(result: dict) -> str:
     for backend, c in result["compute"].items():
         lines.append(f"  {backend:<10} {c['gflops']:>8.1f} {c['matmul_gflops']:>15.1f} "
                      f"{c['gflops'] / c['matmul_gflops']:>6.2f}")
+    lines += data_parallel_table(result.get("data_parallel"))
     return "\n".join(lines)
 
 
