@@ -26,7 +26,7 @@ MEASURED = ROOT / "docs" / "measured.md"
 CI_RUN = ROOT / ".ci" / "run"
 #: the reference pages the README's text moved to
 DOCS = ["specification", "cli", "checkpoints", "activations", "optimizers", "data", "tolerance",
-        "harness", "performance", "measured", "testing", "interop", "porting"]
+        "harness", "performance", "measured", "testing", "interop", "porting", "data-parallel"]
 PAGES = [README, CONTRIBUTING] + [ROOT / "docs" / f"{name}.md" for name in DOCS]
 #: lines on the README's first screen
 FIRST_SCREEN = 40
@@ -42,7 +42,7 @@ def python_blocks(page: Path) -> list[str]:
 
 #: pages whose examples take over ~5 s each (JAX compiles a network, several frameworks
 #: load): slow tests, run in CI
-SLOW_PAGES = {"docs/porting.md", "docs/interop.md"}
+SLOW_PAGES = {"docs/porting.md", "docs/interop.md", "docs/data-parallel.md"}
 EXAMPLES = [pytest.param(page, index, id=f"{name(page)}-{index}",
                          marks=[pytest.mark.slow] if name(page) in SLOW_PAGES else [])
             for page in PAGES if page.exists() for index in range(len(python_blocks(page)))]
