@@ -3,7 +3,10 @@ times are equal work, its arithmetic is right, and the table shows the row.
 
 Timings are never asserted here (they belong to ``nnparity bench``).
 """
+import contextlib
 import functools
+import os
+import time
 
 import numpy as np
 import pytest
@@ -140,6 +143,46 @@ def test_parallel_efficiency_is_one_replicas_time_over_twice_two_replicas():
         dp.parallel_efficiency(0.1, 0.0)
 
 
+def test_an_efficiency_the_noise_swamped_is_not_a_number():
+    assert dp.efficiency_or_none(0.1, 0.05) == pytest.approx(1.0)
+    assert dp.efficiency_or_none(0.1, -0.01) is None and dp.efficiency_or_none(0.0, 0.1) is None
+    assert (dp.ratio(None), dp.ratio(0.834)) == ("n/a", "0.83")
+
+
+@pytest.mark.skipif(not dp.CAN_PIN, reason="pinning threads needs Linux's sched_setaffinity")
+def test_measure_times_the_replicas_and_pins_only_the_single_ones(monkeypatch):
+    """measure_data_parallel's wiring, on made-up timings: which calls it times (the
+    1-replica ones on one CPU), and the row it makes of them."""
+    calls = []
+
+    def fake_trainer(backend, count):
+        return lambda epochs: calls.append((backend, count, epochs, os.sched_getaffinity(0)))
+
+    def fake_timings(fns, repeats):
+        for fn in fns.values():
+            fn()
+        made_up = {"1 short": 0.8, "1 long": 1.6, "2 short": 2.5, "2 long": 3.0,
+                   "ceiling 1": 0.2, "ceiling 2": 0.125}
+        return {name: [(made_up[name], 1.0)] * repeats for name in fns}
+
+    monkeypatch.setattr(dp, "replica_trainer", fake_trainer)
+    monkeypatch.setattr(dp, "ceiling_work", lambda count: lambda: calls.append(("ceiling", count)))
+    monkeypatch.setattr(dp, "interleaved_timings", fake_timings)
+    m = dp.measure_data_parallel("numpy", repeats=3)
+    everywhere = os.sched_getaffinity(0)
+    one = {min(everywhere)}
+    assert calls == [("numpy", 1, 4, one), ("numpy", 1, 8, one),
+                     ("numpy", 2, 4, everywhere), ("numpy", 2, 8, everywhere),
+                     ("ceiling", 1), ("ceiling", 2)]
+    assert m["steps"] == {"short": 16, "long": 32} and m["one_replica_cpus"] == sorted(one)
+    assert m["replicas"]["1"]["seconds_per_step"] == pytest.approx(0.05)      # 0.8 / 16
+    assert m["replicas"]["2"]["seconds_per_step"] == pytest.approx(0.5 / 16)
+    assert m["replicas"]["2"]["fixed_seconds"] == pytest.approx(2.0)
+    assert m["replicas"]["2"]["rows_per_second"] == pytest.approx(512 * 32)
+    assert m["efficiency"] == pytest.approx(0.8) and m["ceiling_efficiency"] == pytest.approx(0.8)
+    assert m["threads"]["OMP_NUM_THREADS"] == "1" and m["repeats"] == 3
+
+
 def test_interleaved_timings_warm_up_then_take_turns(monkeypatch):
     calls = []
     clock = iter(float(t) for t in range(1000))
@@ -149,6 +192,58 @@ def test_interleaved_timings_warm_up_then_take_turns(monkeypatch):
                                   "b": lambda: calls.append("b")}, repeats=3)
     assert calls == ["a", "b"] + ["a", "b"] * 3
     assert got == {"a": [(1.0, 0.0)] * 3, "b": [(1.0, 0.0)] * 3}
+
+
+@pytest.mark.skipif(not dp.CAN_PIN, reason="pinning threads needs Linux's sched_setaffinity")
+def test_on_cpus_pins_every_thread_and_restores_them():
+    """Inside the block this thread, one started before and one started inside are on
+    the one CPU; afterwards each is back on the CPUs it had."""
+    import threading
+
+    before = os.sched_getaffinity(0)
+    cpu = {min(before)}
+    seen = {}
+    go, stop = threading.Event(), threading.Event()
+
+    def worker(name):
+        seen[name, "ident"] = threading.get_native_id()
+        go.wait()
+        seen[name, "inside"] = os.sched_getaffinity(0)
+        stop.wait()
+        seen[name, "after"] = os.sched_getaffinity(0)
+
+    older = threading.Thread(target=worker, args=("older",))
+    older.start()
+    with dp.on_cpus(cpu):
+        assert os.sched_getaffinity(0) == cpu
+        newer = threading.Thread(target=worker, args=("newer",))
+        newer.start()
+        go.set()
+        while ("newer", "inside") not in seen or ("older", "inside") not in seen:
+            time.sleep(0.001)
+    stop.set()
+    older.join()
+    newer.join()
+    assert seen["older", "inside"] == seen["newer", "inside"] == cpu
+    assert seen["older", "after"] == seen["newer", "after"] == before == os.sched_getaffinity(0)
+    if len(before) > 1:                       # negative control: pinning did change them
+        assert cpu != before
+    with dp.on_cpus(None):                    # None: unchanged
+        assert os.sched_getaffinity(0) == before
+
+
+def test_pinned_runs_its_function_on_the_cpus(monkeypatch):
+    seen = []
+
+    @contextlib.contextmanager
+    def fake_on_cpus(cpus):
+        seen.append(("pin", cpus))
+        yield
+        seen.append(("unpin", cpus))
+
+    monkeypatch.setattr(dp, "on_cpus", fake_on_cpus)
+    assert dp.pinned(lambda: seen.append("call") or 3, {0})() == 3
+    assert seen == [("pin", {0}), "call", ("unpin", {0})]
 
 
 def test_timed_reports_the_cores_a_call_kept_busy(monkeypatch):
@@ -172,7 +267,7 @@ def measured(t1=0.040, t2=0.025, ceiling=0.9, load=0.3):
             "threads": {**bench.ONE_THREAD, "XLA_FLAGS": bench.XLA_ONE_THREAD,
                         "torch.get_num_threads()": 1,
                         "torch threads per replica (2 replicas)": 1},
-            "cpu_count": 2, "load_average": load, "repeats": 5}
+            "one_replica_cpus": [0], "cpu_count": 2, "load_average": load, "repeats": 5}
 
 
 def test_the_table_shows_the_row():
@@ -181,6 +276,7 @@ def test_the_table_shows_the_row():
     assert "compute-bound spec, float32, batch 512, 1 and 2 replicas (median of 5" in text
     assert "(32 steps - 16 steps) / 16" in text and "efficiency = t1 / (2 t2)" in text
     assert "one thread per replica" in text and "2 CPUs" in text
+    assert "1 replica pinned to one CPU" in text
     rows = [line.split() for line in lines[3:]]
     assert rows[0] == ["numpy", "1", "40.0", "12800", "0.01", "1.00"]
     assert rows[1] == ["numpy", "2", "25.0", "20480", "2.50", "1.90", "0.80", "0.90", "0.3"]

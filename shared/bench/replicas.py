@@ -10,6 +10,10 @@ What is measured, and why so:
   GIL; torch: two processes of ``max(1, min(torch.get_num_threads(), cpu_count //
   2))`` = 1 thread each; JAX: two host devices, Eigen's pool off) can use two. The
   comparison is thus 1 core against 2 cores, which is what a 2-core machine allows.
+  One thread is not always one core: XLA's CPU runtime runs independent
+  operations of one device concurrently on its own pool (a 1-replica JAX run kept
+  1.5 cores busy here), so the 1-replica runs are also pinned to one CPU
+  (``on_cpus``: every thread of the process, Linux's ``sched_setaffinity``).
 - **Steady state apart from the fixed cost.** A data-parallel call pays a fixed
   cost before its first step (torch: two processes that import torch and meet;
   JAX: a fresh process that imports JAX and compiles; NumPy threads: almost
@@ -36,6 +40,7 @@ the table.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -45,7 +50,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -91,6 +96,15 @@ def parallel_efficiency(one_replica: float, many_replicas: float, replicas: int 
         raise ValueError(f"one_replica, many_replicas: expected positive times, got "
                          f"{one_replica}, {many_replicas}")
     return one_replica / (replicas * many_replicas)
+
+
+def efficiency_or_none(one_replica: float, many_replicas: float) -> float | None:
+    """``parallel_efficiency`` of 2 replicas, or None when a time is not positive: a
+    steady state that the machine's noise swamped (the longer run was timed no
+    slower than the shorter) is reported as not measured, never as a number."""
+    if one_replica <= 0 or many_replicas <= 0:
+        return None
+    return parallel_efficiency(one_replica, many_replicas)
 
 
 # ----------------------------------------------------------------------------- what is timed
@@ -140,6 +154,43 @@ def ceiling_work(threads: int, products: int = CEILING_PRODUCTS,
     return work
 
 
+#: whether ``on_cpus`` can pin this process's threads (Linux)
+CAN_PIN = hasattr(os, "sched_setaffinity") and os.path.isdir("/proc/self/task")
+
+
+def pin_threads(cpus: set[int]) -> None:
+    """Allow every current thread of this process only ``cpus`` (threads it starts
+    later inherit their starter's)."""
+    for task in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except ProcessLookupError:           # the thread ended meanwhile
+            pass
+
+
+@contextlib.contextmanager
+def on_cpus(cpus: set[int] | None) -> Iterator[None]:
+    """Run the block with this process on ``cpus`` only (None: unchanged); every
+    thread gets the CPUs it had before back afterwards."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    pin_threads(cpus)
+    try:
+        yield
+    finally:
+        pin_threads(before)
+
+
+def pinned(fn: Callable[[], object], cpus: set[int] | None) -> Callable[[], object]:
+    """``fn`` run ``on_cpus(cpus)``."""
+    def call() -> object:
+        with on_cpus(cpus):
+            return fn()
+    return call
+
+
 def cpu_seconds() -> float:
     """CPU time (user + system) of this process and its finished children so far."""
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
@@ -177,13 +228,15 @@ def measure_data_parallel(backend: str, repeats: int) -> dict:
 
     load = os.getloadavg()[0]
     steps_per_epoch = COMPUTE_ROWS // COMPUTE_SPEC.batch_size
+    one_cpu = {min(os.sched_getaffinity(0))} if CAN_PIN else None
     fns: dict[str, Callable[[], object]] = {}
     for count in REPLICA_COUNTS:
         trainer = replica_trainer(backend, count)
-        fns[f"{count} short"] = functools.partial(trainer, SHORT_EPOCHS)
-        fns[f"{count} long"] = functools.partial(trainer, LONG_EPOCHS)
+        cpus = one_cpu if count == 1 else None
+        fns[f"{count} short"] = pinned(functools.partial(trainer, SHORT_EPOCHS), cpus)
+        fns[f"{count} long"] = pinned(functools.partial(trainer, LONG_EPOCHS), cpus)
     for count in REPLICA_COUNTS:
-        fns[f"ceiling {count}"] = ceiling_work(count)
+        fns[f"ceiling {count}"] = pinned(ceiling_work(count), one_cpu if count == 1 else None)
     timings = interleaved_timings(fns, repeats)
     rows: dict[str, dict[str, float]] = {}
     for count in REPLICA_COUNTS:
@@ -202,15 +255,16 @@ def measure_data_parallel(backend: str, repeats: int) -> dict:
                    max(1, min(torch_threads, (os.cpu_count() or 1) // 2)))
     return {
         "replicas": rows,
-        "efficiency": parallel_efficiency(rows["1"]["seconds_per_step"],
-                                          rows["2"]["seconds_per_step"]),
-        "ceiling_efficiency": parallel_efficiency(ceiling["1"], ceiling["2"]),
+        "efficiency": efficiency_or_none(rows["1"]["seconds_per_step"],
+                                         rows["2"]["seconds_per_step"]),
+        "ceiling_efficiency": efficiency_or_none(ceiling["1"], ceiling["2"]),
         "steps": {"short": SHORT_EPOCHS * steps_per_epoch,
                   "long": LONG_EPOCHS * steps_per_epoch},
         "batch_size": COMPUTE_SPEC.batch_size, "dtype": COMPUTE_SPEC.dtype,
         "threads": {**ONE_THREAD, "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
                     "torch.get_num_threads()": torch_threads,
                     "torch threads per replica (2 replicas)": per_replica},
+        "one_replica_cpus": None if one_cpu is None else sorted(one_cpu),
         "cpu_count": os.cpu_count(), "load_average": load, "repeats": repeats,
     }
 
@@ -242,23 +296,30 @@ def run_data_parallel(backends: Sequence[str], repeats: int) -> dict:
 
 # ----------------------------------------------------------------------------- table
 
+def ratio(value: float | None) -> str:
+    """An efficiency as the table shows it: two decimals, or "n/a" (not measured)."""
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def data_parallel_table(measured: dict | None) -> list[str]:
     """The row's lines of ``run.table`` (none for a result from before the row)."""
     if not measured:
         return []
     first = next(iter(measured.values()))
+    pinning = ("pinned to one CPU" if first.get("one_replica_cpus") else
+               "not pinned to one CPU")
     lines = [f"data-parallel: compute-bound spec, {first['dtype']}, batch "
              f"{first['batch_size']}, 1 and 2 replicas (median of {first['repeats']}; "
              f"steady state = ({first['steps']['long']} steps - {first['steps']['short']} "
              f"steps) / {first['steps']['long'] - first['steps']['short']})",
              f"  one thread per replica, each backend in a fresh process; {first['cpu_count']} "
-             f"CPUs; efficiency = t1 / (2 t2); ceiling = the same for NumPy matmuls in 1 vs "
-             f"2 threads",
+             f"CPUs; 1 replica {pinning}; efficiency = t1 / (2 t2); ceiling = the same "
+             f"for NumPy matmuls in 1 vs 2 threads",
              f"  {'backend':<8} {'replicas':>8} {'ms / step':>10} {'rows / s':>9} "
              f"{'fixed s':>8} {'cores':>6} {'efficiency':>11} {'ceiling':>8} {'load':>5}"]
     for backend, m in measured.items():
         for count, row in m["replicas"].items():
-            tail = (f" {m['efficiency']:>11.2f} {m['ceiling_efficiency']:>8.2f} "
+            tail = (f" {ratio(m['efficiency']):>11} {ratio(m['ceiling_efficiency']):>8} "
                     f"{m['load_average']:>5.1f}" if count != "1" else "")
             lines.append(f"  {backend:<8} {count:>8} {1000 * row['seconds_per_step']:>10.1f} "
                          f"{row['rows_per_second']:>9.0f} {row['fixed_seconds']:>8.2f} "
