@@ -77,7 +77,7 @@ def test_json_round_trips_and_is_strict(ok_report, tmp_path):
     reports.write_json(ok_report, path)
     doc = strict_loads(path.read_text(encoding="utf-8"))
     assert doc == reports.report_to_dict(ok_report)
-    assert doc["schema"] == "nnparity.compare-report" and doc["schema_version"] == 3
+    assert doc["schema"] == "nnparity.compare-report" and doc["schema_version"] == 4
     assert list(doc["backends"]) == ["numpy", "torch", "jax"]
     assert list(doc["parity"]) == ["torch", "jax"]
     assert doc["verdict"] == {"ok": True, "failed": [], "text": "PARITY OK"}
@@ -511,7 +511,7 @@ def test_cli_json_needs_no_matplotlib(tmp_path, monkeypatch, capsys):
     path = tmp_path / "r.json"
     assert main(["compare", "--backends", "numpy", "torch", "--epochs", "2",
                  "--json", str(path)]) == 0
-    assert strict_loads(path.read_text(encoding="utf-8"))["schema_version"] == 3
+    assert strict_loads(path.read_text(encoding="utf-8"))["schema_version"] == 4
 
 
 def test_cli_write_failure_after_training_is_one_line(tmp_path, monkeypatch, capsys):
@@ -526,3 +526,37 @@ def test_cli_write_failure_after_training_is_one_line(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "could not write the report" in err
     assert "No space left on device" in err
+
+
+# ------------------------------------------------------------------------- data parallel
+
+@pytest.fixture(scope="module")
+def replicas_report():
+    """The notebook on 2 replicas (NumPy threads: no process is launched)."""
+    return compare(notebook_spec().replace(epochs=20), notebook_data(), backends=("numpy",),
+                   replicas=2)
+
+
+def test_a_data_parallel_report_names_its_runs(replicas_report, tmp_path):
+    doc = strict_loads(reports.to_json(replicas_report))
+    assert (doc["replicas"], doc["sync_batch_norm"]) == (2, True)
+    assert list(doc["backends"]) == ["numpy", "numpy x2"]
+    assert doc["parity"]["numpy x2"]["against"] == "numpy" and doc["verdict"]["ok"]
+    assert set(produced_keys(doc)) <= set(documented_keys())
+    text = str(replicas_report)
+    assert "data parallel: the runs 'x2' trained on 2 replicas, synchronised BatchNorm" in text
+    assert "diagnosis numpy x2: ok" in text and text.endswith("PARITY OK")
+
+
+def test_a_data_parallel_comparison_against_its_own_backend_is_named_so(tmp_path):
+    require("torch")
+    report = compare(notebook_spec().replace(epochs=5), notebook_data(),
+                     backends=("numpy", "torch"), replicas=2)
+    doc = strict_loads(reports.to_json(report))
+    assert list(doc["parity"]) == ["numpy x2", "torch x2", "torch x2 vs torch"]
+    assert [doc["parity"][k]["against"] for k in doc["parity"]] == ["numpy", "numpy", "torch"]
+    assert list(doc["backends"]) == ["numpy", "numpy x2", "torch x2", "torch"]
+    assert report.ok
+    html = tmp_path / "r.html"
+    reports.write_html(report, html)
+    assert "torch x2 vs torch" in html.read_text(encoding="utf-8")

@@ -118,8 +118,10 @@ class ParityReport:
             more per data-parallel run against its backend's single-device run).
         reference_diverged_at: the step the reference diverged at, or None.
         replicas: the replicas of the data-parallel runs (1: none).
+        sync_batch_norm: whether their BatchNorm statistics were the global batch's.
         run_seconds: run name -> seconds its ``train`` took (every run, diverged
             ones included).
+        run_diverged_at: run name -> the step it diverged at, or None (every run).
     """
 
     spec: NetworkSpec
@@ -132,7 +134,9 @@ class ParityReport:
     reference_diverged_at: int | None
     reference_seconds: float
     replicas: int = 1
+    sync_batch_norm: bool = True
     run_seconds: dict[str, float] = field(default_factory=dict)
+    run_diverged_at: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -154,6 +158,12 @@ class ParityReport:
             for quantity, d in p.differences.items():
                 if not d.ok:
                     lines.append(f"  {p.backend} {quantity} worst: {d.worst}")
+        if self.replicas > 1:
+            batch_norm = ("synchronised BatchNorm" if self.sync_batch_norm else
+                          "per-replica BatchNorm, which differs from one device wherever "
+                          "the network has BatchNorm")
+            lines.append(f"data parallel: the runs 'x{self.replicas}' trained on "
+                         f"{self.replicas} replicas, {batch_norm}")
         lines.append(f"trajectory: a snapshot every {self.record_every} steps; "
                      f"teacher-forced steps from {self.reference}'s snapshots")
         for p in self.parity:
@@ -459,7 +469,9 @@ def compare(spec: NetworkSpec, data: Dataset,
                         results=results, predictions=predictions, parity=tuple(parity),
                         reference_diverged_at=diverged[reference],
                         reference_seconds=seconds[reference],
-                        replicas=1 if split is None else split.count, run_seconds=seconds)
+                        replicas=1 if split is None else split.count,
+                        sync_batch_norm=sync_batch_norm, run_seconds=seconds,
+                        run_diverged_at=diverged)
 
 
 def runs_backend(runs, run: str) -> str:

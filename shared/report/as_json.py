@@ -25,7 +25,7 @@ from nnparity.shared.core.validation import fail
 
 SCHEMA = "nnparity.compare-report"
 #: bumped whenever a key is added, removed or changes meaning
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: how a non-finite number is written in the JSON
 NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 #: distributions whose version the report records (besides Python)
@@ -78,8 +78,10 @@ def _step(d: StepDifference) -> dict:
 
 def backend_names(report: ParityReport) -> list[str]:
     """The compared runs: the reference first, then the others in compared order
-    (a data-parallel run, "torch x2", once however many comparisons it is in)."""
-    return list(dict.fromkeys([report.reference] + [p.run or p.backend for p in report.parity]))
+    (each once: a data-parallel run "torch x2" and its single-device "torch" too)."""
+    return list(dict.fromkeys([report.reference] + [name for p in report.parity
+                                                     for name in (p.run or p.backend,
+                                                                  p.against or report.reference)]))
 
 
 def verdict_text(report: ParityReport) -> str:
@@ -91,17 +93,17 @@ def verdict_text(report: ParityReport) -> str:
 def report_to_dict(report: ParityReport) -> dict:
     """The report as a JSON-ready dict (schema: docs/compare-report.md)."""
     check_report(report)
-    parity = {p.run or p.backend: p for p in reversed(report.parity)}   # a run's first row
+    seconds = report.run_seconds or {report.reference: report.reference_seconds,
+                                     **{p.backend: p.seconds for p in report.parity}}
+    diverged = report.run_diverged_at or {report.reference: report.reference_diverged_at,
+                                          **{p.backend: p.diverged_at for p in report.parity}}
     backends = {}
     for name in backend_names(report):
-        is_reference = name == report.reference
         result = report.results.get(name)
         backends[name] = {
-            "reference": is_reference,
-            "seconds": number(report.reference_seconds if is_reference
-                              else parity[name].seconds),
-            "diverged_at": (report.reference_diverged_at if is_reference
-                            else parity[name].diverged_at),
+            "reference": name == report.reference,
+            "seconds": number(seconds[name]),
+            "diverged_at": diverged[name],
             "metrics": (None if result is None
                         else {k: number(v) for k, v in result.metrics.items()}),
             "losses": None if result is None else [number(v) for v in result.losses.tolist()],
@@ -117,9 +119,12 @@ def report_to_dict(report: ParityReport) -> dict:
                       "rounding_multiple": number(ROUNDING_MULTIPLE)},
         "reference": report.reference,
         "record_every": int(report.record_every),
+        "replicas": int(report.replicas),
+        "sync_batch_norm": bool(report.sync_batch_norm),
         "backends": backends,
         "parity": {
             p.backend: {
+                "against": p.against or report.reference,
                 "ok": bool(p.ok),
                 "diagnosis": p.diagnosis,
                 "first_step_out": p.first_step_out,
