@@ -74,6 +74,23 @@ def single_device(backend: str) -> dict[str, np.ndarray]:
     return named(result.params, result.model_state)
 
 
+def run_together(commands: list[tuple[list[str], dict[str, str]]], timeout: float) -> None:
+    """Run the (command, environment) pairs at once; raise SystemExit with the output
+    of the first that fails. None outlives the call."""
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
+                 for command, env in commands]
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=timeout)
+            if process.returncode != 0:
+                raise SystemExit(f"{process.args[0]} failed ({process.returncode}):\n{output}")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+
+
 def run_torch(namespaces: bool, timeout: float) -> float:
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
@@ -81,7 +98,7 @@ def run_torch(namespaces: bool, timeout: float) -> float:
         if namespaces:
             make_namespaces()
         try:
-            processes = []
+            commands = []
             for rank in (0, 1):
                 command = ["torchrun", "--nnodes", "2", "--node-rank", str(rank),
                            "--nproc-per-node", "1",
@@ -94,16 +111,9 @@ def run_torch(namespaces: bool, timeout: float) -> float:
                 if namespaces:
                     env["GLOO_SOCKET_IFNAME"] = f"nnp{rank}"
                     command = ["ip", "netns", "exec", NAMESPACES[rank]] + command
-                processes.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                                  stderr=subprocess.STDOUT, text=True))
-            for process in processes:
-                output, _ = process.communicate(timeout=timeout)
-                if process.returncode != 0:
-                    raise SystemExit(f"a torchrun node failed ({process.returncode}):\n{output}")
+                commands.append((command, env))
+            run_together(commands, timeout)
         finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
             if namespaces:
                 remove_namespaces()
         from nnparity.shared.io.checkpoint import load_checkpoint
@@ -150,18 +160,8 @@ def run_jax(timeout: float) -> float:
     port = free_port()
     with tempfile.TemporaryDirectory() as workdir:
         outs = [str(Path(workdir) / f"process{i}.npz") for i in (0, 1)]
-        processes = [subprocess.Popen([sys.executable, __file__, "jax-worker", str(i), str(port),
-                                       outs[i]], stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
-        try:
-            for process in processes:
-                output, _ = process.communicate(timeout=timeout)
-                if process.returncode != 0:
-                    raise SystemExit(f"a JAX process failed ({process.returncode}):\n{output}")
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
+        run_together([([sys.executable, __file__, "jax-worker", str(i), str(port), outs[i]],
+                       dict(os.environ)) for i in (0, 1)], timeout)
         results = []
         for out in outs:
             with np.load(out) as saved:
