@@ -278,10 +278,19 @@ def test_the_table_shows_the_row():
     assert "one thread per replica" in text and "2 CPUs" in text
     assert "1 replica pinned to one CPU" in text
     rows = [line.split() for line in lines[3:]]
-    assert rows[0] == ["numpy", "1", "40.0", "12800", "0.01", "1.00"]
-    assert rows[1] == ["numpy", "2", "25.0", "20480", "2.50", "1.90", "0.80", "0.90", "0.3"]
+    assert rows[0] == ["numpy", "1", "40.0", "40-40", "12800", "0.01", "1.00"]
+    assert rows[1] == ["numpy", "2", "25.0", "25-25", "20480", "2.50", "1.90", "0.80", "0.90",
+                       "0.3"]
     assert rows[3][:2] == ["torch", "2"] and rows[3][-3] == "0.50"    # no faster: 0.5
-    assert len(rows) == 4
+    assert len(rows) == 4                                  # no warning: both ceilings 0.9
+
+
+def test_the_table_warns_when_the_second_core_was_busy_and_shows_noise_as_na():
+    swamped = measured(ceiling=0.55)
+    swamped["efficiency"] = None
+    lines = dp.data_parallel_table({"numpy": measured(), "jax": swamped})
+    assert lines[-1].startswith("  ceiling below 0.9 for jax: other work kept the second core")
+    assert lines[-2].split()[-3:] == ["n/a", "0.55", "0.3"]
 
 
 def test_run_table_includes_the_row_and_reads_results_without_it():
@@ -291,7 +300,7 @@ def test_run_table_includes_the_row_and_reads_results_without_it():
     assert "data-parallel" not in bench.table(result)            # from before the row
     text = bench.table({**result, "data_parallel": {"jax": measured()}})
     assert text.index("compute-bound spec (512") < text.index("data-parallel")
-    assert "  jax             2       25.0" in text
+    assert "  jax             2       25.0     25-25" in text
     assert dp.data_parallel_table({}) == []
 
 

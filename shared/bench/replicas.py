@@ -62,6 +62,8 @@ SHORT_EPOCHS = 4
 LONG_EPOCHS = 2 * SHORT_EPOCHS
 #: the matrix products of the ceiling workload (each 1024 x 1024, float32)
 CEILING_PRODUCTS = 16
+#: a ceiling efficiency below this says the second core was busy with other work
+CEILING_WARNING = 0.9
 #: XLA's flag for N CPU devices (``backends/jax/replicas.py``), dropped from the
 #: timing processes' environment
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
@@ -302,7 +304,11 @@ def ratio(value: float | None) -> str:
 
 
 def data_parallel_table(measured: dict | None) -> list[str]:
-    """The row's lines of ``run.table`` (none for a result from before the row)."""
+    """The row's lines of ``run.table`` (none for a result from before the row): per
+    backend and replica count the steady-state ms per step with the range of its
+    per-repetition estimates, rows per second, fixed seconds per call, cores kept
+    busy; per backend the efficiency, the ceiling and the load average; and a
+    warning when a ceiling says that the second core was not free."""
     if not measured:
         return []
     first = next(iter(measured.values()))
@@ -315,13 +321,20 @@ def data_parallel_table(measured: dict | None) -> list[str]:
              f"  one thread per replica, each backend in a fresh process; {first['cpu_count']} "
              f"CPUs; 1 replica {pinning}; efficiency = t1 / (2 t2); ceiling = the same "
              f"for NumPy matmuls in 1 vs 2 threads",
-             f"  {'backend':<8} {'replicas':>8} {'ms / step':>10} {'rows / s':>9} "
+             f"  {'backend':<8} {'replicas':>8} {'ms / step':>10} {'range':>9} {'rows / s':>9} "
              f"{'fixed s':>8} {'cores':>6} {'efficiency':>11} {'ceiling':>8} {'load':>5}"]
     for backend, m in measured.items():
         for count, row in m["replicas"].items():
             tail = (f" {ratio(m['efficiency']):>11} {ratio(m['ceiling_efficiency']):>8} "
                     f"{m['load_average']:>5.1f}" if count != "1" else "")
+            spread = f"{1000 * row['step_min']:.0f}-{1000 * row['step_max']:.0f}"
             lines.append(f"  {backend:<8} {count:>8} {1000 * row['seconds_per_step']:>10.1f} "
-                         f"{row['rows_per_second']:>9.0f} {row['fixed_seconds']:>8.2f} "
-                         f"{row['cores_busy']:>6.2f}{tail}")
+                         f"{spread:>9} {row['rows_per_second']:>9.0f} "
+                         f"{row['fixed_seconds']:>8.2f} {row['cores_busy']:>6.2f}{tail}")
+    busy = [backend for backend, m in measured.items()
+            if m["ceiling_efficiency"] is None or m["ceiling_efficiency"] < CEILING_WARNING]
+    if busy:
+        lines.append(f"  ceiling below {CEILING_WARNING:g} for {', '.join(busy)}: other work "
+                     f"kept the second core busy, so those efficiencies measure the machine's "
+                     f"load as much as the backends")
     return lines
