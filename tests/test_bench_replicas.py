@@ -161,7 +161,7 @@ def test_measure_times_the_replicas_and_pins_only_the_single_ones(monkeypatch):
     def fake_timings(fns, repeats):
         for fn in fns.values():
             fn()
-        made_up = {"1 short": 0.8, "1 long": 1.6, "2 short": 2.5, "2 long": 3.0,
+        made_up = {"1 short": 0.4, "1 long": 2.0, "2 short": 2.25, "2 long": 3.25,
                    "ceiling 1": 0.2, "ceiling 2": 0.125}
         return {name: [(made_up[name], 1.0)] * repeats for name in fns}
 
@@ -171,12 +171,12 @@ def test_measure_times_the_replicas_and_pins_only_the_single_ones(monkeypatch):
     m = dp.measure_data_parallel("numpy", repeats=3)
     everywhere = os.sched_getaffinity(0)
     one = {min(everywhere)}
-    assert calls == [("numpy", 1, 4, one), ("numpy", 1, 8, one),
-                     ("numpy", 2, 4, everywhere), ("numpy", 2, 8, everywhere),
+    assert calls == [("numpy", 1, 2, one), ("numpy", 1, 10, one),
+                     ("numpy", 2, 2, everywhere), ("numpy", 2, 10, everywhere),
                      ("ceiling", 1), ("ceiling", 2)]
-    assert m["steps"] == {"short": 16, "long": 32} and m["one_replica_cpus"] == sorted(one)
-    assert m["replicas"]["1"]["seconds_per_step"] == pytest.approx(0.05)      # 0.8 / 16
-    assert m["replicas"]["2"]["seconds_per_step"] == pytest.approx(0.5 / 16)
+    assert m["steps"] == {"short": 8, "long": 40} and m["one_replica_cpus"] == sorted(one)
+    assert m["replicas"]["1"]["seconds_per_step"] == pytest.approx(0.05)      # 1.6 / 32
+    assert m["replicas"]["2"]["seconds_per_step"] == pytest.approx(1 / 32)
     assert m["replicas"]["2"]["fixed_seconds"] == pytest.approx(2.0)
     assert m["replicas"]["2"]["rows_per_second"] == pytest.approx(512 * 32)
     assert m["efficiency"] == pytest.approx(0.8) and m["ceiling_efficiency"] == pytest.approx(0.8)

@@ -18,11 +18,13 @@ What is measured, and why so:
   cost before its first step (torch: two processes that import torch and meet;
   JAX: a fresh process that imports JAX and compiles; NumPy threads: almost
   nothing). Every configuration is timed for ``SHORT_EPOCHS`` and for
-  ``LONG_EPOCHS`` = 2 x ``SHORT_EPOCHS`` epochs, in turn within every repetition
-  (as ``run.interleaved_medians`` does), and the steady-state time per step is the
+  ``LONG_EPOCHS`` epochs (8 and 40 steps), in turn within every repetition (as
+  ``run.interleaved_medians`` does), and the steady-state time per step is the
   median over repetitions of (long - short) / (the extra steps); the fixed cost is
-  the median of short - (short's steps) x that repetition's time per step, i.e.
-  2 x short - long. The throughput is the batch's rows over the time per step.
+  the median of short - (short's steps) x that repetition's time per step. The
+  extra steps are many (32) because the launch's jitter (tenths of a second on a
+  busy machine) lands in the difference. The throughput is the batch's rows over
+  the time per step.
 - **Parallel efficiency** = t1 / (2 x t2), with t1 and t2 the steady-state times
   per step of 1 and of 2 replicas (each step is the same global batch of 512 rows):
   1.0 means two cores train twice as fast as one, 0.5 that the second core
@@ -58,8 +60,8 @@ import numpy as np
 REPLICA_COUNTS = (1, 2)
 #: the two run lengths, in epochs of the compute data (``run.COMPUTE_ROWS`` rows, 4
 #: steps of 512 rows an epoch); the steady state is their difference
-SHORT_EPOCHS = 4
-LONG_EPOCHS = 2 * SHORT_EPOCHS
+SHORT_EPOCHS = 2
+LONG_EPOCHS = 10
 #: the matrix products of the ceiling workload (each 1024 x 1024, float32)
 CEILING_PRODUCTS = 16
 #: a ceiling efficiency below this says the second core was busy with other work
