@@ -7,7 +7,8 @@ copying numbers. It writes:
 - ``docs/measured.md``: parity on the notebook spec, the chaotic run's
   diagnosis, the digits recipe and the named recipes (the digits ones need
   scikit-learn),
-  the float32 measurements (``tools/measure_float32.py``'s output) and
+  the float32 measurements (``tools/measure_float32.py``'s output), data-parallel
+  parity on 2 replicas, and
   ``nnparity bench``'s tables (the digits CNN's, the row-by-row GRU's and the
   transformer block's included) with the targets of issue 6, the CNN's and
   issue 14's, under a header saying when, where and how;
@@ -192,6 +193,51 @@ def recipe(name: str) -> list[str]:
     return out + [""]
 
 
+def data_parallel() -> list[str]:
+    """Issue 16's cases on 2 replicas in every backend against one device."""
+    import importlib.util
+
+    from nnparity.shared import compare, notebook_data, notebook_spec
+    from nnparity.shared.core.synthetic import uneven_shards_case
+
+    cases = [("notebook spec, 2000 steps", notebook_spec(), notebook_data()),
+             ("deeper MLP, shuffled, partial last batch (`uneven_shards_case()`)",
+              *uneven_shards_case())]
+    if importlib.util.find_spec("sklearn") is not None:
+        from nnparity.shared import load_dataset
+        from nnparity.shared.core.recipes import digits_cnn_spec
+
+        cases.append(("digits CNN, BatchNorm and Dropout, 2 epochs",
+                      digits_cnn_spec().replace(epochs=2), load_dataset("digits_images")))
+    out = ["## Data-parallel training", "",
+           "`compare(spec, data, replicas=2)`, float64: each backend on 2 replicas "
+           "(\"x2\") against NumPy on one device and against itself on one device; the "
+           "largest normwise relative difference over the final parameters and model state, "
+           "the largest over the trajectory's snapshots, and the largest fraction of its "
+           "rounding allowance a teacher-forced (data-parallel) step used.", "",
+           "| case | comparison | parameters | trajectory | teacher-forced, used | verdict |",
+           "| --- | --- | --- | --- | --- | --- |"]
+    for title, spec, data in cases:
+        report = compare(spec, data, replicas=2)
+        for p in report.parity:
+            params = max(d.max_rel for q, d in p.differences.items()
+                         if q not in ("predictions", "losses"))
+            trajectory = max((d.max_rel for d in p.trajectory), default=0.0)
+            used = max((d.used for d in p.teacher), default=0.0)
+            out.append(f"| {title} | {p.backend}{'' if ' vs ' in p.backend else ' vs numpy'} "
+                       f"| {params:.1e} | {trajectory:.1e} | {used:.1e} "
+                       f"| {'ok' if p.ok else 'FAILED'} |")
+            title = ""                                  # the case's name on its first row
+    spec, data = cases[-1][1], cases[-1][2]
+    per_replica = compare(spec, data, backends=("numpy",), replicas=2, sync_batch_norm=False)
+    worst = max(d.max_rel for q, d in per_replica.parity[0].differences.items()
+                if q not in ("predictions", "losses"))
+    out += ["", f"With per-replica BatchNorm (`sync_batch_norm=False`) on the last case, "
+            f"NumPy on 2 replicas ends {worst:.2g} relative from one device "
+            f"({per_replica.parity[0].diagnosis.split(';')[0]}).", ""]
+    return out
+
+
 def float32() -> list[str]:
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "measure_float32.py")],
                           capture_output=True, text=True, check=True)
@@ -287,6 +333,7 @@ def main(argv=None) -> int:
     for name in RECIPE_NOTES:
         body += recipe(name)
     body += float32()
+    body += data_parallel()
     body += (["## Performance", "", "Not measured in this run (`--skip-bench`).", ""]
              if args.skip_bench else performance(args.repeats))
     MEASURED.write_text("\n".join(body).rstrip() + "\n")

@@ -9,14 +9,16 @@ hidden weights, then the noise), returns ``n_train`` training rows followed by
 - ``binary``: y = (x @ W > 0) as 0.0/1.0, shape (n, n_out).
 
 ``chaotic_case`` is the README's example of a run that separates by
-amplification: a spec and its 12 + 4 rows of data.
+amplification: a spec and its 12 + 4 rows of data. ``uneven_shards_case`` is
+the data-parallel example of a deeper MLP whose partial last batch splits
+unevenly across replicas.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from nnparity.shared.core.data import Dataset
-from nnparity.shared.core.optimizers import SGD
+from nnparity.shared.core.optimizers import SGD, Optimizer
 from nnparity.shared.core.spec import NetworkSpec
 
 
@@ -63,3 +65,16 @@ def chaotic_case(lr: float = 0.1) -> tuple[NetworkSpec, Dataset]:
     spec = NetworkSpec(sizes=(3, 16, 16, 1), activation="tanh", init="xavier_uniform",
                        optimizer=SGD(lr=lr, momentum=0.9), batch_size=4, epochs=500, seed=1)
     return spec, _split(x, y, 12)
+
+
+def uneven_shards_case(optimizer: Optimizer | None = None, epochs: int = 4,
+                       activation: str = "tanh") -> tuple[NetworkSpec, Dataset]:
+    """A deeper MLP for data parallelism: sizes (5, 16, 16, 8, 3), ``activation``,
+    ``optimizer`` (default SGD(lr=0.05, momentum=0.9)), batch 16 on 75 rows
+    reshuffled every epoch (``regression(75, 5, 3, seed=3)``). Every epoch ends
+    with a partial batch of 11 rows: 6 + 5 on 2 replicas, 4 + 4 + 3 on 3 (the full
+    batches split 8 + 8 and 6 + 5 + 5)."""
+    spec = NetworkSpec(sizes=(5, 16, 16, 8, 3), activation=activation, init="xavier_uniform",
+                       optimizer=optimizer or SGD(lr=0.05, momentum=0.9), batch_size=16,
+                       epochs=epochs, seed=3, shuffle=True)
+    return spec, regression(75, 5, 3, seed=3)
