@@ -152,6 +152,7 @@ _register_helper("conv_checks")                # one convolution layer alone, in
 _register_helper("pooling")                    # one pooling layer alone, in every backend
 _register_helper("recurrent_checks")           # what the RNN, LSTM and GRU tests share
 _register_helper("seed_notebook")               # the seed notebook's printed results
+_register_helper("replica_cases")               # data-parallel cases (issue 16)
 
 
 def pytest_generate_tests(metafunc):
@@ -190,3 +191,57 @@ else:
         "fuzz", max_examples=200_000, deadline=None, derandomize=False, print_blob=True,
         suppress_health_check=list(HealthCheck))
     settings.load_profile("ci")
+
+
+# ---------------------------------------------------------------- no replica left behind
+#
+# A data-parallel run (issue 16) starts replica processes; none may outlive the
+# tests. At the end of the session, any process descending from this one whose
+# command line runs a replica module fails the session (an error at the last
+# test's teardown), and is then killed.
+
+#: the modules a torch or JAX replica process runs (``python -m MODULE ...``)
+REPLICA_MODULES = ("nnparity.backends.torch.replicas", "nnparity.backends.jax.replicas")
+
+
+def replica_processes(ancestor: int | None = None) -> dict[int, str]:
+    """pid -> command line of every live replica process descending from
+    ``ancestor`` (default: this process), read from /proc."""
+    ancestor = os.getpid() if ancestor is None else ancestor
+    parents, commands = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as file:      # "pid (comm) state ppid ..."
+                parents[int(entry)] = int(file.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                commands[int(entry)] = file.read().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):                # it ended meanwhile
+            continue
+
+    def descends(pid: int) -> bool:
+        seen = set()
+        while pid in parents and pid not in seen:
+            seen.add(pid)
+            pid = parents[pid]
+            if pid == ancestor:
+                return True
+        return False
+
+    return {pid: command for pid, command in commands.items()
+            if any(module in command for module in REPLICA_MODULES) and descends(pid)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_replica_process_left_behind():
+    """Fail the session if a replica process started by its tests is still alive."""
+    yield
+    left = replica_processes()
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        pytest.fail("replica processes left behind by the tests (now killed): "
+                    + "; ".join(f"pid {pid}: {command}" for pid, command in left.items()),
+                    pytrace=False)
