@@ -139,6 +139,7 @@ SMALL = NetworkSpec(sizes=(5, 4, 3), batch_size=16, epochs=1)
     (0, ValueError), (MAX_REPLICAS + 1, ValueError), (-2, ValueError), (2.0, TypeError),
     (True, TypeError), ("2", TypeError), (None, TypeError)])
 def test_bad_replicas_are_refused_before_any_work(nothing_trained, backend, replicas, error):
+    require(backend)                     # so that check_backend passes: replicas is refused
     with pytest.raises(error, match=r"^replicas="):
         train(SMALL, regression(75, 5, 3, seed=3), backend, replicas=replicas)
 
