@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -248,6 +249,41 @@ def test_a_killed_jax_replica_process_ends_the_run_with_replica_error():
     assert not is_alive(pid, module)
     assert replica_processes() == {}
     assert not workdir.exists(), f"{workdir} was left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend, count", [("torch", 2), ("jax", 1)])
+def test_replicas_end_by_themselves_when_their_caller_is_killed(backend, count):
+    """The caller (the CLI) dies by SIGKILL mid-run, so nothing stops its replicas
+    but their watchdog on the parent's pid: they must end within seconds.
+    (The caller's private directory stays behind: only the caller removes it.)"""
+    require(backend)
+    module = f"nnparity.backends.{backend}.replicas"
+    cli = subprocess.Popen([sys.executable, "-m", "nnparity.shared.cli.main", "train",
+                            "--backend", backend, "--replicas", "2", "--epochs", "100000"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           stdin=subprocess.DEVNULL)
+    found: dict[int, str] = {}
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while len(found) < count and time.monotonic() < deadline:
+            assert cli.poll() is None, cli.returncode
+            time.sleep(0.05)
+            found = {pid: command for pid, command in replica_processes().items()
+                     if module in command}
+        assert len(found) == count, f"the CLI's replicas did not start in {START_SECONDS} s"
+        time.sleep(3.0)                              # training
+    finally:
+        cli.kill()
+        cli.wait()
+    killed = time.monotonic()
+    while any(is_alive(pid, module) for pid in found) and time.monotonic() - killed < 20:
+        time.sleep(0.05)
+    assert not any(is_alive(pid, module) for pid in found), "a replica outlived its caller"
+    for command in found.values():                  # the private directory the caller left
+        workdir = Path(command.split()[3])          # python -m MODULE WORKDIR [RANK]
+        if workdir.name.startswith("nnparity-") and workdir.is_dir():
+            shutil.rmtree(workdir)
 
 
 def test_the_torch_and_jax_replica_errors_are_one_class():

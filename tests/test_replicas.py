@@ -453,6 +453,19 @@ def test_per_replica_batch_norm_is_the_same_in_every_backend(backend):
                     f"(both {from_one_device:.3g} from one device)")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", FRAMEWORKS)
+def test_per_replica_batch_norm_on_uneven_shards_is_the_same_in_every_backend(backend):
+    """3 replicas: the CNN's batches of 32 split 11 + 11 + 10, each normalised by
+    its own statistics (measured: 0.084 relative from one device after an epoch)."""
+    require(backend)
+    spec, data = cnn_case(epochs=1)
+    per_replica = train(spec, data, backend, replicas=3, sync_batch_norm=False, metrics=False)
+    reference = train(spec, data, "numpy", replicas=3, sync_batch_norm=False, metrics=False)
+    assert_same_run(per_replica, reference, f"per-replica BatchNorm on 3 replicas, {backend}")
+    assert_control_fails(reference, train(spec, data, metrics=False), "3 per-replica shards")
+
+
 # ---------------------------------------------------------------- teacher-forced steps
 
 
