@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -38,11 +39,14 @@ def picklable(exc: BaseException) -> BaseException:
         return ReplicaError(f"{type(exc).__name__}: {exc}")
 
 
-def watch_parent(parent: int) -> None:
-    """End this process (in a daemon thread) once ``parent``, which started it, is gone."""
+def watch_parent(parent: int, workdir: Path) -> None:
+    """End this process (in a daemon thread) once ``parent``, which started it, is
+    gone, removing ``workdir`` (the job, a copy of the training data, is there),
+    which the parent would have removed."""
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
+        shutil.rmtree(workdir, ignore_errors=True)
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="nnparity-parent-watchdog").start()

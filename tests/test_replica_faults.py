@@ -88,14 +88,6 @@ def kill_and_wait(background: Background, pid: int) -> float:
 TORCH_LAUNCHER = "nnparity.backends.torch.replicas"
 #: the caller's poll of its replicas, slowed (the launcher's own is 0.05 s)
 SLOW_POLL = 0.5
-#: the defect test_a_killed_torch_replica_is_reported_as_replica_error shows
-SURVIVOR_REPORTED = (
-    "a replica killed mid-run is reported as the surviving replica's gloo error: rank 0 "
-    "sees the dead peer within milliseconds and raises a plain RuntimeError ('Connection "
-    "closed by peer' / 'Read error'), which is not a torch.distributed.DistError, so "
-    "torch/replicas.py's _replica_main records it as its own (from_collective=False) and "
-    "_reported returns it in preference to the ReplicaError of the killed replica (5 of 5 "
-    "trials without slowing the poll)")
 
 
 def slow_poll(monkeypatch) -> None:
@@ -146,7 +138,6 @@ def test_a_killed_torch_replica_ends_the_run_leaving_nothing_behind():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SURVIVOR_REPORTED)
 def test_a_killed_torch_replica_is_reported_as_replica_error(monkeypatch):
     require("torch")
     from nnparity.backends.torch.replicas import ReplicaError
@@ -216,7 +207,6 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=SURVIVOR_REPORTED)
 def test_the_cli_reports_a_killed_torch_replica_in_one_line(tmp_path):
     require("torch")
     cli, _ = cli_train_killed(tmp_path, ["-c", SLOW_POLL_CLI])

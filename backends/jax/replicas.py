@@ -117,7 +117,7 @@ def _run(replicas: Replicas, job):
 
 def _main(workdir: str) -> None:
     replicas, job, parent = read_pickle(Path(workdir) / "job.pkl")
-    watch_parent(parent)
+    watch_parent(parent, Path(workdir))
     try:
         result = _run(replicas, job)
     except BaseException as exc:                   # noqa: BLE001 - reported to the caller

@@ -92,15 +92,23 @@ def run_replicas(replicas: Replicas, job: Callable[[Replica], T]) -> T:
 
 
 def _as_torchrun_replica(replicas: Replicas, job):
-    if not dist.is_initialized():
+    """Run ``job`` as this process's rank of the torchrun job. A process group made
+    here is destroyed here (gloo aborts the process at exit otherwise); one the
+    caller made is left to the caller."""
+    created = not dist.is_initialized()
+    if created:
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT_SECONDS))
-    size = dist.get_world_size()
-    if size != replicas.count:
-        raise ValueError(f"replicas={replicas.count}, but this torchrun job has "
-                         f"WORLD_SIZE={size} processes: pass replicas=WORLD_SIZE")
-    replica = TorchReplica(dist.get_rank(), size, replicas.sync_batch_norm)
-    with running_as(replica):
-        return job(replica)
+    try:
+        size = dist.get_world_size()
+        if size != replicas.count:
+            raise ValueError(f"replicas={replicas.count}, but this torchrun job has "
+                             f"WORLD_SIZE={size} processes: pass replicas=WORLD_SIZE")
+        replica = TorchReplica(dist.get_rank(), size, replicas.sync_batch_norm)
+        with running_as(replica):
+            return job(replica)
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 def _spawned(replicas: Replicas, job):
@@ -138,20 +146,24 @@ def _spawned(replicas: Replicas, job):
 
 
 def _reported(workdir: str, count: int, failed: int, ended: dict[int, int]) -> BaseException:
-    """Why the run failed: the earliest exception a replica raised by itself (not
-    one that only saw another replica vanish from a collective); else a
-    ``ReplicaError`` naming a replica that ended without an exception (killed)."""
+    """Why the run failed, root cause first:
+
+    1. a replica that ended without reporting an exception (killed, crashed): a
+       ``ReplicaError`` naming it (the others then fail in a collective, with
+       whatever error gloo raises; those are consequences);
+    2. else the earliest exception a replica raised by itself (``DivergenceError``,
+       a ValueError...), preferring one that is not torch.distributed's own;
+    3. else a ``ReplicaError`` naming the first replica that failed."""
     raised = []
     for rank in range(count):
         path = Path(workdir) / f"error-{rank}.pkl"
         if path.exists():
             when, from_collective, exc = read_pickle(path)
             raised.append((from_collective, when, rank, exc))
-    own = sorted(r for r in raised if not r[0])
-    if own:
-        return own[0][3]
-    silent = [rank for rank, code in ended.items() if code != 0
-              and not (Path(workdir) / f"error-{rank}.pkl").exists()]
+    reported = {rank for _, _, rank, _ in raised}
+    silent = [rank for rank, code in sorted(ended.items()) if code != 0 and rank not in reported]
+    if not silent and raised:
+        return sorted(raised, key=lambda r: (r[0], r[1], r[2]))[0][3]
     rank = silent[0] if silent else failed
     code = ended.get(rank, 0)
     how = (f"was killed by signal {signal.Signals(-code).name}" if code < 0
@@ -164,7 +176,7 @@ def _reported(workdir: str, count: int, failed: int, ended: dict[int, int]) -> B
 def _replica_main(workdir: str, rank: int) -> None:
     """The body of one replica process started by ``_spawned``."""
     replicas, job, parent, threads = read_pickle(Path(workdir) / "job.pkl")
-    watch_parent(parent)
+    watch_parent(parent, Path(workdir))
     torch.set_num_threads(threads)
     try:
         dist.init_process_group("gloo", init_method=f"file://{workdir}/rendezvous",
