@@ -318,3 +318,30 @@ def test_negative_control_the_leftover_check_finds_lookalikes():
     while replica_processes() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert replica_processes() == {}
+
+
+#: a NumPy data-parallel run far too long to finish, interrupted (SIGINT) after 2 s
+INTERRUPTED_NUMPY_RUN = """
+import os, signal, threading, time
+from nnparity.backends import train
+from nnparity.shared.core.synthetic import uneven_shards_case
+
+spec, data = uneven_shards_case(epochs=100_000)
+threading.Timer(2.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+start = time.monotonic()
+try:
+    train(spec, data, "numpy", replicas=2)
+except KeyboardInterrupt:
+    replicas = [t for t in threading.enumerate() if t.name.startswith("nnparity-replica")]
+    print(f"interrupted {time.monotonic() - start:.1f} {len(replicas)}")
+"""
+
+
+def test_ctrl_c_stops_a_numpy_data_parallel_run():
+    """The replica threads stop at their next all_reduce, and the interrupt reaches the
+    caller (it used to wait for the whole run: the threads were left running)."""
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_NUMPY_RUN], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    word, seconds, alive = done.stdout.split()
+    assert word == "interrupted" and float(seconds) < 10 and alive == "0", done.stdout

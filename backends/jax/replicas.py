@@ -11,7 +11,7 @@ Per-replica BatchNorm is written out instead (``layers/batch_norm.py``).
 
 On CPU, N host devices exist only if ``--xla_force_host_platform_device_count=N``
 is in ``XLA_FLAGS`` before JAX starts, so ``run_replicas`` runs the job in a fresh
-Python process with that flag (``python -m nnparity.backends.jax.replicas``); the
+Python process with that flag (``process_main``); the
 caller's process and its JAX configuration are never touched. A caller whose JAX
 already has N devices (several hosts after ``jax.distributed.initialize``, or
 the flag set by the user) runs the job in its own process.
@@ -35,6 +35,10 @@ T = TypeVar("T")
 
 #: the flag that makes N CPU devices; read by XLA when JAX starts
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
+#: what the fresh process runs (``-c``, not ``-m``: the package already imports this
+#: module, and runpy would run a second copy of it)
+ENTRY = ("import sys; from nnparity.backends.jax.replicas import process_main; "
+         "process_main(sys.argv[1])")
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ def run_replicas(replicas: Replicas, job: Callable[[DeviceReplicas], T]) -> T:
         env = {**os.environ, "XLA_FLAGS": " ".join(flags + [f"{DEVICE_FLAG}={replicas.count}"]),
                "JAX_PLATFORMS": "cpu"}
         with open(Path(workdir) / "stderr.txt", "wb") as stderr:
-            process = subprocess.Popen([sys.executable, "-m", __name__, workdir], env=env,
+            process = subprocess.Popen([sys.executable, "-c", ENTRY, workdir], env=env,
                                        stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
             try:
                 code = process.wait()
@@ -115,7 +119,8 @@ def _run(replicas: Replicas, job):
         return job(devices)
 
 
-def _main(workdir: str) -> None:
+def process_main(workdir: str) -> None:
+    """The body of the fresh process ``run_replicas`` starts (``ENTRY``)."""
     replicas, job, parent = read_pickle(Path(workdir) / "job.pkl")
     watch_parent(parent, Path(workdir))
     try:
@@ -125,6 +130,3 @@ def _main(workdir: str) -> None:
         raise SystemExit(1) from None
     write_pickle(Path(workdir) / "result.pkl", result)
 
-
-if __name__ == "__main__":
-    _main(sys.argv[1])

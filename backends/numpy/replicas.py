@@ -49,8 +49,10 @@ def run_replicas(replicas: Replicas, work: Callable[[ThreadReplica], T]) -> T:
     """Run ``work(replica)`` on ``replicas.count`` threads; replica 0's result.
 
     A replica that raises breaks the barrier, so the others stop at their next
-    ``all_reduce`` instead of waiting for it; the first exception raised (by the
-    lowest rank among simultaneous ones) is re-raised here."""
+    ``all_reduce`` instead of waiting for it; the exception of the lowest rank
+    that raised one of its own (not the broken barrier) is re-raised here. An
+    interrupt of the caller (Ctrl-C) breaks the barrier too, and is re-raised once
+    every replica has stopped."""
     group = ThreadGroup(replicas.count)
     results: list = [None] * replicas.count
     errors: list[BaseException | None] = [None] * replicas.count
@@ -70,8 +72,14 @@ def run_replicas(replicas: Replicas, work: Callable[[ThreadReplica], T]) -> T:
                for rank in range(replicas.count)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:                            # KeyboardInterrupt: stop them all
+        group.barrier.abort()
+        for thread in threads:
+            thread.join()
+        raise
     first = next((e for e in errors if e is not None
                   and not isinstance(e, threading.BrokenBarrierError)), None)
     if first is None:

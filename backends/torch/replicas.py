@@ -3,20 +3,21 @@
 Each replica is a process in a gloo process group running the same training
 code on its shard of every batch (``nnparity.shared.core.replicas``). The
 gradients are summed with one ``all_reduce`` per step; synchronised BatchNorm
-sums its statistics with ``all_reduce_sum``, an ``all_reduce`` autograd can
+sums its statistics with ``AllReduceSum``, an ``all_reduce`` autograd can
 differentiate (its backward is the same sum of the gradients).
 
-``run_replicas`` starts the processes itself (``python -m`` this module, one per replica;
-rendezvous through a file in a private directory), or, when this
+``run_replicas`` starts the processes itself (``replica_main``, one process per
+replica, rendezvous through a file in a private directory), or, when this
 process is already one of a ``torchrun`` job (``WORLD_SIZE`` and ``RANK`` set),
 runs as that replica: the same code then spans several machines.
 
 Faults end the run: a replica that raises writes its exception for the caller
-and exits; ``ProcessContext.join`` then stops the others, and the caller raises
-the replica's exception (``DivergenceError`` included) or a ``ReplicaError``
-for a replica that died without one (killed). Every replica also stops itself
-when its caller dies (a watchdog on the parent's pid), and collectives time out
-after ``TIMEOUT_SECONDS``. Only replica 0 writes the result, and only when it
+and exits; the caller, polling every process, kills the others at the first
+failure and raises the root cause (``_reported``): a ``ReplicaError`` for a
+replica that died without reporting (killed), else the replica's own exception
+(``DivergenceError`` included). Every replica also stops itself when its caller
+dies (a watchdog on the parent's pid), and collectives time out after
+``TIMEOUT_SECONDS``. Only replica 0 writes the result, and only when it
 finished.
 """
 from __future__ import annotations
@@ -37,11 +38,16 @@ import torch.distributed as dist
 from nnparity.backends.processes import (ReplicaError, last_words, picklable, read_pickle,
                                          watch_parent, write_pickle)
 from nnparity.shared.core.replicas import Replica, Replicas, running_as
+from nnparity.shared.core.validation import fail
 
 T = TypeVar("T")
 
 #: how long a collective waits for a missing replica before giving up
 TIMEOUT_SECONDS = 120
+#: what a replica process runs (``-c``, not ``-m``: the package already imports this
+#: module, and runpy would run a second copy of it)
+ENTRY = ("import sys; from nnparity.backends.torch.replicas import replica_main; "
+         "replica_main(sys.argv[1], int(sys.argv[2]))")
 
 
 class AllReduceSum(torch.autograd.Function):
@@ -96,13 +102,13 @@ def _as_torchrun_replica(replicas: Replicas, job):
     here is destroyed here (gloo aborts the process at exit otherwise); one the
     caller made is left to the caller."""
     created = not dist.is_initialized()
+    size = dist.get_world_size() if not created else _world_size_from_environment()
+    if size != replicas.count:
+        fail("replicas", replicas.count, f"WORLD_SIZE={size}, the processes of this torchrun "
+             "job (each is one replica)")
     if created:
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT_SECONDS))
     try:
-        size = dist.get_world_size()
-        if size != replicas.count:
-            raise ValueError(f"replicas={replicas.count}, but this torchrun job has "
-                             f"WORLD_SIZE={size} processes: pass replicas=WORLD_SIZE")
         replica = TorchReplica(dist.get_rank(), size, replicas.sync_batch_norm)
         with running_as(replica):
             return job(replica)
@@ -111,9 +117,23 @@ def _as_torchrun_replica(replicas: Replicas, job):
             dist.destroy_process_group()
 
 
+def _world_size_from_environment() -> int:
+    """WORLD_SIZE as torchrun sets it, checked with the rest of what
+    ``init_process_group`` will read, before any rendezvous."""
+    missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if missing:
+        fail("environment", f"RANK and WORLD_SIZE set, {' and '.join(missing)} not",
+             "a torchrun job (it sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT), or "
+             "none of them, to let nnparity launch the replicas itself")
+    try:
+        return int(os.environ["WORLD_SIZE"])
+    except ValueError:
+        fail("WORLD_SIZE", os.environ["WORLD_SIZE"], "an integer, as torchrun sets it")
+
+
 def _spawned(replicas: Replicas, job):
-    """Start one process per replica (``python -m nnparity.backends.torch.replicas``,
-    so the caller's ``__main__`` is never re-imported), wait for all, and stop
+    """Start one process per replica (``python -c ENTRY``, so the caller's
+    ``__main__`` is never re-imported), wait for all, and stop
     them all at the first that fails."""
     threads = max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // replicas.count))
     with tempfile.TemporaryDirectory(prefix="nnparity-replicas-") as workdir:
@@ -123,7 +143,7 @@ def _spawned(replicas: Replicas, job):
             for rank in range(replicas.count):
                 with open(Path(workdir) / f"stderr-{rank}.txt", "wb") as stderr:
                     processes.append(subprocess.Popen(
-                        [sys.executable, "-m", __name__, workdir, str(rank)],
+                        [sys.executable, "-c", ENTRY, workdir, str(rank)],
                         stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr))
             failed = None
             running = list(processes)
@@ -173,8 +193,30 @@ def _reported(workdir: str, count: int, failed: int, ended: dict[int, int]) -> B
                         "run was stopped, its other replicas ended, and nothing was returned")
 
 
-def _replica_main(workdir: str, rank: int) -> None:
-    """The body of one replica process started by ``_spawned``."""
+def from_a_collective(exc: BaseException) -> bool:
+    """True for an error raised inside torch.distributed (a peer that vanished or
+    stopped answering): gloo raises a plain RuntimeError there, not a DistError."""
+    if isinstance(exc, dist.DistError):
+        return True
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_globals.get("__name__", "").startswith("torch.distributed"):
+            return True
+        trace = trace.tb_next
+    return False
+
+
+def lost_the_others(rank: int, count: int, exc: BaseException) -> ReplicaError:
+    """What a replica whose collective failed reports (gloo's own message is about
+    sockets: "Connection reset by peer", "Timed out waiting 120000ms for recv")."""
+    said = str(exc).strip().splitlines()
+    return ReplicaError(f"torch replica {rank} of {count} lost the others in a collective "
+                        f"({said[0] if said else type(exc).__name__}): another replica stopped "
+                        "or stopped answering; the run was stopped and nothing was returned")
+
+
+def replica_main(workdir: str, rank: int) -> None:
+    """The body of one replica process started by ``_spawned`` (``ENTRY``)."""
     replicas, job, parent, threads = read_pickle(Path(workdir) / "job.pkl")
     watch_parent(parent, Path(workdir))
     torch.set_num_threads(threads)
@@ -188,14 +230,12 @@ def _replica_main(workdir: str, rank: int) -> None:
         if rank == 0:
             write_pickle(Path(workdir) / "result.pkl", result)
     except BaseException as exc:
-        from_collective = isinstance(exc, dist.DistError)  # another replica vanished
-        write_pickle(Path(workdir) / f"error-{rank}.pkl", (time.time(), from_collective,
-                                                      picklable(exc)))
+        collective = from_a_collective(exc)           # another replica vanished
+        reported = lost_the_others(rank, replicas.count, exc) if collective else picklable(exc)
+        write_pickle(Path(workdir) / f"error-{rank}.pkl", (time.time(), collective, reported))
         raise SystemExit(1) from None                 # the caller reports it, once
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-if __name__ == "__main__":
-    _replica_main(sys.argv[1], int(sys.argv[2]))
