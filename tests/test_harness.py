@@ -668,3 +668,42 @@ def test_negative_control_without_the_rounding_allowance_the_noise_buffer_fails(
     (p,) = report.parity
     assert not p.ok and not all(d.ok for d in p.teacher)
     assert any(d.worst.tensor == "momentum_buffer 2.bias" for d in p.teacher if not d.ok)
+
+
+# ----------------------------------------------------------------- data parallel
+
+
+def batch_norm_case():
+    """Dense -> BatchNorm -> ReLU -> Dense on 40 rows in batches of 8 (shards of 4)."""
+    from nnparity.shared import BatchNorm, Activation, Dense
+
+    spec = NetworkSpec(input_shape=(4,), layers=(Dense(6), BatchNorm(), Activation("relu"),
+                                                 Dense(2)),
+                       optimizer=SGD(lr=0.1, momentum=0.9), batch_size=8, epochs=2, seed=0,
+                       shuffle=True)
+    return spec, regression(40, 4, 2, seed=1)
+
+
+@pytest.mark.slow
+def test_per_replica_batch_norm_is_shown_apart_and_the_backends_agree_on_it(monkeypatch):
+    """With per-replica statistics, compare shows how far the reference's 2-replica run
+    is from one device (not counted) and holds torch's 2-replica run to the
+    reference's; control: the reference silently synchronised instead fails it."""
+    require("torch")
+    spec, data = batch_norm_case()
+    report = compare(spec, data, backends=("numpy", "torch"), replicas=2,
+                     sync_batch_norm=False)
+    apart, agree = report.parity
+    assert (apart.backend, apart.counted, apart.ok) == ("numpy x2", False, False)
+    assert apart.diagnosis.startswith("not counted in the verdict")
+    assert (agree.backend, agree.against, agree.counted, agree.ok) == (
+        "torch x2 vs numpy x2", "numpy x2", True, True)
+    assert report.ok and str(report).endswith("PARITY OK")
+
+    import nnparity.backends.numpy.layers.batch_norm as numpy_batch_norm
+
+    monkeypatch.setattr(numpy_batch_norm, "synced", lambda replica: replica)   # always global
+    control = compare(spec, data, backends=("numpy", "torch"), replicas=2,
+                      sync_batch_norm=False)
+    assert not control.ok and not control.parity[1].ok
+    assert "PARITY FAILED: torch x2 vs numpy x2" in str(control)

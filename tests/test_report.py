@@ -553,9 +553,10 @@ def test_a_data_parallel_comparison_against_its_own_backend_is_named_so(tmp_path
     report = compare(notebook_spec().replace(epochs=5), notebook_data(),
                      backends=("numpy", "torch"), replicas=2)
     doc = strict_loads(reports.to_json(report))
-    assert list(doc["parity"]) == ["numpy x2", "torch x2", "torch x2 vs torch"]
-    assert [doc["parity"][k]["against"] for k in doc["parity"]] == ["numpy", "numpy", "torch"]
-    assert list(doc["backends"]) == ["numpy", "numpy x2", "torch x2", "torch"]
+    assert list(doc["parity"]) == ["torch", "numpy x2", "torch x2", "torch x2 vs torch"]
+    assert [doc["parity"][k]["against"] for k in doc["parity"]] == ["numpy", "numpy", "numpy",
+                                                                    "torch"]
+    assert list(doc["backends"]) == ["numpy", "torch", "numpy x2", "torch x2"]
     assert report.ok
     html = tmp_path / "r.html"
     reports.write_html(report, html)

@@ -85,7 +85,10 @@ class BackendParity:
         run: the compared run's name in ``ParityReport.results``: the backend's, or
             "torch x2" for a data-parallel run on 2 replicas.
         against: the run it is compared against: the report's reference, or, for
-            a data-parallel run, the same backend's single-device run.
+            a data-parallel run, the same backend's single-device run (with
+            per-replica BatchNorm: the reference's data-parallel run).
+        counted: whether ``ok`` counts in the report's verdict (False only for a
+            per-replica BatchNorm run against one device, which is meant to differ).
 
     ``backend`` names the comparison: ``run``, or "torch x2 vs torch" when it is
     not against the reference.
@@ -102,6 +105,7 @@ class BackendParity:
     seconds: float
     run: str = ""
     against: str = ""
+    counted: bool = True
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ class ParityReport:
 
     @property
     def ok(self) -> bool:
-        return all(p.ok for p in self.parity)
+        return all(p.ok for p in self.parity if p.counted)
 
     def __str__(self) -> str:
         lines = [f"parity against {self.reference} ({self.spec.dtype}: {self.tolerance}; a "
@@ -165,7 +169,9 @@ class ParityReport:
             lines.append(f"data parallel: the runs 'x{self.replicas}' trained on "
                          f"{self.replicas} replicas, {batch_norm}")
         lines.append(f"trajectory: a snapshot every {self.record_every} steps; "
-                     f"teacher-forced steps from {self.reference}'s snapshots")
+                     f"teacher-forced steps from {self.reference}'s snapshots"
+                     + (" (a row 'A vs B': from B's)"
+                        if any(" vs " in p.backend for p in self.parity) else ""))
         for p in self.parity:
             if p.trajectory:
                 curve = ", ".join(f"{d.step}: {d.max_rel:.1e}" for d in _sample(p.trajectory, 5))
@@ -190,7 +196,7 @@ class ParityReport:
         for p in self.parity:
             lines.append(f"diagnosis {p.backend}: {p.diagnosis}")
         lines.append("verdict: " + ("PARITY OK" if self.ok else "PARITY FAILED: " + ", ".join(
-            p.backend for p in self.parity if not p.ok)))
+            p.backend for p in self.parity if p.counted and not p.ok)))
         return "\n".join(lines)
 
 
@@ -318,9 +324,10 @@ def sampled_sensitivities(spec, data, snapshots) -> dict[int, dict[str, float]]:
 
 def teacher_forced(spec, data, snapshots, reference_module, module, tol,
                    sensitivities: dict[int, dict[str, float]] | None = None,
-                   replicas: Replicas | None = None) -> list[StepDifference]:
-    """One step of ``module`` (data-parallel on ``replicas`` if given, all steps in
-    one launch) and of ``reference_module`` (one device) from each sampled snapshot,
+                   replicas: Replicas | None = None,
+                   reference_replicas: Replicas | None = None) -> list[StepDifference]:
+    """One step of ``module`` and of ``reference_module`` (each data-parallel on its
+    ``replicas`` if given, all steps in one launch) from each sampled snapshot,
     compared tensor by tensor with each step's rounding allowance (``sensitivities``
     by step, from ``sampled_sensitivities``; none when not given)."""
     x, y = as_arrays(spec, data.x_train, data.y_train)
@@ -328,7 +335,7 @@ def teacher_forced(spec, data, snapshots, reference_module, module, tol,
     sampled = _sample(snapshots, MAX_TEACHER_STEPS)
     starts = [(snap.params, snap.model_state, snap.opt_state, x[plan.rows(snap.step)],
                y[plan.rows(snap.step)]) for snap in sampled]
-    expected = reference_module.steps(spec, starts)
+    expected = reference_module.steps(spec, starts, reference_replicas)
     actual = module.steps(spec, starts, replicas)
     return [step_difference(snap.step, named_step(a), named_step(e), tol,
                             sensitivities[snap.step] if sensitivities is not None else None)
@@ -394,60 +401,49 @@ def compare(spec: NetworkSpec, data: Dataset,
                                             np.dtype(spec.dtype).itemsize)
     check_int("record_every", record_every, 1)
     modules = {name: get_backend(name) for name in backends}
-    # (run name, backend, replicas, the run it is compared against)
-    if split is None:
-        runs = [(name, name, None, None if name == reference else reference)
-                for name in backends]
-    else:
-        label = {name: f"{name} x{split.count}" for name in backends}
-        runs = ([(reference, reference, None, None)]
-                + [(name, name, None, None) for name in backends if name != reference]
-                + [(label[name], name, split, reference) for name in backends])
+    runs, comparisons = plan_runs(backends, reference, split)
     tol = POLICY[spec.dtype]
     results, predictions, named, seconds = {}, {}, {}, {}
     diverged: dict[str, int | None] = {}
-    for run, name, run_replicas, _ in runs:
+    for run in runs.values():
         start = time.perf_counter()
         try:
-            result = train(spec, data, backend=name, record_every=record_every,
-                           replicas=1 if run_replicas is None else run_replicas.count,
+            result = train(spec, data, backend=run.backend, record_every=record_every,
+                           replicas=1 if run.replicas is None else run.replicas.count,
                            sync_batch_norm=sync_batch_norm)
         except DivergenceError as exc:
-            diverged[run] = exc.step
-            seconds[run] = time.perf_counter() - start
+            diverged[run.name] = exc.step
+            seconds[run.name] = time.perf_counter() - start
             continue
-        seconds[run] = time.perf_counter() - start
-        diverged[run] = None
-        results[run] = result
+        seconds[run.name] = time.perf_counter() - start
+        diverged[run.name] = None
+        results[run.name] = result
         x_test = inputs_as(spec, data.x_test)
-        predictions[run] = modules[name].predict(spec, result.params, result.model_state,
-                                                 x_test)
-        named[run] = quantities(result.params, result.model_state, predictions[run],
-                                result.losses)
+        predictions[run.name] = modules[run.backend].predict(spec, result.params,
+                                                             result.model_state, x_test)
+        named[run.name] = quantities(result.params, result.model_state, predictions[run.name],
+                                     result.losses)
 
-    comparisons = [(run, name, run_replicas, against)
-                   for run, name, run_replicas, against in runs if against is not None]
-    if split is not None:                         # each data-parallel run against its own
-        comparisons += [(label[name], name, split, name)       # backend's single device
-                        for name in backends if name != reference]
     parity = []
     sensitivities: dict[str, dict[int, dict[str, float]]] = {}   # by run, measured once
-    for run, name, run_replicas, against in comparisons:
-        title = run if against == reference else f"{run} vs {against}"
-        if diverged[run] is not None or diverged[against] is not None:
-            same = diverged[run] == diverged[against]
+    for name, against, counted in comparisons:
+        run, other = runs[name], runs[against]
+        title = name if against == reference else f"{name} vs {against}"
+        aside = "" if counted else PER_REPLICA_ASIDE
+        if diverged[name] is not None or diverged[against] is not None:
+            same = diverged[name] == diverged[against]
             parity.append(BackendParity(
-                title, {}, (), (), None, diverged[run],
-                _divergence_diagnosis(run, diverged[run], against, diverged[against]),
-                same, seconds[run], run, against))
+                title, {}, (), (), None, diverged[name],
+                aside + _divergence_diagnosis(name, diverged[name], against, diverged[against]),
+                same, seconds[name], name, against, counted))
             continue
-        ref, res = results[against], results[run]
-        differences = {q: final_difference(q, named[run][q], e, tol)
+        ref, res = results[against], results[name]
+        differences = {q: final_difference(q, named[name][q], e, tol)
                        for q, e in named[against].items()}
-        unpaired = incomplete(run, res, against, ref)
+        unpaired = incomplete(name, res, against, ref)
         if unpaired is not None:
-            parity.append(BackendParity(title, differences, (), (), None, None, unpaired,
-                                        False, seconds[run], run, against))
+            parity.append(BackendParity(title, differences, (), (), None, None, aside + unpaired,
+                                        False, seconds[name], name, against, counted))
             continue
         trajectory = tuple(
             trajectory_difference(s, r, tol)
@@ -457,14 +453,14 @@ def compare(spec: NetworkSpec, data: Dataset,
         first_out = min([s for s in outs + [loss_out] if s is not None], default=None)
         if against not in sensitivities:
             sensitivities[against] = sampled_sensitivities(spec, data, ref.snapshots)
-        teacher = tuple(teacher_forced(spec, data, ref.snapshots,
-                                       modules[runs_backend(runs, against)], modules[name],
-                                       tol, sensitivities[against], run_replicas))
+        teacher = tuple(teacher_forced(spec, data, ref.snapshots, modules[other.backend],
+                                       modules[run.backend], tol, sensitivities[against],
+                                       run.replicas, other.replicas))
         final_ok = all(d.ok for d in differences.values()) and all(d.ok for d in trajectory)
         ok = final_ok and all(d.ok for d in teacher)
         parity.append(BackendParity(title, differences, trajectory, teacher, first_out, None,
-                                    diagnose(final_ok, teacher, first_out), ok, seconds[run],
-                                    run, against))
+                                    aside + diagnose(final_ok, teacher, first_out), ok,
+                                    seconds[name], name, against, counted))
     return ParityReport(spec=spec, reference=reference, tolerance=tol, record_every=record_every,
                         results=results, predictions=predictions, parity=tuple(parity),
                         reference_diverged_at=diverged[reference],
@@ -474,9 +470,47 @@ def compare(spec: NetworkSpec, data: Dataset,
                         run_diverged_at=diverged)
 
 
-def runs_backend(runs, run: str) -> str:
-    """The backend of the run called ``run``."""
-    return next(name for label, name, _, _ in runs if label == run)
+@dataclass(frozen=True)
+class Run:
+    """One training run of ``compare``: its name ("torch", or "torch x2" on 2
+    replicas), its backend, and its replicas (None: one device)."""
+
+    name: str
+    backend: str
+    replicas: Replicas | None = None
+
+
+#: what the one comparison that is expected to differ says first
+PER_REPLICA_ASIDE = ("not counted in the verdict (per-replica BatchNorm is meant to differ "
+                     "from one device wherever the network has BatchNorm): ")
+
+
+def plan_runs(backends: Sequence[str], reference: str, split: Replicas | None
+              ) -> tuple[dict[str, Run], list[tuple[str, str, bool]]]:
+    """The runs ``compare`` trains, by name, and its comparisons: (run, the run it is
+    compared against, counted in the verdict).
+
+    - One device: every backend against the reference.
+    - Synchronised replicas: every backend on one device against the reference, and
+      every data-parallel run against the reference and against its own backend on
+      one device (all of them must agree).
+    - Per-replica BatchNorm: the reference's data-parallel run against its
+      single-device run, to show how far apart they are (not counted), and every
+      other data-parallel run against the reference's (the backends must agree on
+      per-replica semantics)."""
+    single = {name: Run(name, name) for name in backends}
+    if split is None:
+        return single, [(name, reference, True) for name in backends if name != reference]
+    many = {name: Run(f"{name} x{split.count}", name, split) for name in backends}
+    others = [name for name in backends if name != reference]
+    if not split.sync_batch_norm:
+        runs = {run.name: run for run in [single[reference], *many.values()]}
+        return runs, ([(many[reference].name, reference, False)]
+                      + [(many[name].name, many[reference].name, True) for name in others])
+    runs = {run.name: run for run in [*single.values(), *many.values()]}
+    return runs, ([(name, reference, True) for name in others]
+                  + [(many[name].name, reference, True) for name in backends]
+                  + [(many[name].name, name, True) for name in others])
 
 
 def _divergence_diagnosis(name, step, reference, reference_step) -> str:

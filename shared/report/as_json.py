@@ -86,7 +86,7 @@ def backend_names(report: ParityReport) -> list[str]:
 
 def verdict_text(report: ParityReport) -> str:
     """"PARITY OK" or "PARITY FAILED: torch, jax", as the text report's last line."""
-    failed = [p.backend for p in report.parity if not p.ok]
+    failed = [p.backend for p in report.parity if p.counted and not p.ok]
     return "PARITY OK" if not failed else "PARITY FAILED: " + ", ".join(failed)
 
 
@@ -125,6 +125,7 @@ def report_to_dict(report: ParityReport) -> dict:
         "parity": {
             p.backend: {
                 "against": p.against or report.reference,
+                "counted": bool(p.counted),
                 "ok": bool(p.ok),
                 "diagnosis": p.diagnosis,
                 "first_step_out": p.first_step_out,
@@ -133,7 +134,7 @@ def report_to_dict(report: ParityReport) -> dict:
                 "teacher": [_step(d) for d in p.teacher],
             } for p in report.parity},
         "verdict": {"ok": bool(report.ok),
-                    "failed": [p.backend for p in report.parity if not p.ok],
+                    "failed": [p.backend for p in report.parity if p.counted and not p.ok],
                     "text": verdict_text(report)},
     }
 
