@@ -189,7 +189,7 @@ def train(spec: NetworkSpec, data: Dataset, backend: str = "numpy", *,
                        metrics=(measure_metrics(spec, params, model_state, data, module)
                                 if metrics else {}),
                        snapshots=snapshots, epochs_done=spec.epochs, model_state=model_state,
-                       replicas=replicas)
+                       replicas=1 if split is None else split.count)
 
 
 def resume_point(spec: NetworkSpec, resume: object, n_rows: int) -> int:

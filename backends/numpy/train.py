@@ -16,7 +16,7 @@ from nnparity.shared.core.divergence import raise_divergence
 from nnparity.shared.core.draws import draws_anything, no_draws, step_draws
 from nnparity.shared.core.flat import in_one_vector
 from nnparity.shared.core.optimizers import OptimizerState
-from nnparity.shared.core.replicas import Replica, Replicas, my_shard
+from nnparity.shared.core.replicas import Replica, Replicas, my_shard, shard_draws
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot, copy_state
 from nnparity.shared.core.tree import Params, copy_tree, leaves
@@ -34,9 +34,8 @@ def gradients(spec, params, model_state, x, y, grads, draws, replica: Replica | 
     if replica is None:
         return loss_and_gradients(spec, params, model_state, x, y, grads, draws)[0]
     part, weight = my_shard(replica, y, spec.loss)             # rows, w_r = N_r / N
-    shard_draws = [None if d is None else d[part] for d in draws]
     loss, _ = loss_and_gradients(spec, params, model_state, x[part], y[part], grads,
-                                 shard_draws, weight)
+                                 shard_draws(draws, part), weight)
     for g in leaves(grads):
         g[...] = replica.all_reduce(g)                         # sum_r w_r * grad_r
     return replica.all_reduce(loss)                            # sum_r w_r * loss_r

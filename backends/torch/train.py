@@ -21,7 +21,7 @@ from nnparity.shared.core.divergence import raise_divergence
 from nnparity.shared.core.draws import draws_anything, no_draws, step_draws
 from nnparity.shared.core.flat import in_one_vector
 from nnparity.shared.core.optimizers import OptimizerState
-from nnparity.shared.core.replicas import Replica, Replicas, my_shard
+from nnparity.shared.core.replicas import Replica, Replicas, my_shard, shard_draws
 from nnparity.shared.core.spec import NetworkSpec
 from nnparity.shared.core.trajectory import Snapshot
 from nnparity.shared.core.tree import Params, leaves, map_tree, zeros_like_tree
@@ -52,8 +52,7 @@ def backward(spec, params, model_state, x, y, draws, flat_grads, replica: Replic
         loss.backward()
         return loss.detach()
     part, weight = my_shard(replica, y.numpy(), spec.loss)   # rows, w_r = N_r / N
-    shard_draws = [None if d is None else d[part] for d in draws]
-    loss = loss_fn(spec, params, model_state, x[part], y[part], shard_draws) * weight
+    loss = loss_fn(spec, params, model_state, x[part], y[part], shard_draws(draws, part)) * weight
     loss.backward()
     with torch.no_grad():
         dist.all_reduce(flat_grads)                           # sum_r w_r * grad_r

@@ -88,6 +88,7 @@ class Progress:
 
 
 def cmd_train(args) -> int:
+    check_replica_flags(args)
     if args.save is not None:                    # before training: --save '' fails here
         check_output_path("--save", args.save)
     resume = None
@@ -136,8 +137,15 @@ def cmd_train(args) -> int:
 
 def leads(args) -> bool:
     """False in the torchrun processes of a data-parallel torch run other than rank 0:
-    their results are rank 0's, which alone prints them and writes --save."""
-    return args.replicas == 1 or args.backend != "torch" or os.environ.get("RANK", "0") == "0"
+    their results are rank 0's, which alone prints them and writes files."""
+    torch = args.backend == "torch" if "backend" in args else "torch" in args.backends
+    return args.replicas == 1 or not torch or os.environ.get("RANK", "0") == "0"
+
+
+def check_replica_flags(args) -> None:
+    if args.per_replica_batch_norm and args.replicas == 1:
+        raise UsageError("--per-replica-batch-norm needs --replicas N with N > 1: on one "
+                         "device BatchNorm has only one batch's statistics")
 
 
 def check_resume_flags(args) -> None:
@@ -162,11 +170,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    check_replica_flags(args)
     outputs = check_outputs(args.json, args.plot, args.html)     # before any training
     spec = spec_from_args(args)
     report = compare(spec, load_dataset(dataset_name(args)),
                      backends=tuple(args.backends), reference=args.reference,
                      replicas=args.replicas, sync_batch_norm=not args.per_replica_batch_norm)
+    if not leads(args):                        # another process of a torchrun job reports
+        return 0 if report.ok else 1
     print(report)
     try:
         written = write_outputs(report, outputs)

@@ -40,7 +40,7 @@ import numpy as np
 
 from nnparity.shared.core.losses import IGNORE_INDEX, LOSSES
 from nnparity.shared.core.spec import NetworkSpec
-from nnparity.shared.core.validation import check_bool, check_int, fail
+from nnparity.shared.core.validation import InputValueError, check_bool, check_int, fail
 
 #: the most replicas a run may ask for
 MAX_REPLICAS = 64
@@ -133,10 +133,14 @@ def check_replicas(replicas: object, sync_batch_norm: object, spec: NetworkSpec,
              "at least one row")
     if not sync:
         shard = smallest // count
-        label = (f"replicas ({count}, with sync_batch_norm=False: per-replica BatchNorm "
-                 f"sees shards of {shard} rows)")
         for layer, shape in zip(spec.layers, spec.layer_input_shapes, strict=False):
-            layer.check_training_rows(shard, shape, label)
+            try:
+                layer.check_training_rows(shard, shape, "rows")
+            except InputValueError:
+                fail("replicas", count, f"fewer replicas, or sync_batch_norm=True: with "
+                     f"per-replica BatchNorm, a shard of the smallest training batch "
+                     f"({smallest} rows) holds {shard} rows, and BatchNorm needs more than "
+                     "one value per channel to train")
     return Replicas(count, sync)
 
 
@@ -144,7 +148,12 @@ def my_shard(replica: Replica, y_batch: np.ndarray, loss: str) -> tuple[slice, f
     """Which rows of a global batch (targets ``y_batch``) ``replica`` takes, and its
     loss weight w_r = N_r / N."""
     start, stop = shard_bounds(len(y_batch), replica.size)[replica.rank]
-    return slice(start, stop), loss_terms(loss, y_batch[start:stop]) / loss_terms(loss, y_batch)
+    return slice(start, stop), shard_weights(loss, y_batch, replica.size)[replica.rank]
+
+
+def shard_draws(draws: list, part: slice) -> list:
+    """A replica's rows (``part``) of a step's draws for the global batch."""
+    return [None if draw is None else draw[part] for draw in draws]
 
 
 def synced(replica: Replica | None) -> Replica | None:
