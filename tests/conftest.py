@@ -200,7 +200,7 @@ else:
 # command line runs a replica module fails the session (an error at the last
 # test's teardown), and is then killed.
 
-#: the modules a torch or JAX replica process runs (``python -m MODULE ...``)
+#: the modules a torch or JAX replica process runs (its ``python -c`` command names them)
 REPLICA_MODULES = ("nnparity.backends.torch.replicas", "nnparity.backends.jax.replicas")
 
 
