@@ -22,6 +22,7 @@ finished.
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import signal
@@ -99,22 +100,27 @@ def run_replicas(replicas: Replicas, job: Callable[[Replica], T]) -> T:
 
 def _as_torchrun_replica(replicas: Replicas, job):
     """Run ``job`` as this process's rank of the torchrun job. A process group made
-    here is destroyed here (gloo aborts the process at exit otherwise); one the
-    caller made is left to the caller."""
-    created = not dist.is_initialized()
-    size = dist.get_world_size() if not created else _world_size_from_environment()
+    here serves every later call too and is destroyed at exit (gloo aborts the
+    process at exit otherwise; destroyed after each call, the next call's
+    rendezvous on torchrun's store fails); one the caller made is left to it."""
+    if dist.is_initialized():
+        size = dist.get_world_size()
+    else:
+        size = _world_size_from_environment()
     if size != replicas.count:
         fail("replicas", replicas.count, f"WORLD_SIZE={size}, the processes of this torchrun "
              "job (each is one replica)")
-    if created:
+    if not dist.is_initialized():
         dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=TIMEOUT_SECONDS))
-    try:
-        replica = TorchReplica(dist.get_rank(), size, replicas.sync_batch_norm)
-        with running_as(replica):
-            return job(replica)
-    finally:
-        if created:
-            dist.destroy_process_group()
+        atexit.register(_destroy_process_group)
+    replica = TorchReplica(dist.get_rank(), size, replicas.sync_batch_norm)
+    with running_as(replica):
+        return job(replica)
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _world_size_from_environment() -> int:
