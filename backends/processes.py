@@ -12,6 +12,11 @@ from pathlib import Path
 from typing import Any
 
 
+#: XLA's flag for N CPU devices, read when JAX starts (the JAX replicas' fresh
+#: process sets it; ``nnparity bench`` drops it from its timing processes)
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
 class ReplicaError(RuntimeError):
     """A replica of a data-parallel run ended without finishing (killed, or crashed
     without an exception it could report); the run was stopped."""

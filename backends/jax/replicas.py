@@ -30,14 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from nnparity.backends.processes import (ReplicaError, last_words, picklable, read_pickle,
-                                         watch_parent, write_pickle)
+from nnparity.backends.processes import (DEVICE_FLAG, ReplicaError, last_words, picklable,
+                                         read_pickle, watch_parent, write_pickle)
 from nnparity.shared.core.replicas import Replicas, running_as
 
 T = TypeVar("T")
 
-#: the flag that makes N CPU devices; read by XLA when JAX starts
-DEVICE_FLAG = "--xla_force_host_platform_device_count"
 #: what the fresh process runs (``-c``, not ``-m``: the package already imports this
 #: module, and runpy would run a second copy of it)
 ENTRY = ("import sys; from nnparity.backends.jax.replicas import process_main; "
@@ -133,4 +131,3 @@ def process_main(workdir: str) -> None:
         write_pickle(Path(workdir) / "error.pkl", picklable(exc))
         raise SystemExit(1) from None
     write_pickle(Path(workdir) / "result.pkl", result)
-

@@ -56,6 +56,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from nnparity.backends.processes import DEVICE_FLAG   # dropped from the timing processes
+
 #: the replica counts compared
 REPLICA_COUNTS = (1, 2)
 #: the two run lengths, in epochs of the compute data (``run.COMPUTE_ROWS`` rows, 4
@@ -66,9 +68,6 @@ LONG_EPOCHS = 10
 CEILING_PRODUCTS = 16
 #: a ceiling efficiency below this says the second core was busy with other work
 CEILING_WARNING = 0.9
-#: XLA's flag for N CPU devices (``backends/jax/replicas.py``), dropped from the
-#: timing processes' environment
-DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
 # ----------------------------------------------------------------------------- arithmetic
