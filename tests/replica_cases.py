@@ -26,11 +26,11 @@ import importlib
 import numpy as np
 
 from nnparity.backends import TrainResult, train
-from nnparity.shared import (GRU, SGD, Adam, Dataset, Dense, Embedding, NetworkSpec, POLICY,
+from nnparity.shared import (GRU, Adam, Dataset, Dense, Embedding, NetworkSpec, POLICY,
                              load_dataset)
 from nnparity.shared.core.losses import IGNORE_INDEX
 from nnparity.shared.core.recipes import RECIPES
-from nnparity.shared.core.synthetic import regression
+from nnparity.shared.core.synthetic import uneven_shards_case
 from nnparity.shared.testing import assert_close
 
 #: the NumPy backend's training module (``nnparity.backends.numpy.train`` is also
@@ -44,17 +44,9 @@ def notebook_case() -> tuple[NetworkSpec, Dataset]:
     return recipe.spec("float64"), load_dataset(recipe.dataset)
 
 
-#: the MLP's optimizer (SGD: see the summed-gradient control in test_replicas.py)
-MLP_OPTIMIZER = SGD(lr=0.05, momentum=0.9)
-
-
-def mlp_case(optimizer=MLP_OPTIMIZER, epochs: int = 4,
-             activation: str = "tanh") -> tuple[NetworkSpec, Dataset]:
-    """A deeper MLP on 75 shuffled synthetic rows in batches of 16: the partial last
-    batch (11 rows) makes uneven shards."""
-    spec = NetworkSpec(sizes=(5, 16, 16, 8, 3), activation=activation, init="xavier_uniform",
-                       optimizer=optimizer, batch_size=16, epochs=epochs, seed=3, shuffle=True)
-    return spec, regression(75, 5, 3, seed=3)
+#: the deeper MLP with a partial last batch (SGD: see the summed-gradient control in
+#: test_replicas.py): sizes (5, 16, 16, 8, 3), batch 16 on 75 shuffled rows
+mlp_case = uneven_shards_case
 
 
 def cnn_case(epochs: int = 2) -> tuple[NetworkSpec, Dataset]:
