@@ -117,7 +117,7 @@ def killed_torch_run() -> tuple[Background, dict[int, list], Path, float]:
     spec, data = mlp_case(epochs=2000)
     background = Background(spec, data, "torch", replicas=2, metrics=False)
     found = wait_for_replicas(TORCH_LAUNCHER, 2, background)
-    ranks = {int(argv[-1]): pid for pid, argv in found.items()}     # ... -m MODULE WORKDIR RANK
+    ranks = {int(argv[-1]): pid for pid, argv in found.items()}     # ... -c ENTRY WORKDIR RANK
     workdir = Path(next(iter(found.values()))[-2])
     wait_until_joined(workdir)
     assert background.thread.is_alive(), f"the run ended early: {background.error!r}"
