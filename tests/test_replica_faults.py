@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -227,7 +226,7 @@ def test_a_killed_jax_replica_process_ends_the_run_with_replica_error():
     background = Background(spec, data, "jax", replicas=2, metrics=False)
     found = wait_for_replicas(module, 1, background)
     (pid,) = found
-    workdir = Path(found[pid][-1])                  # ... -m MODULE WORKDIR
+    workdir = Path(found[pid][-1])                  # ... -c ENTRY WORKDIR
     time.sleep(4.0)                                  # JAX imported, the run compiled
     assert background.thread.is_alive(), f"the run ended early: {background.error!r}"
     took = kill_and_wait(background, pid)
@@ -270,10 +269,10 @@ def test_replicas_end_by_themselves_when_their_caller_is_killed(backend, count):
     while any(is_alive(pid, module) for pid in found) and time.monotonic() - killed < 20:
         time.sleep(0.05)
     assert not any(is_alive(pid, module) for pid in found), "a replica outlived its caller"
-    for command in found.values():                  # the private directory the caller left
-        workdir = Path(command.split()[3])          # python -m MODULE WORKDIR [RANK]
-        if workdir.name.startswith("nnparity-") and workdir.is_dir():
-            shutil.rmtree(workdir)
+    for command in found.values():      # the private directory: its replicas removed it
+        (workdir,) = [Path(word) for word in command.split()
+                      if Path(word).name.startswith("nnparity-")]
+        assert not workdir.exists(), f"{workdir} (with the job's data) was left behind"
 
 
 def test_the_torch_and_jax_replica_errors_are_one_class():
