@@ -41,6 +41,18 @@ def state_to_numpy(state):
                           {name: to_numpy(tree) for name, tree in state.buffers.items()})
 
 
+def trainable(spec, params):
+    """A copy of the NumPy ``params`` as leaf tensors autograd fills, views of one
+    vector ``flat``, whose ``.grad`` are views of one zeroed vector ``flat_grads``:
+    (flat, params, flat_grads, grads)."""
+    flat_grads, grads = in_one_vector(zeros_like_tree(params), spec.dtype, torch.from_numpy)
+    flat, tensors = in_one_vector(params, spec.dtype, torch.from_numpy)
+    for p, g in zip(leaves(tensors), leaves(grads), strict=True):
+        p.requires_grad_(True)                                   # leaves autograd fills
+        p.grad = g
+    return flat, tensors, flat_grads, grads
+
+
 def backward(spec, params, model_state, x, y, draws, flat_grads, replica: Replica | None):
     """The global batch's loss (detached), its gradients added into the parameters'
     ``.grad`` (views of ``flat_grads``), for the batch x, y (tensors) with its
@@ -85,10 +97,8 @@ def _steps(spec, starts, replica):
 
 def _step(spec, params, model_state, opt_state, x, y, replica):
     draws = step_draws(spec, int(opt_state.step), x.shape[0])
-    flat_grads, grads = in_one_vector(zeros_like_tree(params), spec.dtype, torch.from_numpy)
-    params, model_state = to_tensors(params, requires_grad=True), to_tensors(model_state)
-    for p, g in zip(leaves(params), leaves(grads), strict=True):
-        p.grad = g
+    _, params, flat_grads, grads = trainable(spec, params)
+    model_state = to_tensors(model_state)
     opt_state = state_to_tensors(opt_state)
     loss = backward(spec, params, model_state, torch.from_numpy(x), torch.from_numpy(y),
                     draws, flat_grads, replica)
@@ -126,12 +136,7 @@ def train(spec: NetworkSpec, params: Params, model_state: Params, opt_state: Opt
 
 
 def _train(spec, params, model_state, opt_state, x, y, plan, record_every, replica):
-    flat_grads, grads = in_one_vector(zeros_like_tree(params), spec.dtype, torch.from_numpy)
-    flat, tensors = in_one_vector(params, spec.dtype, torch.from_numpy)
-    for p, g in zip(leaves(tensors), leaves(grads), strict=True):
-        p.requires_grad_(True)                                   # leaves autograd fills
-        p.grad = g
-    params = tensors                                             # views of flat
+    flat, params, flat_grads, grads = trainable(spec, params)
     model_state = map_tree(torch.from_numpy, map_tree(np.copy, model_state))
     buffers = {name: in_one_vector(tree, spec.dtype, torch.from_numpy)
                for name, tree in opt_state.buffers.items()}
