@@ -24,7 +24,7 @@ too: parity holds only if every backend diverged at the same step.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -137,10 +137,10 @@ class ParityReport:
     parity: tuple[BackendParity, ...]
     reference_diverged_at: int | None
     reference_seconds: float
+    run_seconds: dict[str, float]
+    run_diverged_at: dict[str, int | None]
     replicas: int = 1
     sync_batch_norm: bool = True
-    run_seconds: dict[str, float] = field(default_factory=dict)
-    run_diverged_at: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -189,9 +189,7 @@ class ParityReport:
                              f"{worst.sensitivity:.1e})" + (
                                  f"; in {blurred} of them rounding alone changes some tensor "
                                  f"by its own size" if blurred else ""))
-        seconds = self.run_seconds or {self.reference: self.reference_seconds,
-                                       **{p.backend: p.seconds for p in self.parity}}
-        timing = ", ".join(f"{run} {s:.3f}" for run, s in seconds.items())
+        timing = ", ".join(f"{run} {s:.3f}" for run, s in self.run_seconds.items())
         lines.append(f"train seconds: {timing}")
         for p in self.parity:
             lines.append(f"diagnosis {p.backend}: {p.diagnosis}")

@@ -93,17 +93,13 @@ def verdict_text(report: ParityReport) -> str:
 def report_to_dict(report: ParityReport) -> dict:
     """The report as a JSON-ready dict (schema: docs/compare-report.md)."""
     check_report(report)
-    seconds = report.run_seconds or {report.reference: report.reference_seconds,
-                                     **{p.backend: p.seconds for p in report.parity}}
-    diverged = report.run_diverged_at or {report.reference: report.reference_diverged_at,
-                                          **{p.backend: p.diverged_at for p in report.parity}}
     backends = {}
     for name in backend_names(report):
         result = report.results.get(name)
         backends[name] = {
             "reference": name == report.reference,
-            "seconds": number(seconds[name]),
-            "diverged_at": diverged[name],
+            "seconds": number(report.run_seconds[name]),
+            "diverged_at": report.run_diverged_at[name],
             "metrics": (None if result is None
                         else {k: number(v) for k, v in result.metrics.items()}),
             "losses": None if result is None else [number(v) for v in result.losses.tolist()],
