@@ -94,7 +94,7 @@ def test_the_ceiling_work_is_split_evenly_over_the_threads():
         assert shares == [4 // threads] * threads
     with pytest.raises(ValueError, match="products"):
         dp.ceiling_work(2, products=5)
-    assert dp.matrix_product()().shape == (1024, 1024)
+    assert bench.matmul("numpy")().shape == (1024, 1024)      # the default product
 
 
 # ----------------------------------------------------------------------------- arithmetic
@@ -330,7 +330,7 @@ def test_each_backend_is_measured_in_a_fresh_process_with_one_thread(monkeypatch
                                  "stdout": f'a warning\n{{"backend": "{command[-2]}"}}\n'})()
 
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    monkeypatch.setattr(dp.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
     assert dp.run_data_parallel(["numpy", "jax"], repeats=6) == {
         "numpy": {"backend": "numpy"}, "jax": {"backend": "jax"}}
     assert [command[-2:] for command, _ in seen] == [["numpy", "6"], ["jax", "6"]]
@@ -341,7 +341,7 @@ def test_each_backend_is_measured_in_a_fresh_process_with_one_thread(monkeypatch
 
 
 def test_a_failed_timing_process_is_an_error(monkeypatch):
-    monkeypatch.setattr(dp.subprocess, "run", lambda command, env, capture_output, text: type(
+    monkeypatch.setattr(bench.subprocess, "run", lambda command, env, capture_output, text: type(
         "Done", (), {"returncode": 1, "stderr": "boom", "stdout": ""})())
     with pytest.raises(RuntimeError, match="data-parallel timing process of torch failed:\nboom"):
         dp.run_data_parallel(["torch"], repeats=5)

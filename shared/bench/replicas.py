@@ -44,17 +44,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 
 from nnparity.backends.processes import DEVICE_FLAG   # dropped from the timing processes
 
@@ -127,19 +124,16 @@ def replica_trainer(backend: str, replicas: int) -> Callable[[int], Any]:
     return trainer
 
 
-def matrix_product() -> Callable[[], object]:
-    """One float32 1024 x 1024 matrix product in NumPy (its BLAS releases the GIL)."""
-    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
-    return lambda: a @ a
-
-
 def ceiling_work(threads: int, products: int = CEILING_PRODUCTS,
                  product: Callable[[], object] | None = None) -> Callable[[], None]:
-    """``products`` calls of ``product`` (default ``matrix_product()``), split evenly
-    over ``threads`` threads: work with nothing to share."""
+    """``products`` calls of ``product`` (default: a float32 1024 x 1024 product in
+    NumPy, ``run.matmul("numpy")``, whose BLAS releases the GIL), split evenly over
+    ``threads`` threads: work with nothing to share."""
+    from nnparity.shared.bench.run import matmul
+
     if products % threads:
         raise ValueError(f"products: expected a multiple of threads={threads}, got {products}")
-    product = product or matrix_product()
+    product = product or matmul("numpy")
 
     def share() -> None:
         for _ in range(products // threads):
@@ -278,7 +272,7 @@ def run_data_parallel(backends: Sequence[str], repeats: int) -> dict:
     ``run.run_part`` measures the per-epoch parts) and one JAX device, as a user's
     process starts (a ``DEVICE_FLAG`` in ``XLA_FLAGS`` is dropped), so that 2 JAX
     replicas are timed with the fresh process ``train`` launches for them."""
-    from nnparity.shared.bench.run import one_thread_env
+    from nnparity.shared.bench.run import json_from_fresh_process, one_thread_env
 
     code = ("import json, sys\n"
             "from nnparity.shared.bench.replicas import measure_data_parallel\n"
@@ -286,15 +280,9 @@ def run_data_parallel(backends: Sequence[str], repeats: int) -> dict:
     env = one_thread_env(dict(os.environ))
     env["XLA_FLAGS"] = " ".join(flag for flag in env["XLA_FLAGS"].split()
                                 if not flag.startswith(DEVICE_FLAG))
-    out = {}
-    for backend in backends:
-        done = subprocess.run([sys.executable, "-c", code, backend, str(repeats)],
-                              env=env, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"the data-parallel timing process of {backend} failed:\n"
-                               f"{done.stderr}")
-        out[backend] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+    return {backend: json_from_fresh_process(code, [backend, str(repeats)], env,
+                                             f"the data-parallel timing process of {backend}")
+            for backend in backends}
 
 
 # ----------------------------------------------------------------------------- table

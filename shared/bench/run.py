@@ -306,10 +306,20 @@ def run_part(part: Part, backends, repeats: int) -> dict:
     code = ("import json, sys\n"
             "from nnparity.shared.bench.run import measure_part\n"
             "print(json.dumps(measure_part(sys.argv[1], sys.argv[2:-1], int(sys.argv[-1]))))\n")
-    done = subprocess.run([sys.executable, "-c", code, part.key, *backends, str(repeats)],
-                          env=one_thread_env(dict(os.environ)), capture_output=True, text=True)
+    return json_from_fresh_process(code, [part.key, *backends, str(repeats)],
+                                   one_thread_env(dict(os.environ)),
+                                   f"the timing process of the {part.title}")
+
+
+def json_from_fresh_process(code: str, args: Sequence[str], env: dict[str, str],
+                            what: str) -> Any:
+    """``python -c code *args`` in a fresh process with ``env``; the JSON value on the
+    last line it prints. A RuntimeError saying ``what`` failed, with its stderr, when
+    it fails."""
+    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                          text=True)
     if done.returncode != 0:
-        raise RuntimeError(f"the timing process of the {part.title} failed:\n{done.stderr}")
+        raise RuntimeError(f"{what} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
